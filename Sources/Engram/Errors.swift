@@ -1,0 +1,31 @@
+import Foundation
+
+/// Every error Engram raises names the file and the tensor, key or field it is about,
+/// says what was expected and what was found, so that a user can act on it.
+public enum EngramError: Error, CustomStringConvertible, LocalizedError, Equatable {
+    /// A file that cannot be opened or read.
+    case io(file: String, detail: String)
+    /// The file is not in the format it claims, or its structure is broken.
+    case format(file: String, detail: String)
+    /// A metadata key (GGUF) or config field (config.json) is missing or has the wrong type/value.
+    case metadata(file: String, key: String, detail: String)
+    /// A tensor is missing, has the wrong shape or dtype, or its data is out of range.
+    case tensor(file: String, tensor: String, detail: String)
+    /// Anything about the model itself that cannot work (e.g. unsupported architecture).
+    case unsupported(file: String, detail: String)
+    /// A user-supplied argument that cannot be used.
+    case invalidArgument(String)
+
+    public var description: String {
+        switch self {
+        case let .io(file, detail): return "\(file): \(detail)"
+        case let .format(file, detail): return "\(file): \(detail)"
+        case let .metadata(file, key, detail): return "\(file): key '\(key)': \(detail)"
+        case let .tensor(file, tensor, detail): return "\(file): tensor '\(tensor)': \(detail)"
+        case let .unsupported(file, detail): return "\(file): \(detail)"
+        case let .invalidArgument(detail): return detail
+        }
+    }
+
+    public var errorDescription: String? { description }
+}

@@ -1,0 +1,85 @@
+import Foundation
+
+public enum CheckpointFormat: String, Sendable { case gguf, safetensors }
+
+/// One stored tensor: its canonical name, element type, shape (outermost dimension first,
+/// so a `[out, in]` weight is row-major) and where its bytes are.
+public struct StoredTensor: @unchecked Sendable {
+    public let name: String
+    public let dtype: DType
+    public let shape: [Int]
+    public let data: UnsafeRawPointer
+    public let byteCount: Int
+    /// The file the bytes live in (for error messages).
+    public let file: String
+    /// Keeps the mapping (or owned buffer) alive.
+    public let owner: AnyObject
+
+    public var elementCount: Int { shape.reduce(1, *) }
+
+    /// The tensor as float32 `[rows, cols]`, where cols is the innermost dimension. F32 data is used in
+    /// place (the mapping is private, so writes never reach the file); other types are dequantized.
+    public func matrix() -> Matrix {
+        let cols = shape.last ?? 1
+        let rows = cols == 0 ? 0 : elementCount / cols
+        if dtype == .f32, Int(bitPattern: data) % 4 == 0 {
+            return Matrix(rows: rows, cols: cols, pointer: UnsafeMutablePointer(mutating: data.assumingMemoryBound(to: Float.self)), owner: owner)
+        }
+        let m = Matrix(rows: rows, cols: cols)
+        Dequantize.run(dtype, source: data, count: elementCount, into: m.pointer)
+        return m
+    }
+}
+
+/// A loaded checkpoint: metadata in GGUF's vocabulary (Hugging Face config.json is translated into it)
+/// and tensors under canonical GGUF names (`blk.N.attn_q.weight`), whatever the file format.
+public final class Checkpoint: @unchecked Sendable {
+    public let location: String
+    public let format: CheckpointFormat
+    public var metadata: Metadata
+    public private(set) var tensorNames: [String] = []
+    public private(set) var tensors: [String: StoredTensor] = [:]
+    /// Extra files that came with the checkpoint (e.g. tokenizer.json bytes of a Hugging Face folder).
+    public var sidecars: [String: Data] = [:]
+
+    public init(location: String, format: CheckpointFormat, metadata: Metadata) {
+        self.location = location
+        self.format = format
+        self.metadata = metadata
+    }
+
+    public func add(_ tensor: StoredTensor) {
+        if tensors[tensor.name] == nil { tensorNames.append(tensor.name) }
+        tensors[tensor.name] = tensor
+    }
+
+    public func has(_ name: String) -> Bool { tensors[name] != nil }
+
+    public func tensor(_ name: String) throws -> StoredTensor {
+        guard let t = tensors[name] else { throw EngramError.tensor(file: location, tensor: name, detail: "missing from checkpoint") }
+        return t
+    }
+
+    /// Loads a tensor as float32 after checking its shape (outermost first) against what the
+    /// architecture expects.
+    public func matrix(_ name: String, shape expected: [Int]) throws -> Matrix {
+        let t = try tensor(name)
+        guard t.shape == expected else {
+            // A 1-D expectation matches a [1, n] tensor too.
+            if !(expected.count == 1 && t.shape == [1, expected[0]]) {
+                throw EngramError.tensor(file: t.file, tensor: name, detail: "shape \(t.shape) disagrees with the model config, which expects \(expected)")
+            }
+            return t.matrix()
+        }
+        return t.matrix()
+    }
+
+    public func optionalMatrix(_ name: String, shape: [Int]) throws -> Matrix? {
+        has(name) ? try matrix(name, shape: shape) : nil
+    }
+
+    /// Total bytes of tensor data.
+    public var tensorBytes: Int { tensors.values.reduce(0) { $0 + $1.byteCount } }
+
+    public var architecture: String? { metadata["general.architecture"]?.string }
+}

@@ -1,0 +1,50 @@
+import COpenBLAS
+import Foundation
+
+/// Matrix products through OpenBLAS. All matrices are row-major.
+public enum BLAS {
+    /// `Y[n, out] = X[n, in] · Wᵀ` for a weight `W[out, in]`; adds to Y when `accumulate`.
+    /// One token uses sgemv (memory-bound), several use sgemm (compute-bound).
+    @inline(__always)
+    public static func linear(_ x: UnsafePointer<Float>, rows n: Int, weight w: Matrix,
+                              into y: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
+        let beta: Float = accumulate ? 1 : 0
+        if n == 1 {
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(w.rows), Int32(w.cols), 1,
+                        w.pointer, Int32(w.cols), x, 1, beta, y, 1)
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(w.rows), Int32(w.cols), 1,
+                        x, Int32(w.cols), w.pointer, Int32(w.cols), beta, y, Int32(w.rows))
+        }
+    }
+
+    /// General `C[m,n] = alpha · op(A) · op(B) + beta · C` with explicit leading dimensions.
+    @inline(__always)
+    public static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+                            a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                            beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    /// `y[m] = alpha · op(A) · x + beta · y` for `A[m, n]` (row-major, leading dimension lda).
+    @inline(__always)
+    public static func gemv(trans: Bool, m: Int, n: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                            x: UnsafePointer<Float>, incx: Int = 1, beta: Float = 0,
+                            y: UnsafeMutablePointer<Float>, incy: Int = 1) {
+        cblas_sgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), alpha, a, Int32(lda),
+                    x, Int32(incx), beta, y, Int32(incy))
+    }
+
+    public static var threads: Int {
+        get { Int(openblas_get_num_threads()) }
+        set { openblas_set_num_threads(Int32(newValue)) }
+    }
+
+    /// The OpenBLAS build and the CPU core it selected (e.g. "OpenBLAS 0.3.21 ... Haswell").
+    public static var configuration: String {
+        let config = String(cString: openblas_get_config())
+        let core = String(cString: openblas_get_corename())
+        return "\(config) core=\(core)"
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+
+/// A heap block of floats owned by Swift; the unit of activation and weight storage.
+/// A class so that views can share it without copying, and so that memory is freed deterministically.
+public final class FloatBuffer: @unchecked Sendable {
+    public let count: Int
+    public let pointer: UnsafeMutablePointer<Float>
+
+    public init(count: Int, zeroed: Bool = true) {
+        self.count = count
+        // 64-byte alignment keeps SIMD loads and BLAS kernels on their fast paths.
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
+        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        if zeroed { pointer.initialize(repeating: 0, count: count) }
+    }
+
+    public convenience init(_ values: [Float]) {
+        self.init(count: values.count, zeroed: false)
+        values.withUnsafeBufferPointer { pointer.update(from: $0.baseAddress!, count: values.count) }
+    }
+
+    deinit { pointer.deallocate() }
+
+    public var array: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
+
+    public subscript(i: Int) -> Float {
+        get { pointer[i] }
+        set { pointer[i] = newValue }
+    }
+}
+
+/// A row-major float matrix `[rows, cols]` whose memory belongs to `owner`
+/// (a FloatBuffer, or a private memory map of a checkpoint file).
+/// Weights follow the nn.Linear convention: `[out, in]`, so `y = W x`.
+public struct Matrix: @unchecked Sendable {
+    public let rows: Int
+    public let cols: Int
+    public let pointer: UnsafeMutablePointer<Float>
+    public let owner: AnyObject
+
+    public init(rows: Int, cols: Int, pointer: UnsafeMutablePointer<Float>, owner: AnyObject) {
+        self.rows = rows
+        self.cols = cols
+        self.pointer = pointer
+        self.owner = owner
+    }
+
+    /// A zero-filled matrix with its own storage.
+    public init(rows: Int, cols: Int) {
+        let buffer = FloatBuffer(count: rows * cols)
+        self.init(rows: rows, cols: cols, pointer: buffer.pointer, owner: buffer)
+    }
+
+    public init(rows: Int, cols: Int, values: [Float]) {
+        precondition(values.count == rows * cols)
+        let buffer = FloatBuffer(values)
+        self.init(rows: rows, cols: cols, pointer: buffer.pointer, owner: buffer)
+    }
+
+    public var count: Int { rows * cols }
+    public func row(_ r: Int) -> UnsafeMutablePointer<Float> { pointer + r * cols }
+    public var values: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
+
+    /// A deep copy with its own storage.
+    public func copy() -> Matrix {
+        let m = Matrix(rows: rows, cols: cols)
+        m.pointer.update(from: pointer, count: count)
+        return m
+    }
+}
+
+/// A vector with its own storage (used for norms and biases).
+public typealias Vector = Matrix
+extension Matrix {
+    public init(vector values: [Float]) { self.init(rows: 1, cols: values.count, values: values) }
+}
