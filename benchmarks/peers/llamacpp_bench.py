@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Prompt-processing and decode speed of llama.cpp (through llama-cpp-python) on one GGUF.
+
+pp<P>: time of one eval() of exactly P prompt token ids on an empty KV cache
+       (n_batch=512, only the last token's logits are computed).
+tg<N>: after a short prompt, N greedy steps, each eval() of one token; only
+       the N steps are timed (argmax over the logits included).
+One untimed warm-up pass comes first. Prints JSON (see benchcommon.report).
+"""
+import ctypes
+
+import numpy as np
+
+import benchcommon as bc
+
+
+def main():
+    args = bc.parse_args(__doc__)
+    import llama_cpp
+    from llama_cpp import Llama
+
+    longest = max(args.prompt_tokens + [args.decode_prompt_tokens + args.decode_tokens])
+    n_ctx = max(1024, longest + 16)
+    settings = {"n_threads": args.threads, "n_threads_batch": args.threads, "n_batch": 512,
+                "n_ubatch": 512, "n_ctx": n_ctx, "logits_all": False, "flash_attn": False,
+                "use_mmap": True}
+    with bc.Timer() as load:
+        llm = Llama(model_path=args.model, verbose=False, **settings)
+    rss_after_load = bc.rss_mib()
+    n_vocab = llm.n_vocab()
+
+    text_ids = llm.tokenize(bc.TEXT.encode(), add_bos=False, special=False)
+    prompts = {p: bc.prompt_ids(text_ids, p) for p in args.prompt_tokens}
+    decode_prompt = bc.prompt_ids(text_ids, args.decode_prompt_tokens)
+
+    def last_logits():
+        ptr = llm._ctx.get_logits_ith(-1)
+        return np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)), shape=(n_vocab,))
+
+    def run_pp(ids):
+        llm.reset()  # n_tokens = 0; eval() drops the KV cells from there on
+        with bc.Timer() as t:
+            llm.eval(ids)
+        return t.seconds
+
+    def run_tg(n):
+        llm.reset()
+        llm.eval(decode_prompt)
+        out = []
+        with bc.Timer() as t:
+            tok = int(np.argmax(last_logits()))
+            for _ in range(n):
+                llm.eval([tok])
+                out.append(tok)
+                tok = int(np.argmax(last_logits()))
+        return t.seconds, out
+
+    run_pp(prompts[min(prompts)])  # warm-up, untimed
+    run_tg(8)
+
+    pp_times = {p: [] for p in prompts}
+    tg_times = []
+    generated = None
+    for _ in range(args.repeats):
+        for p, ids in prompts.items():
+            pp_times[p].append(run_pp(ids))
+        secs, generated = run_tg(args.decode_tokens)
+        tg_times.append(secs)
+
+    results = {f"pp{p}": bc.summary(p, s) for p, s in pp_times.items()}
+    results[f"tg{args.decode_tokens}"] = bc.summary(args.decode_tokens, tg_times)
+    extra = {
+        "load_seconds": load.seconds,
+        "rss_after_load_mib": rss_after_load,
+        "rss_end_mib": bc.rss_mib(),
+        "prompt_ids_sha256_16": bc.ids_digest(prompts[max(prompts)]),
+        "decode_prompt_ids": decode_prompt,
+        "decode_text": llm.detokenize(generated).decode("utf-8", "replace"),
+        "llama_system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
+    }
+    bc.report(args, "llama.cpp via llama-cpp-python", settings, results, extra)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Prompt-processing and decode speed of Hugging Face transformers (PyTorch, CPU, float32)
+on a model loaded from one GGUF file (transformers dequantizes it on load).
+
+pp<P>: one forward of exactly P prompt token ids with a fresh KV cache,
+       logits only for the last position (logits_to_keep=1).
+tg<N>: after a short prompt, N greedy steps, each a forward of one token with
+       the KV cache; only the N steps are timed (argmax included).
+One untimed warm-up pass comes first. Prints JSON (see benchcommon.report).
+"""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local files only
+
+import benchcommon as bc
+
+
+def main():
+    args = bc.parse_args(__doc__)
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+
+    torch.set_num_threads(args.threads)
+    folder, name = os.path.split(os.path.abspath(args.model))
+    with bc.Timer() as load:
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        model.eval()
+        tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    rss_after_load = bc.rss_mib()
+    settings = {"torch_threads": torch.get_num_threads(), "dtype": "float32",
+                "attn_implementation": model.config._attn_implementation,
+                "cache": "DynamicCache", "logits_to_keep": 1, "grad": "inference_mode"}
+
+    text_ids = tok(bc.TEXT, add_special_tokens=False)["input_ids"]
+    prompts = {p: bc.prompt_ids(text_ids, p) for p in args.prompt_tokens}
+    decode_prompt = bc.prompt_ids(text_ids, args.decode_prompt_tokens)
+
+    def forward(ids, cache):
+        x = torch.tensor([ids], dtype=torch.long)
+        return model(input_ids=x, past_key_values=cache, use_cache=True, logits_to_keep=1).logits[0, -1]
+
+    @torch.inference_mode()
+    def run_pp(ids):
+        cache = DynamicCache(config=model.config)
+        with bc.Timer() as t:
+            forward(ids, cache)
+        return t.seconds
+
+    @torch.inference_mode()
+    def run_tg(n):
+        cache = DynamicCache(config=model.config)
+        logits = forward(decode_prompt, cache)
+        out = []
+        with bc.Timer() as t:
+            nxt = int(torch.argmax(logits))
+            for _ in range(n):
+                logits = forward([nxt], cache)
+                out.append(nxt)
+                nxt = int(torch.argmax(logits))
+        return t.seconds, out
+
+    run_pp(prompts[min(prompts)])  # warm-up, untimed
+    run_tg(8)
+
+    pp_times = {p: [] for p in prompts}
+    tg_times = []
+    generated = None
+    for _ in range(args.repeats):
+        for p, ids in prompts.items():
+            pp_times[p].append(run_pp(ids))
+        secs, generated = run_tg(args.decode_tokens)
+        tg_times.append(secs)
+
+    results = {f"pp{p}": bc.summary(p, s) for p, s in pp_times.items()}
+    results[f"tg{args.decode_tokens}"] = bc.summary(args.decode_tokens, tg_times)
+    extra = {
+        "load_seconds": load.seconds,
+        "rss_after_load_mib": rss_after_load,
+        "rss_end_mib": bc.rss_mib(),
+        "prompt_ids_sha256_16": bc.ids_digest(prompts[max(prompts)]),
+        "decode_prompt_ids": decode_prompt,
+        "decode_text": tok.decode(generated),
+        "torch_config": torch.__config__.parallel_info().strip().splitlines()[:6],
+    }
+    bc.report(args, "transformers (PyTorch CPU)", settings, results, extra)
+
+
+if __name__ == "__main__":
+    main()
