@@ -40,6 +40,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .executableTarget(
+            name: "EngramBench",
+            dependencies: ["Engram"],
+            path: "benchmarks/EngramBench",
+            swiftSettings: optimized
+        ),
         .testTarget(
             name: "EngramTests",
             dependencies: ["Engram"],
