@@ -41,6 +41,8 @@ public final class Checkpoint: @unchecked Sendable {
     public private(set) var tensors: [String: StoredTensor] = [:]
     /// Extra files that came with the checkpoint (e.g. tokenizer.json bytes of a Hugging Face folder).
     public var sidecars: [String: Data] = [:]
+    /// Set by `contentHash()`.
+    var cachedHash: String?
 
     public init(location: String, format: CheckpointFormat, metadata: Metadata) {
         self.location = location
