@@ -1,9 +1,12 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Numeric code is unusably slow without optimisation, so the library is built
-// with -O even in debug configurations.
-let optimized: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"])]
+// Numeric code is unusably slow without optimisation, so the library is built with -O even in
+// debug configurations (without -wmo there, which breaks incremental debug builds).
+let optimized: [SwiftSetting] = [
+    .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
+    .unsafeFlags(["-O"], .when(configuration: .debug)),
+]
 
 let package = Package(
     name: "Engram",
