@@ -1,0 +1,49 @@
+import Foundation
+
+/// Editors by name, with their hyper-parameters from a YAML file (or `hparams/<method>/smollm2.yaml`,
+/// or the built-in defaults). One place that knows every method, so the CLI, the evaluator and the
+/// server share it.
+public enum EditorRegistry {
+    public static let methods = ["none", "ike", "rome", "memit", "alphaedit"]
+
+    /// - Parameters:
+    ///   - pool: requests IKE may draw demonstrations from (the other records of the data file).
+    ///   - statistics: key statistics for ROME (with mom2_adjustment), MEMIT and AlphaEdit.
+    public static func make(method: String, hyperParameters path: String?, pool: [EditRequest] = [],
+                            statistics: StatisticsProvider?) throws -> Editor {
+        func file(_ name: String) -> String? { path ?? HyperParameterFile.defaultPath(method: name) }
+        func needStatistics() throws -> StatisticsProvider {
+            guard let statistics else { throw EngramError.invalidArgument("method '\(method)' needs key statistics") }
+            return statistics
+        }
+        switch method.lowercased() {
+        case "none": return NoEditor()
+        case "ike": return IKE(pool: pool)
+        case "rome":
+            let hp = try file("rome").map { try HyperParameterFile.load(ROMEHyperParameters.self, path: $0) } ?? ROMEHyperParameters()
+            return ROME(hp, statistics: statistics)
+        case "memit":
+            let hp = try file("memit").map { try HyperParameterFile.load(MEMITHyperParameters.self, path: $0) } ?? MEMITHyperParameters()
+            return MEMIT(hp, statistics: try needStatistics())
+        case "alphaedit":
+            let hp = try file("alphaedit").map { try HyperParameterFile.load(MEMITHyperParameters.self, path: $0) } ?? MEMITHyperParameters()
+            return AlphaEdit(hp, statistics: try needStatistics())
+        default:
+            throw EngramError.invalidArgument("unknown method '\(method)' (known: \(methods.joined(separator: ", ")))")
+        }
+    }
+
+    /// Statistics from the shipped corpus (or `corpus`), cached on disk per model hash.
+    public static func statistics(model: LanguageModel, tokenizer: Tokenizer, modelHash: String, corpus: String? = nil,
+                                  documents: Int = 2000, progress: ((Int, Int) -> Void)? = nil) -> StatisticsProvider {
+        var loaded: TextCorpus?
+        return { layers in
+            guard let path = corpus ?? TextCorpus.defaultPath() else {
+                throw EngramError.invalidArgument("no statistics corpus: fixtures/wikitext-2/wiki.test.raw is missing and none was given")
+            }
+            if loaded == nil { loaded = try TextCorpus(path: path) }
+            let collector = KeyStatisticsCollector(model: model, tokenizer: tokenizer, modelHash: modelHash)
+            return try collector.statistics(corpus: loaded!, layers: layers, documents: documents, progress: progress)
+        }
+    }
+}

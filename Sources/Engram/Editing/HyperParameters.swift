@@ -1,0 +1,74 @@
+import Foundation
+import Yams
+
+/// A method's knobs, read from YAML (`hparams/<method>/<model>.yaml`). Keys are EasyEdit's names, so its
+/// files load as they are; keys that only say where a weight lives (module paths) are accepted and
+/// ignored, because that is the architecture's business here; any other unknown key is an error.
+public protocol MethodHyperParameters: Codable, Sendable {
+    /// The keys this method understands.
+    static var knownKeys: Set<String> { get }
+    init()
+}
+
+public enum HyperParameterFile {
+    /// EasyEdit keys about devices, module paths and bookkeeping: meaningful there, not here.
+    static let ignoredKeys: Set<String> = [
+        "alg_name", "model_name", "device", "stats_dir", "model_parallel", "fp16", "max_length", "batch_size",
+        "rewrite_module_tmp", "layer_module_tmp", "mlp_module_tmp", "attn_module_tmp", "ln_f_module", "lm_head_module",
+        "P_loc", "sequential_edit",
+    ]
+
+    public static func load<H: MethodHyperParameters>(_ type: H.Type, path: String) throws -> H {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw EngramError.io(file: path, detail: "cannot read hyper-parameter file")
+        }
+        let text = String(decoding: data, as: UTF8.self)
+        let node: Any?
+        do { node = try Yams.load(yaml: text) } catch {
+            throw EngramError.format(file: path, detail: "not valid YAML: \(error)")
+        }
+        guard let map = node as? [String: Any] else {
+            throw EngramError.format(file: path, detail: "expected a mapping of hyper-parameter names to values")
+        }
+        let unknown = Set(map.keys).subtracting(H.knownKeys).subtracting(ignoredKeys).sorted()
+        if !unknown.isEmpty {
+            throw EngramError.metadata(file: path, key: unknown.joined(separator: ", "),
+                                       detail: "unknown hyper-parameter(s); known: \(H.knownKeys.sorted().joined(separator: ", "))")
+        }
+        // Keys the file leaves out keep the method's defaults.
+        var merged = (try JSONSerialization.jsonObject(with: JSONEncoder().encode(H())) as? [String: Any]) ?? [:]
+        for (key, value) in map where H.knownKeys.contains(key) { merged[key] = value }
+        do {
+            let json = try JSONSerialization.data(withJSONObject: merged)
+            return try JSONDecoder().decode(H.self, from: json)
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.dataCorrupted(context) {
+            throw EngramError.metadata(file: path, key: context.codingPath.map(\.stringValue).joined(separator: "."), detail: context.debugDescription)
+        } catch let DecodingError.keyNotFound(key, _) {
+            throw EngramError.metadata(file: path, key: key.stringValue, detail: "missing")
+        }
+    }
+
+    /// The hyper-parameters as text for patches and reports (sorted keys, JSON values).
+    public static func describe<H: MethodHyperParameters>(_ h: H) -> [String: String] {
+        guard let data = try? JSONEncoder().encode(h),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return [:] }
+        var out: [String: String] = [:]
+        for (k, v) in object {
+            if let s = v as? String { out[k] = s; continue }
+            let encoded = (try? JSONSerialization.data(withJSONObject: v, options: [.sortedKeys, .fragmentsAllowed])) ?? Data()
+            out[k] = String(decoding: encoded, as: UTF8.self)
+        }
+        return out
+    }
+
+    /// The default file for a method and model in the repository's `hparams/`, if present.
+    public static func defaultPath(method: String, model: String = "smollm2") -> String? {
+        var dir = URL(fileURLWithPath: #filePath)
+        for _ in 0..<5 {
+            dir = dir.deletingLastPathComponent()
+            let candidate = dir.appendingPathComponent("hparams/\(method)/\(model).yaml").path
+            if FileManager.default.fileExists(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
+}

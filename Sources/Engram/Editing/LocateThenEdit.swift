@@ -1,0 +1,144 @@
+import Foundation
+
+/// What ROME, MEMIT and AlphaEdit share (editing-methods.md §2.1–2.3, §3): context templates, the
+/// subject's last token in a filled prompt, the MLP keys there, and the `v*`/`z` value search.
+public enum LocateThenEdit {
+    /// One generated-prefix group: `count` samples of at most `length` tokens (seed tokens included).
+    public struct TemplateGroup: Codable, Equatable, Sendable {
+        public var length: Int
+        public var count: Int
+        public init(length: Int, count: Int) {
+            self.length = length
+            self.count = count
+        }
+    }
+
+    static let seeds = ["The", "Therefore", "Because", "I", "You"]
+    nonisolated(unsafe) static var templateCache: [String: [[String]]] = [:]
+    static let cacheLock = NSLock()
+
+    /// Template groups: `[["{}"], group 1, group 2, …]`. Each generated template is
+    /// `"<text>. {}"`, sampled from the unedited model with top-5 sampling from the seed words
+    /// (EasyEdit's rule), braces removed. Cached per model and parameters, since editing must not
+    /// resample them (the edit log stores them for reproduction).
+    public static func contextTemplates(model: LanguageModel, tokenizer: Tokenizer, groups: [TemplateGroup], seed: UInt64 = 0) throws -> [[String]] {
+        let key = "\(ObjectIdentifier(model).hashValue)|\(groups.map { "\($0.length)x\($0.count)" })|\(seed)"
+        cacheLock.lock()
+        if let cached = templateCache[key] { cacheLock.unlock(); return cached }
+        cacheLock.unlock()
+        var result: [[String]] = [["{}"]]
+        for (g, group) in groups.enumerated() {
+            let perSeed = max(1, group.count / seeds.count)
+            var jobs: [GenerationJob] = []
+            for (s, word) in seeds.enumerated() {
+                let context = tokenizer.encode(word, addSpecial: true)
+                for i in 0..<perSeed {
+                    jobs.append(GenerationJob(context: context, maxNewTokens: max(0, group.length - context.count),
+                                              seed: SplitMix64.mix([seed, UInt64(g), UInt64(s), UInt64(i)])))
+                }
+            }
+            let generated = try BatchGenerator(model: model, batchSize: 16).generate(jobs, decoding: .topK(5))
+            result.append(zip(jobs, generated).map { job, ids in
+                let text = tokenizer.decode(job.context + ids, skipSpecial: true)
+                    .replacingOccurrences(of: "{", with: " ").replacingOccurrences(of: "}", with: " ")
+                return text + ". {}"
+            })
+        }
+        cacheLock.lock()
+        templateCache[key] = result
+        cacheLock.unlock()
+        return result
+    }
+
+    /// A template filled with the request's prompt, tokenized, with the subject's last token located
+    /// through byte offsets (robust to BOS and to merges at the subject's edges, §2.2).
+    public struct FilledPrompt: Sendable {
+        public let text: String
+        public let tokens: [Int32]
+        public let lookup: Int
+    }
+
+    public static func fill(_ template: String, request: EditRequest, tokenizer: Tokenizer, suffix: String = "") throws -> FilledPrompt {
+        guard let placeholder = template.range(of: "{}") else {
+            throw EngramError.invalidArgument("context template '\(template)' has no {} placeholder")
+        }
+        let prefix = String(template[..<placeholder.lowerBound])
+        let text = prefix + request.prompt + suffix
+        guard let subjectRange = request.subjectRange else {
+            throw EngramError.invalidArgument("request \(request.caseID): subject '\(request.subject)' is not in the prompt '\(request.prompt)'")
+        }
+        let start = prefix.utf8.count + request.prompt.utf8.distance(from: request.prompt.startIndex, to: subjectRange.lowerBound)
+        let bytes = start..<(start + request.subject.utf8.count)
+        let spans = tokenizer.encodeWithOffsets(text, addSpecial: true, parseSpecial: false)
+        guard let range = SubjectLocator.tokenRange(spans: spans, bytes: bytes) else {
+            throw EngramError.invalidArgument("request \(request.caseID): no token covers the subject '\(request.subject)'")
+        }
+        return FilledPrompt(text: text, tokens: spans.map(\.id), lookup: range.upperBound - 1)
+    }
+
+    /// The target's token ids, with the leading space that continuations carry (§2 preprocessing).
+    public static func targetTokens(_ target: String, tokenizer: Tokenizer) throws -> [Int32] {
+        let text = target.hasPrefix(" ") ? target : " " + target
+        let ids = tokenizer.encode(text)
+        guard !ids.isEmpty else { throw EngramError.invalidArgument("target '\(target)' has no tokens") }
+        return ids
+    }
+
+    /// Down-projection inputs (keys, width m) at each prompt's lookup position, at one or more layers,
+    /// in one batched forward pass that stops after the highest layer.
+    public static func keys(model: LanguageModel, prompts: [FilledPrompt], layers: [Int]) throws -> [Int: [[Float]]] {
+        var hooks = Hooks()
+        hooks.stopAfterLayer = layers.max()
+        var out: [Int: [[Float]]] = [:]
+        for l in layers {
+            hooks.on(.mlpKey(l)) { rows in
+                out[l] = prompts.enumerated().map { s, p in
+                    rows.values(row: rows.rowIndex(sequence: s, position: p.lookup)!)
+                }
+            }
+        }
+        _ = try model.forward(prompts.map { SequenceInput(tokens: $0.tokens, cache: model.makeCache(capacity: $0.tokens.count)) },
+                              hooks: hooks, logits: .none)
+        return out
+    }
+
+    /// The hidden state at a hook site at each prompt's lookup (e.g. the block output for MEMIT's `cur_Z`).
+    public static func states(model: LanguageModel, prompts: [FilledPrompt], site: HookSite) throws -> [[Float]] {
+        var hooks = Hooks()
+        hooks.stopAfterLayer = site.layer
+        var out: [[Float]] = []
+        hooks.on(site) { rows in
+            out = prompts.enumerated().map { s, p in rows.values(row: rows.rowIndex(sequence: s, position: p.lookup)!) }
+        }
+        _ = try model.forward(prompts.map { SequenceInput(tokens: $0.tokens, cache: model.makeCache(capacity: $0.tokens.count)) },
+                              hooks: hooks, logits: .none)
+        return out
+    }
+
+    /// `v*` (ROME, site `.mlpOutput(l)`) or `z` (MEMIT/AlphaEdit, site `.residual(l)`) for one request:
+    /// rewriting prompts are every template filled with the prompt, followed by the target; the KL
+    /// prompt is "{subject} is a".
+    public static func valueSearch(model: LanguageModel, tokenizer: Tokenizer, request: EditRequest, templates: [String],
+                                   site: HookSite, hyperParameters: ValueSearchHyperparameters) throws -> ValueSearchResult {
+        let target = try targetTokens(request.targetNew, tokenizer: tokenizer)
+        let rewriting = try templates.map { template -> ValueSearchPrompt in
+            let filled = try fill(template, request: request, tokenizer: tokenizer)
+            return ValueSearchPrompt(prompt: filled.tokens, lookup: filled.lookup, target: target)
+        }
+        let essenceRequest = EditRequest(caseID: request.caseID, prompt: request.subject + " is a", subject: request.subject, targetNew: request.targetNew)
+        let essence = try fill("{}", request: essenceRequest, tokenizer: tokenizer)
+        let search = try ValueSearch(model: model, site: site, rewriting: rewriting,
+                                     essence: [ValueSearchPrompt(tokens: essence.tokens, lookup: essence.lookup)])
+        return try search.run(hyperParameters)
+    }
+}
+
+extension Array where Element == [Float] {
+    /// Element-wise mean of equal-length vectors.
+    func mean() -> [Float] {
+        guard let first = first else { return [] }
+        var sum = [Double](repeating: 0, count: first.count)
+        for v in self { for i in v.indices { sum[i] += Double(v[i]) } }
+        return sum.map { Float($0 / Double(count)) }
+    }
+}

@@ -1,0 +1,127 @@
+import Foundation
+
+/// ROME hyper-parameters (editing-methods.md §2.5), EasyEdit key names.
+public struct ROMEHyperParameters: MethodHyperParameters, Equatable {
+    public var layers: [Int] = [5]
+    public var fact_token = "subject_last"
+    public var v_num_grad_steps = 25
+    public var v_lr: Float = 0.5
+    /// Always the last layer: ROME's loss uses the model's final logits (§2.3).
+    public var v_loss_layer: Int?
+    public var v_weight_decay: Float = 1e-3
+    public var clamp_norm_factor: Float = 4
+    public var kl_factor: Float = 0.0625
+    public var mom2_adjustment = false
+    public var mom2_dataset = "wikitext-2"
+    /// Documents of the statistics corpus (the reference counts Wikipedia articles).
+    public var mom2_n_samples = 2000
+    public var mom2_dtype = "float64"
+    public var context_template_length_params: [[Int]] = [[5, 10], [10, 10]]
+    /// `original` (reference parity) or `rrome` (uses k* in the residual and denominator; §2.4).
+    public var rome_key_mode = "original"
+
+    public init() {}
+    public static let knownKeys: Set<String> = [
+        "layers", "fact_token", "v_num_grad_steps", "v_lr", "v_loss_layer", "v_weight_decay", "clamp_norm_factor",
+        "kl_factor", "mom2_adjustment", "mom2_dataset", "mom2_n_samples", "mom2_dtype", "context_template_length_params",
+        "rome_key_mode",
+    ]
+
+    var valueSearch: ValueSearchHyperparameters {
+        ValueSearchHyperparameters(steps: v_num_grad_steps, learningRate: v_lr, weightDecay: v_weight_decay,
+                                   klFactor: kl_factor, clampNormFactor: clamp_norm_factor)
+    }
+
+    func validate(layers count: Int) throws {
+        guard !layers.isEmpty, layers.allSatisfy({ (0..<count).contains($0) }) else {
+            throw EngramError.invalidArgument("ROME layers \(layers) must be inside 0..<\(count)")
+        }
+        guard fact_token == "subject_last" else { throw EngramError.invalidArgument("ROME fact_token '\(fact_token)' is not supported (subject_last)") }
+        guard ["original", "rrome"].contains(rome_key_mode) else {
+            throw EngramError.invalidArgument("rome_key_mode must be 'original' or 'rrome', got '\(rome_key_mode)'")
+        }
+        guard context_template_length_params.allSatisfy({ $0.count == 2 && $0[0] > 0 && $0[1] >= 0 }) else {
+            throw EngramError.invalidArgument("context_template_length_params must be [[length, count], …]")
+        }
+    }
+}
+
+/// Supplies `E[k kᵀ]` statistics for layers (computed or read from the cache).
+public typealias StatisticsProvider = (_ layers: [Int]) throws -> [Int: KeyStatistics]
+
+/// ROME (editing-methods.md §2): a rank-one update of one MLP down projection per request, so that the
+/// subject's key maps to a value that makes the model say the new target.
+public final class ROME: Editor {
+    public let hp: ROMEHyperParameters
+    let statistics: StatisticsProvider?
+    /// `C⁻¹` per layer (float32, as the reference caches it).
+    var inverseCache: [Int: [Double]] = [:]
+
+    public init(_ hp: ROMEHyperParameters = ROMEHyperParameters(), statistics: StatisticsProvider? = nil) {
+        self.hp = hp
+        self.statistics = statistics
+    }
+
+    public var name: String { "ROME" }
+    public var hyperParameters: [String: String] { HyperParameterFile.describe(hp) }
+
+    /// Requests are applied one after another (each sees the previous ones), and returned together.
+    public func edit(_ requests: [EditRequest], model: LanguageModel, tokenizer: Tokenizer) throws -> EditPatch {
+        try hp.validate(layers: model.config.layers)
+        let groups = hp.context_template_length_params.map { LocateThenEdit.TemplateGroup(length: $0[0], count: $0[1]) }
+        let templates = try LocateThenEdit.contextTemplates(model: model, tokenizer: tokenizer, groups: groups).flatMap { $0 }
+        var deltas: [WeightDelta] = []
+        var applied: [AppliedPatch] = []
+        defer { for a in applied.reversed() { try? a.revert() } } // leave the model as we found it
+        for request in requests {
+            for layer in hp.layers.sorted() {
+                let delta = try rankOneUpdate(request, layer: layer, templates: templates, model: model, tokenizer: tokenizer)
+                // Later layers and later requests are computed on the updated weights (§2.4).
+                applied.append(try EditPatch(method: name, requests: [request], deltas: [delta]).apply(to: model))
+                deltas.append(delta)
+            }
+        }
+        return EditPatch(method: name, hyperParameters: hyperParameters, requests: requests, deltas: deltas,
+                         metadata: ["context_templates": templates.joined(separator: "\u{1F}")])
+    }
+
+    func rankOneUpdate(_ request: EditRequest, layer: Int, templates: [String], model: LanguageModel, tokenizer: Tokenizer) throws -> WeightDelta {
+        // k*: mean key over the templates; k: the un-prefixed prompt's key.
+        let filled = try templates.map { try LocateThenEdit.fill($0, request: request, tokenizer: tokenizer) }
+        let keys = try LocateThenEdit.keys(model: model, prompts: filled, layers: [layer])[layer]!
+        let kStar = keys.mean(), k = keys[0]
+        var u = kStar.map(Double.init)
+        if hp.mom2_adjustment { u = try inverseMoment(layer: layer, model: model, times: u) }
+        let uNorm = u.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        guard uNorm > 0 else { throw EngramError.invalidArgument("request \(request.caseID): the subject's key is zero at layer \(layer)") }
+        u = u.map { $0 / uNorm }
+
+        let search = try LocateThenEdit.valueSearch(model: model, tokenizer: tokenizer, request: request, templates: templates,
+                                                   site: .mlpOutput(layer), hyperParameters: hp.valueSearch)
+        // r = (v* − W k) / (kᵀ u)   (original) or with k* in both places (r-ROME).
+        let key = hp.rome_key_mode == "rrome" ? kStar : k
+        let w = model.weight(.mlpDown(layer))
+        var current = [Float](repeating: 0, count: w.rows)
+        BLAS.gemv(trans: false, m: w.rows, n: w.cols, a: w.pointer, lda: w.cols, x: key, y: &current)
+        let denominator = zip(key, u).reduce(0.0) { $0 + Double($1.0) * $1.1 }
+        guard abs(denominator) > 1e-12 else { throw EngramError.invalidArgument("request \(request.caseID): key is orthogonal to u at layer \(layer)") }
+        let r = (0..<w.rows).map { Float(Double(search.value[$0] - current[$0]) / denominator) }
+        return WeightDelta(weight: .mlpDown(layer), change: .lowRank(r: Matrix(rows: 1, cols: w.rows, values: r),
+                                                                       u: Matrix(rows: 1, cols: w.cols, values: u.map(Float.init))))
+    }
+
+    /// `C⁻¹ x` via a cached inverse (Cholesky solve against the identity, once per layer).
+    func inverseMoment(layer: Int, model: LanguageModel, times x: [Double]) throws -> [Double] {
+        let m = model.config.keyWidth
+        if inverseCache[layer] == nil {
+            guard let statistics, let stats = try statistics([layer])[layer] else {
+                throw EngramError.invalidArgument("ROME with mom2_adjustment needs key statistics for layer \(layer)")
+            }
+            var identity = [Double](repeating: 0, count: m * m)
+            for i in 0..<m { identity[i * m + i] = 1 }
+            inverseCache[layer] = try LinearSolve.symmetricPositiveDefinite(stats.moment(), n: m, identity, columns: m)
+        }
+        let inverse = inverseCache[layer]!
+        return (0..<m).map { i in (0..<m).reduce(0.0) { $0 + inverse[i * m + $1] * x[$1] } }
+    }
+}

@@ -1,0 +1,106 @@
+import ArgumentParser
+import Engram
+import Foundation
+
+struct EditCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "edit",
+        abstract: "Apply an edit file to a checkpoint: writes a reversible patch and/or the edited checkpoint, and shows before/after.")
+
+    @OptionGroup var model: ModelArgument
+    @Option(help: "Edit file (JSON or JSONL: KnowEdit, CounterFact, zsRE or MQuAKE layout).") var edits: String
+    @Option(help: "Method: rome, memit, alphaedit, ike.") var method = "rome"
+    @Option(help: "Hyper-parameter YAML (default: hparams/<method>/smollm2.yaml, EasyEdit keys accepted).") var hparams: String?
+    @Option(help: "Write the edited checkpoint here (input format unless --format).") var out: String?
+    @Option(help: "Format of --out: gguf or safetensors.") var format: String?
+    @Option(help: "Write the patch (low-rank factors, requests, method, base sha256) here.") var patch: String?
+    @Option(help: "Edit only the first N requests.") var limit: Int?
+
+    func run() throws {
+        let (ck, lm, tokenizer) = try model.load()
+        let file = try EditFile.load(edits)
+        var requests = file.requests
+        if let limit { requests = Array(requests.prefix(limit)) }
+        guard !requests.isEmpty else { throw ValidationError("\(edits): no edit requests") }
+        let hash = try ck.contentHash()
+        let stats = EditorRegistry.statistics(model: lm, tokenizer: tokenizer, modelHash: hash,
+                                              progress: ProgressReporter("key statistics (documents)").update)
+        let editor = try EditorRegistry.make(method: method, hyperParameters: hparams, pool: file.requests, statistics: stats)
+
+        let before = try EditDemo.measure(requests, model: lm, tokenizer: tokenizer, context: nil)
+        let clock = ContinuousClock(), start = clock.now
+        var result = try editor.edit(requests, model: lm, tokenizer: tokenizer)
+        let seconds = (clock.now - start).seconds
+        result.baseSHA256 = hash
+        let applied = try result.apply(to: lm)
+        let after = try EditDemo.measure(requests, model: lm, tokenizer: tokenizer, context: result.context)
+        EditDemo.printTable(requests, before: before, after: after)
+        printError(String(format: "%@: %d request(s) in %.1f s (%.2f s per request)", editor.name, requests.count, seconds, seconds / Double(requests.count)))
+
+        if let patch {
+            try result.write(to: patch)
+            printError("wrote patch \(patch)")
+        }
+        if let out {
+            guard result.context == nil else { throw ValidationError("\(editor.name) edits the prompt, not the weights: there is no checkpoint to write") }
+            try CheckpointOutput.write(model: lm, checkpoint: ck, patch: result, to: out, format: format)
+            printError("wrote edited checkpoint \(out)")
+        }
+        try applied.revert()
+    }
+}
+
+/// Before/after numbers for a set of requests: probability of the new target and of the old answer,
+/// and the greedy completion.
+enum EditDemo {
+    struct Measure { let pNew: Double; let pOld: Double?; let completion: String }
+
+    static func measure(_ requests: [EditRequest], model: LanguageModel, tokenizer: Tokenizer, context: PromptContext?) throws -> [Measure] {
+        let scorer = TeacherForcing(model: model)
+        let generator = Generator(model: model, tokenizer: tokenizer)
+        return try requests.map { r in
+            let prompt = context?.render(r.prompt) ?? r.prompt
+            let ids = tokenizer.encode(prompt, addSpecial: true)
+            func p(_ answer: String) throws -> Double {
+                let target = try LocateThenEdit.targetTokens(answer, tokenizer: tokenizer)
+                return try scorer.score([ScoringItem(context: ids, target: target)])[0].meanProbability
+            }
+            let completion = try generator.generate(prompt: ids, options: GenerationOptions(maxTokens: 8, stop: ["\n"])).text
+            return Measure(pNew: try p(r.targetNew), pOld: try r.groundTruth.first.map(p), completion: completion)
+        }
+    }
+
+    static func printTable(_ requests: [EditRequest], before: [Measure], after: [Measure]) {
+        print("| prompt | new target | P(new) before → after | P(old) before → after | completion before → after |")
+        print("|---|---|---|---|---|")
+        for (i, r) in requests.enumerated() {
+            let b = before[i], a = after[i]
+            let old = b.pOld.map { String(format: "%.3f → %.3f", $0, a.pOld ?? 0) } ?? "—"
+            print(String(format: "| %@ | %@ | %.3f → %.3f | %@ | %@ → %@ |", r.prompt, r.targetNew, b.pNew, a.pNew, old,
+                         b.completion.debugDescription, a.completion.debugDescription))
+        }
+    }
+}
+
+/// Writes a model's current weights for the patched tensors into a copy of its checkpoint.
+enum CheckpointOutput {
+    static func write(model: LanguageModel, checkpoint ck: Checkpoint, patch: EditPatch, to out: String, format: String?) throws {
+        let target = try format.map {
+            guard let f = CheckpointFormat(rawValue: $0) else { throw ValidationError("--format must be gguf or safetensors") }
+            return f
+        } ?? ck.format
+        var replacing: [String: Matrix] = [:]
+        for d in patch.deltas {
+            switch d.weight {
+            case let .mlpDown(l): replacing["blk.\(l).ffn_down.weight"] = model.weight(.mlpDown(l))
+            }
+        }
+        var extraFiles: [String: Data] = [:]
+        var extraMetadata: [(String, MetadataValue)] = []
+        if target == .safetensors && ck.format == .gguf { extraFiles = try TokenizerConversion.huggingFaceFiles(from: ck.metadata) }
+        if target == .gguf && ck.format == .safetensors {
+            extraMetadata = try TokenizerConversion.ggufMetadata(fromSidecars: ck.sidecars, file: ck.location)
+        }
+        try CheckpointConverter.convert(ck, to: target, out: out, replacing: replacing, extraFiles: extraFiles, extraMetadata: extraMetadata)
+    }
+}
