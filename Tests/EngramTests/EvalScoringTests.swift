@@ -34,6 +34,11 @@ final class EvalScoringTests: XCTestCase {
             ScoringItem(context: [2], target: [8]),
             ScoringItem(context: [5, 6, 7, 8, 9, 10, 12], target: [13, 14, 15, 16]),
             ScoringItem(context: [1, 7, 9, 11], target: [3, 4]),        // duplicate
+            // Long contexts with a common 12-token prefix (as in-context editing makes them): the prefix runs once.
+            ScoringItem(context: Array(20..<32) + [40, 41], target: [42, 43]),
+            ScoringItem(context: Array(20..<32) + [44], target: [45]),
+            ScoringItem(context: Array(20..<32) + [40, 41, 46, 47, 48], target: [49, 3]),
+            ScoringItem(context: Array(20..<30), target: [1, 2, 3]),     // shares 10 tokens
         ]
         // Reference: each sequence alone, whole, all logits, log-softmax in double.
         func reference(_ item: ScoringItem) throws -> [Double] {
@@ -52,6 +57,25 @@ final class EvalScoringTests: XCTestCase {
                 for (a, b) in zip(s.logProbs, e) { XCTAssertEqual(a, b, accuracy: 1e-4, "batch \(batch)") }
             }
             XCTAssertEqual(scores[0], scores[4])
+        }
+    }
+
+    func testBatchedGenerationWithSharedPrefixesMatchesOneAtATime() throws {
+        let model = try TinyModels.llama(vocab: 50)
+        let contexts: [[Int32]] = [Array(20..<32) + [40], Array(20..<32) + [41, 42], [5, 6], Array(20..<29)]
+        // Reference: plain greedy loop, one sequence, whole-sequence recompute at every step.
+        func reference(_ context: [Int32], _ n: Int) throws -> [Int32] {
+            var tokens = context
+            for _ in 0..<n {
+                let logits = try model.forward(tokens, cache: model.makeCache(), logits: .last)
+                tokens.append(Int32(TeacherForcing.argmax(logits.pointer, count: logits.cols)))
+            }
+            return Array(tokens[context.count...])
+        }
+        let expected = try contexts.map { try reference($0, 6) }
+        for batch in [1, 4] {
+            let out = try Generator(model: model, batchSize: batch).generate(contexts.map { GenerationJob(context: $0, maxNewTokens: 6) }, decoding: .greedy)
+            XCTAssertEqual(out, expected, "batch \(batch)")
         }
     }
 

@@ -59,34 +59,38 @@ public struct Generator {
     /// when it says true the sequence ends there (the token that triggered it is kept).
     public func generate(_ jobs: [GenerationJob], decoding: Decoding,
                          stop: (Int, [Int32]) -> Bool = { _, _ in false }) throws -> [[Int32]] {
-        var out: [[Int32]] = []
+        // Jobs with common context prefixes share a batch (and the prefix pass).
+        let order = PrefixSharing.order(jobs.map(\.context))
+        var out = [[Int32]](repeating: [], count: jobs.count)
         var start = 0
-        while start < jobs.count {
-            let end = min(start + batchSize, jobs.count)
-            out += try generateChunk(Array(jobs[start..<end]), offset: start, decoding: decoding, stop: stop)
-            start = end
+        while start < order.count {
+            let chunk = Array(order[start..<min(start + batchSize, order.count)])
+            for (i, ids) in zip(chunk, try generateChunk(chunk, jobs, decoding: decoding, stop: stop)) { out[i] = ids }
+            start += chunk.count
         }
         return out
     }
 
-    private func generateChunk(_ jobs: [GenerationJob], offset: Int, decoding: Decoding,
+    private func generateChunk(_ indices: [Int], _ all: [GenerationJob], decoding: Decoding,
                                stop: (Int, [Int32]) -> Bool) throws -> [[Int32]] {
-        for (i, j) in jobs.enumerated() where j.context.isEmpty {
-            throw EngramError.invalidArgument("generation job \(offset + i): the context is empty")
+        let jobs = indices.map { all[$0] }
+        for (i, j) in zip(indices, jobs) where j.context.isEmpty {
+            throw EngramError.invalidArgument("generation job \(i): the context is empty")
         }
         let vocab = model.config.vocab
         var generated = [[Int32]](repeating: [], count: jobs.count)
         var rngs = jobs.map { SplitMix64(seed: $0.seed) }
-        let caches = jobs.map { model.makeCache(capacity: $0.context.count + $0.maxNewTokens) }
+        let caches = try PrefixSharing.prefill(model, contexts: jobs.map(\.context), keep: 1,
+                                               capacity: jobs.map { $0.context.count + $0.maxNewTokens })
         var active = jobs.indices.filter { jobs[$0].maxNewTokens > 0 }
-        var inputs = active.map { SequenceInput(tokens: jobs[$0].context, cache: caches[$0]) }
+        var inputs = active.map { SequenceInput(tokens: [jobs[$0].context.last!], cache: caches[$0]) }
         while !active.isEmpty {
             let logits = try model.forward(inputs, hooks: nil, logits: .last)
             var next: [Int] = [], nextInputs: [SequenceInput] = []
             for (slot, s) in active.enumerated() {
                 let token = Int32(Generator.choose(logits[slot].pointer, count: vocab, decoding: decoding, rng: &rngs[s]))
                 generated[s].append(token)
-                if generated[s].count >= jobs[s].maxNewTokens || stop(offset + s, generated[s]) { continue }
+                if generated[s].count >= jobs[s].maxNewTokens || stop(indices[s], generated[s]) { continue }
                 next.append(s)
                 nextInputs.append(SequenceInput(tokens: [token], cache: caches[s]))
             }
