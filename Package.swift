@@ -1,9 +1,12 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Numeric code is unusably slow without optimisation, so the library is built
-// with -O even in debug configurations.
-let optimized: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"])]
+// Numeric code is unusably slow without optimisation, so the library is built with -O even in
+// debug configurations (without -wmo there, which breaks incremental debug builds).
+let optimized: [SwiftSetting] = [
+    .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
+    .unsafeFlags(["-O"], .when(configuration: .debug)),
+]
 
 let package = Package(
     name: "Engram",
@@ -15,6 +18,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
     ],
     targets: [
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
@@ -29,6 +33,7 @@ let package = Package(
             dependencies: [
                 "COpenBLAS", "CSentencePiece",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: optimized
         ),
@@ -39,6 +44,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        .executableTarget(
+            name: "EngramBench",
+            dependencies: ["Engram"],
+            path: "benchmarks/EngramBench",
+            swiftSettings: optimized
         ),
         .testTarget(
             name: "EngramTests",

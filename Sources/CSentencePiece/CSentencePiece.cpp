@@ -38,6 +38,19 @@ int32_t spm_encode(const spm_processor *p, const char *text, size_t length, int3
     return (int32_t)out.size();
 }
 
+int32_t spm_encode_spans(const spm_processor *p, const char *text, size_t length, int32_t *ids,
+                         uint32_t *begins, uint32_t *ends, int32_t capacity) {
+    const auto spt = p->sp.EncodeAsImmutableProto(absl::string_view(text, length));
+    const int n = spt.pieces_size();
+    for (int i = 0; i < n && i < capacity; i++) {
+        const auto piece = spt.pieces(i);
+        ids[i] = (int32_t)piece.id();
+        begins[i] = piece.begin();
+        ends[i] = piece.end();
+    }
+    return (int32_t)n;
+}
+
 int64_t spm_decode(const spm_processor *p, const int32_t *ids, int32_t count, char *out, int64_t capacity) {
     std::vector<int> in(ids, ids + count);
     std::string text;
@@ -64,6 +77,7 @@ float spm_score(const spm_processor *p, int32_t id) { return p->sp.GetScore(id);
 int32_t spm_is_control(const spm_processor *p, int32_t id) { return p->sp.IsControl(id); }
 int32_t spm_is_unknown(const spm_processor *p, int32_t id) { return p->sp.IsUnknown(id); }
 int32_t spm_is_byte(const spm_processor *p, int32_t id) { return p->sp.IsByte(id); }
+int32_t spm_is_unused(const spm_processor *p, int32_t id) { return p->sp.IsUnused(id); }
 int32_t spm_bos_id(const spm_processor *p) { return p->sp.bos_id(); }
 int32_t spm_eos_id(const spm_processor *p) { return p->sp.eos_id(); }
 int32_t spm_unk_id(const spm_processor *p) { return p->sp.unk_id(); }

@@ -48,7 +48,7 @@ memory use, and compare one implementation with another under the same
 conditions, much as the keeper compared today's weather with yesterday's.
 """
 
-VERSION_PACKAGES = ["numpy", "gguf", "safetensors", "torch", "transformers", "tokenizers",
+VERSION_PACKAGES = ["numpy", "gguf", "safetensors", "torch", "transformers", "tokenizers", "accelerate",
                     "llama_cpp_python", "psutil"]
 
 

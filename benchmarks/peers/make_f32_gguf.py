@@ -93,7 +93,9 @@ def main():
     if args.check:
         prompt = "The capital of France is"
         a, b = greedy_text(args.src, prompt), greedy_text(args.dst, prompt)
-        print(f"IN : {prompt}{a!r}\nOUT: {prompt}{b!r}\nsame: {a == b}")
+        same = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        print(f"IN : {prompt}{a!r}\nOUT: {prompt}{b!r}")
+        print(f"identical: {a == b}; first {same} characters agree (quantized vs F32 kernels may drift)")
 
 
 if __name__ == "__main__":

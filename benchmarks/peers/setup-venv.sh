@@ -32,13 +32,15 @@ fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 "${PIP[@]}" install -q "pip==26.3"
 
-# Pure wheels first (torch from PyPI is the default Linux wheel; only its CPU side is used).
+# Wheels first (torch from PyPI is the default Linux wheel; only its CPU side is used).
+# accelerate: transformers refuses to load a GGUF file without it.
 "${PIP[@]}" install \
   "numpy==2.4.6" \
   "gguf==0.19.0" \
   "safetensors==0.8.0" \
   "torch==2.15.0" \
   "transformers==5.23.0" \
+  "accelerate==1.15.0" \
   "psutil==7.2.2"
 
 # llama-cpp-python builds llama.cpp from source: CPU only, tuned for this CPU,
@@ -50,7 +52,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 
 "$VENV/bin/python" - <<'PY'
 import importlib.metadata as md
-for p in ["numpy", "gguf", "safetensors", "torch", "transformers", "llama_cpp_python", "psutil"]:
+for p in ["numpy", "gguf", "safetensors", "torch", "transformers", "accelerate", "llama_cpp_python", "psutil"]:
     print(f"{p}=={md.version(p)}")
 import llama_cpp, torch, transformers, gguf  # import check
 print("imports ok")

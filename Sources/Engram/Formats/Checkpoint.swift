@@ -15,6 +15,16 @@ public struct StoredTensor: @unchecked Sendable {
     /// Keeps the mapping (or owned buffer) alive.
     public let owner: AnyObject
 
+    public init(name: String, dtype: DType, shape: [Int], data: UnsafeRawPointer, byteCount: Int, file: String, owner: AnyObject) {
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        self.data = data
+        self.byteCount = byteCount
+        self.file = file
+        self.owner = owner
+    }
+
     public var elementCount: Int { shape.reduce(1, *) }
 
     /// The tensor as float32 `[rows, cols]`, where cols is the innermost dimension. F32 data is used in
@@ -41,6 +51,8 @@ public final class Checkpoint: @unchecked Sendable {
     public private(set) var tensors: [String: StoredTensor] = [:]
     /// Extra files that came with the checkpoint (e.g. tokenizer.json bytes of a Hugging Face folder).
     public var sidecars: [String: Data] = [:]
+    /// Set by `contentHash()`.
+    var cachedHash: String?
 
     public init(location: String, format: CheckpointFormat, metadata: Metadata) {
         self.location = location

@@ -31,6 +31,9 @@ public protocol Tokenizer: AnyObject, Sendable {
     func isEndOfGeneration(_ id: Int32) -> Bool
     /// The chat template the model ships, if any.
     var chatTemplate: ChatTemplate? { get }
+    /// How to render a conversation for this model: the template family plus what the model's own
+    /// template adds (default system message, BOS text).
+    var chatFormat: ChatFormat? { get }
 }
 
 extension Tokenizer {
@@ -39,6 +42,15 @@ extension Tokenizer {
     }
 
     public func decode(_ ids: [Int32]) -> String { decode(ids, skipSpecial: false) }
+
+    public var chatFormat: ChatFormat? {
+        chatTemplate.map { ChatFormat(template: $0, bosText: bos.flatMap(piece), eosText: eos.flatMap(piece)) }
+    }
+
+    /// The conversation as prompt text in the model's chat format (ChatML when the model names none).
+    public func renderChat(_ messages: [ChatMessage], addGenerationPrompt: Bool = true) -> String {
+        (chatFormat ?? ChatFormat(template: .chatml)).render(messages, addGenerationPrompt: addGenerationPrompt)
+    }
 }
 
 /// One message of a conversation.

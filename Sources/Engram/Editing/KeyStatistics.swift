@@ -1,0 +1,231 @@
+import COpenBLAS
+import Foundation
+
+/// Uncentred second moment of MLP keys, `C = E[k kᵀ]` at one layer (editing-methods.md §8), kept as the
+/// raw float64 sum `S = Σ k kᵀ` and the token count, so partial runs can be resumed and merged exactly.
+public struct KeyStatistics: Sendable {
+    public let layer: Int
+    public let width: Int
+    public internal(set) var tokens: Int
+    public internal(set) var documents: Int
+    /// Row-major `[width, width]` raw sum (full, symmetric).
+    public internal(set) var sum: [Double]
+    /// What the numbers were computed from: model and corpus hashes, max length, …
+    public var info: [String: String]
+
+    public init(layer: Int, width: Int, info: [String: String] = [:]) {
+        self.layer = layer
+        self.width = width
+        tokens = 0
+        documents = 0
+        sum = [Double](repeating: 0, count: width * width)
+        self.info = info
+    }
+
+    /// `C = S / count` as float64.
+    public func moment() -> [Double] {
+        let n = Double(max(tokens, 1))
+        return sum.map { $0 / n }
+    }
+
+    // MARK: file format — a safetensors file (readable by any safetensors library) holding the raw sum
+    // as F64 under "sum", with the count and provenance in __metadata__.
+
+    public func write(to path: String) throws {
+        var meta = info
+        meta["layer"] = String(layer)
+        meta["tokens"] = String(tokens)
+        meta["documents"] = String(documents)
+        meta["holds"] = "raw sum of k kᵀ over 'tokens' tokens; divide by tokens for E[k kᵀ]"
+        meta["format"] = "engram-key-statistics-1"
+        let byteCount = width * width * 8
+        let header: [String: Any] = [
+            "__metadata__": meta,
+            "sum": ["dtype": "F64", "shape": [width, width], "data_offsets": [0, byteCount]] as [String: Any],
+        ]
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        while json.count % 8 != 0 { json.append(0x20) }
+        var data = Data()
+        var length = UInt64(json.count).littleEndian
+        data.append(Data(bytes: &length, count: 8))
+        data.append(json)
+        sum.withUnsafeBytes { data.append(contentsOf: $0) }
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try data.write(to: URL(fileURLWithPath: path), options: .atomic)
+    }
+
+    public static func read(path: String) throws -> KeyStatistics {
+        let file = try MappedFile(path: path)
+        var r = ByteReader(base: file.pointer, length: file.length, file: path)
+        let headerLength = try r.read(UInt64.self, "header length")
+        guard headerLength <= UInt64(r.remaining) else { throw EngramError.format(file: path, detail: "header length \(headerLength) runs past the end") }
+        let headerBytes = try r.bytes(Int(headerLength), "header")
+        guard let header = try? JSONSerialization.jsonObject(with: Data(headerBytes)) as? [String: Any],
+              let meta = header["__metadata__"] as? [String: String],
+              let entry = header["sum"] as? [String: Any], entry["dtype"] as? String == "F64",
+              let shape = entry["shape"] as? [Int], shape.count == 2, shape[0] == shape[1], shape[0] > 0,
+              let layer = meta["layer"].flatMap(Int.init), let tokens = meta["tokens"].flatMap(Int.init)
+        else { throw EngramError.format(file: path, detail: "not an Engram key-statistics file (needs F64 'sum' [m, m] and layer/tokens metadata)") }
+        let width = shape[0]
+        let payload = try r.bytes(width * width * 8, "sum")
+        var stats = KeyStatistics(layer: layer, width: width, info: meta)
+        stats.tokens = tokens
+        stats.documents = meta["documents"].flatMap(Int.init) ?? 0
+        stats.sum = Array(payload.bindMemory(to: Double.self))
+        for key in ["layer", "tokens", "documents", "holds", "format"] { stats.info[key] = nil }
+        return stats
+    }
+}
+
+/// A text corpus split into documents: one per non-empty paragraph line, WikiText headings skipped,
+/// in a fixed pseudo-random order (seed 1) so that any prefix is a reproducible sample.
+public struct TextCorpus: Sendable {
+    public let path: String
+    public let sha256: String
+    public let documents: [String]
+
+    public init(path: String) throws {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw EngramError.io(file: path, detail: "cannot read corpus")
+        }
+        self.path = path
+        sha256 = FileHash.sha256(data: data)
+        var docs = String(decoding: data, as: UTF8.self).split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty && !($0.hasPrefix("=") && $0.hasSuffix("=")) }
+        guard !docs.isEmpty else { throw EngramError.format(file: path, detail: "corpus has no text") }
+        var rng = SplitMix64(seed: 1)
+        docs.shuffle(using: &rng)
+        documents = docs
+    }
+
+    /// The corpus shipped with Engram: WikiText-2 test text (CC BY-SA 3.0, see fixtures/wikitext-2/SOURCE.md).
+    public static func defaultPath() -> String? {
+        var dir = URL(fileURLWithPath: #filePath)
+        for _ in 0..<5 {
+            dir = dir.deletingLastPathComponent()
+            let candidate = dir.appendingPathComponent("fixtures/wikitext-2/wiki.test.raw").path
+            if FileManager.default.fileExists(atPath: candidate) { return candidate }
+        }
+        let installed = (ModelRegistry.home as NSString).appendingPathComponent("corpus/wiki.test.raw")
+        return FileManager.default.fileExists(atPath: installed) ? installed : nil
+    }
+}
+
+/// Collects key statistics for several layers in one pass over a corpus: documents are tokenized,
+/// truncated, batched, and run only up to the highest requested layer.
+public struct KeyStatisticsCollector {
+    public let model: LanguageModel
+    public let tokenizer: Tokenizer
+    public let modelHash: String
+    public var maxLength = 256
+    public var batchDocuments = 16
+
+    public init(model: LanguageModel, tokenizer: Tokenizer, modelHash: String) {
+        self.model = model
+        self.tokenizer = tokenizer
+        self.modelHash = modelHash
+    }
+
+    public func info(corpus: TextCorpus, documents: Int) -> [String: String] {
+        ["model_sha256": modelHash, "corpus": (corpus.path as NSString).lastPathComponent, "corpus_sha256": corpus.sha256,
+         "max_length": String(maxLength), "sample_documents": String(documents), "dtype": "float64"]
+    }
+
+    /// Where statistics for this model, corpus, layer and sample size are cached.
+    public func cachePath(corpus: TextCorpus, layer: Int, documents: Int) -> String {
+        let dir = "\(ModelRegistry.home)/stats/\(modelHash.prefix(16))/\(corpus.sha256.prefix(16))"
+        return "\(dir)/layer\(layer)_docs\(documents)_len\(maxLength).safetensors"
+    }
+
+    /// Cached statistics when present, otherwise computed (resuming a `.partial` file if one exists)
+    /// and cached. `progress(done, total)` is called after every batch.
+    public func statistics(corpus: TextCorpus, layers: [Int], documents requested: Int,
+                           progress: ((Int, Int) -> Void)? = nil) throws -> [Int: KeyStatistics] {
+        let documents = min(requested, corpus.documents.count)
+        for l in layers where !(0..<model.config.layers).contains(l) {
+            throw EngramError.invalidArgument("layer \(l) is outside 0..<\(model.config.layers)")
+        }
+        var result: [Int: KeyStatistics] = [:]
+        var missing: [Int] = []
+        for l in Set(layers).sorted() {
+            let path = cachePath(corpus: corpus, layer: l, documents: documents)
+            if FileManager.default.fileExists(atPath: path) { result[l] = try KeyStatistics.read(path: path) } else { missing.append(l) }
+        }
+        guard !missing.isEmpty else { return result }
+
+        // Resume: every missing layer's partial file must agree on how far it got.
+        var partial: [Int: KeyStatistics] = [:]
+        for l in missing {
+            let path = cachePath(corpus: corpus, layer: l, documents: documents) + ".partial"
+            partial[l] = FileManager.default.fileExists(atPath: path) ? try KeyStatistics.read(path: path)
+                : KeyStatistics(layer: l, width: model.config.keyWidth, info: info(corpus: corpus, documents: documents))
+        }
+        var done = partial.values.map(\.documents).min() ?? 0
+        if partial.values.contains(where: { $0.documents != done }) {
+            done = 0
+            for l in missing { partial[l] = KeyStatistics(layer: l, width: model.config.keyWidth, info: info(corpus: corpus, documents: documents)) }
+        }
+        var lastSave = Date()
+        while done < documents {
+            let batch = Array(corpus.documents[done..<min(done + batchDocuments, documents)])
+            try accumulate(batch, into: &partial)
+            done += batch.count
+            for l in missing { partial[l]!.documents = done }
+            progress?(done, documents)
+            if Date().timeIntervalSince(lastSave) > 30 && done < documents { // checkpoint for resume
+                for l in missing { try partial[l]!.write(to: cachePath(corpus: corpus, layer: l, documents: documents) + ".partial") }
+                lastSave = Date()
+            }
+        }
+        for l in missing {
+            var s = partial[l]!
+            s.symmetrize()
+            let path = cachePath(corpus: corpus, layer: l, documents: documents)
+            try s.write(to: path)
+            try? FileManager.default.removeItem(atPath: path + ".partial")
+            result[l] = s
+        }
+        return result
+    }
+
+    /// Runs one batch of documents and adds `Kᵀ K` (upper triangle, float64) for each layer.
+    func accumulate(_ texts: [String], into stats: inout [Int: KeyStatistics]) throws {
+        let m = model.config.keyWidth
+        let layers = stats.keys.sorted()
+        let inputs = texts.map { text -> SequenceInput in
+            let ids = Array(tokenizer.encode(text, addSpecial: true).prefix(maxLength))
+            return SequenceInput(tokens: ids, cache: model.makeCache(capacity: ids.count))
+        }.filter { !$0.tokens.isEmpty }
+        guard !inputs.isEmpty else { return }
+        var hooks = Hooks()
+        hooks.stopAfterLayer = layers.last
+        var captured: [Int: (rows: Int, keys: [Double])] = [:]
+        for l in layers {
+            hooks.on(.mlpKey(l)) { rows in
+                var keys = [Double](repeating: 0, count: rows.rows * m)
+                for i in 0..<(rows.rows * m) { keys[i] = Double(rows.pointer[i]) }
+                captured[l] = (rows.rows, keys)
+            }
+        }
+        _ = try model.forward(inputs, hooks: hooks, logits: .none)
+        for l in layers {
+            guard let (n, keys) = captured[l] else { continue }
+            stats[l]!.sum.withUnsafeMutableBufferPointer { s in
+                keys.withUnsafeBufferPointer { k in
+                    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(m), Int32(n), 1, k.baseAddress, Int32(m), 1, s.baseAddress, Int32(m))
+                }
+            }
+            stats[l]!.tokens += n
+        }
+    }
+}
+
+extension KeyStatistics {
+    /// Copies the upper triangle (what dsyrk fills) into the lower one.
+    mutating func symmetrize() {
+        let m = width
+        sum.withUnsafeMutableBufferPointer { s in
+            for i in 0..<m { for j in 0..<i { s[i * m + j] = s[j * m + i] } }
+        }
+    }
+}

@@ -1,0 +1,38 @@
+import ArgumentParser
+import Engram
+import Foundation
+
+@main
+struct EngramCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "engram",
+        abstract: "Run, inspect, edit and evaluate language models.",
+        subcommands: [GenerateCommand.self, TokenizeCommand.self, InspectCommand.self, ConvertCommand.self, TraceCommand.self, StatsCommand.self]
+    )
+}
+
+/// The MODEL argument every command takes: a GGUF file, a Hugging Face folder, or `smollm2`.
+struct ModelArgument: ParsableArguments {
+    @Argument(help: "A GGUF file, a Hugging Face folder (config.json + safetensors), or 'smollm2'.")
+    var model: String
+
+    func checkpoint() throws -> Checkpoint { try ModelLoader.checkpoint(model) }
+
+    /// Checkpoint, model and tokenizer together.
+    func load() throws -> (Checkpoint, LanguageModel, Tokenizer) {
+        let ck = try checkpoint()
+        return (ck, try ModelLoader.build(ck), try TokenizerLoader.load(ck))
+    }
+}
+
+/// Prints JSON with sorted keys, so output is stable.
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+/// Writes to standard error (progress, diagnostics) so stdout stays clean for results.
+func printError(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}

@@ -1,0 +1,208 @@
+import XCTest
+import Engram
+
+/// Dequantizers against values computed in the test from the GGML block definitions (element by
+/// element, with the index arithmetic written out), plus a few numbers worked out by hand, plus the
+/// real model's samples from the transformers-produced fixture.
+final class FormatDequantizeTests: XCTestCase {
+    func half(_ bytes: [UInt8], _ at: Int) -> Double {
+        Double(Float(Float16(bitPattern: UInt16(bytes[at]) | UInt16(bytes[at + 1]) << 8)))
+    }
+
+    func setHalf(_ bytes: inout [UInt8], _ at: Int, _ value: Float16) {
+        bytes[at] = UInt8(value.bitPattern & 0xFF)
+        bytes[at + 1] = UInt8(value.bitPattern >> 8)
+    }
+
+    func run(_ dtype: DType, _ bytes: [UInt8]) -> [Float] {
+        let count = bytes.count / dtype.blockBytes * dtype.blockSize
+        var out = [Float](repeating: .nan, count: count)
+        bytes.withUnsafeBytes { src in out.withUnsafeMutableBufferPointer { Dequantize.run(dtype, source: src.baseAddress!, count: count, into: $0.baseAddress!) } }
+        return out
+    }
+
+    func randomBlocks(_ dtype: DType, blocks: Int, seed: UInt64, halves: [Int]) -> [UInt8] {
+        var rng = SeededRandom(seed: seed)
+        var bytes = (0..<(blocks * dtype.blockBytes)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        for b in 0..<blocks {
+            // Random bit patterns would include NaN/inf scales; use moderate ones.
+            for at in halves { setHalf(&bytes, b * dtype.blockBytes + at, Float16(rng.uniform() * 2)) }
+        }
+        return bytes
+    }
+
+    func compare(_ got: [Float], _ expected: [Double], _ label: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(got.count, expected.count, label, file: file, line: line)
+        for (i, (g, e)) in zip(got, expected).enumerated() where abs(Double(g) - e) > 1e-6 * max(1, abs(e)) {
+            XCTFail("\(label)[\(i)]: got \(g), expected \(e)", file: file, line: line)
+            return
+        }
+    }
+
+    /// The 6-bit scale and min of sub-block j (0..<8) of Q4_K/Q5_K: sub-blocks 0-3 use the low 6 bits
+    /// of bytes j and j+4; 4-7 combine a nibble of byte j+4 with the top 2 bits of bytes j-4 / j.
+    func kScaleMin(_ s: ArraySlice<UInt8>, _ j: Int) -> (Double, Double) {
+        let q = Array(s)
+        if j < 4 { return (Double(q[j] & 0x3F), Double(q[j + 4] & 0x3F)) }
+        let scale = Int(q[j + 4] & 0x0F) + Int(q[j - 4] >> 6) * 16
+        let min = Int(q[j + 4] >> 4) + Int(q[j] >> 6) * 16
+        return (Double(scale), Double(min))
+    }
+
+    func testQ8_0() {
+        var bytes = randomBlocks(.q8_0, blocks: 3, seed: 1, halves: [0])
+        let got = run(.q8_0, bytes)
+        var expected: [Double] = []
+        for b in 0..<3 {
+            let d = half(bytes, b * 34)
+            for j in 0..<32 { expected.append(d * Double(Int8(bitPattern: bytes[b * 34 + 2 + j]))) }
+        }
+        compare(got, expected, "Q8_0")
+        // By hand: d = 0.25, q = -128 → -32; q = 5 → 1.25.
+        setHalf(&bytes, 0, 0.25); bytes[2] = 0x80; bytes[3] = 5
+        XCTAssertEqual(run(.q8_0, bytes)[0], -32)
+        XCTAssertEqual(run(.q8_0, bytes)[1], 1.25)
+    }
+
+    func testQ4_0() {
+        var bytes = randomBlocks(.q4_0, blocks: 2, seed: 2, halves: [0])
+        var expected: [Double] = []
+        for b in 0..<2 {
+            let d = half(bytes, b * 18)
+            // Element i < 16 is the low nibble of byte i, element i ≥ 16 the high nibble of byte i - 16.
+            for i in 0..<32 {
+                let byte = bytes[b * 18 + 2 + i % 16]
+                let q = i < 16 ? Int(byte & 0x0F) : Int(byte >> 4)
+                expected.append(d * Double(q - 8))
+            }
+        }
+        compare(run(.q4_0, bytes), expected, "Q4_0")
+        // By hand: d = 2, byte 0x9F → element 0: (15 - 8)·2 = 14, element 16: (9 - 8)·2 = 2.
+        setHalf(&bytes, 0, 2); bytes[2] = 0x9F
+        XCTAssertEqual(run(.q4_0, bytes)[0], 14)
+        XCTAssertEqual(run(.q4_0, bytes)[16], 2)
+    }
+
+    func testQ4_1() {
+        var bytes = randomBlocks(.q4_1, blocks: 2, seed: 3, halves: [0, 2])
+        var expected: [Double] = []
+        for b in 0..<2 {
+            let d = half(bytes, b * 20), m = half(bytes, b * 20 + 2)
+            for i in 0..<32 {
+                let byte = bytes[b * 20 + 4 + i % 16]
+                expected.append(d * Double(i < 16 ? byte & 0x0F : byte >> 4) + m)
+            }
+        }
+        compare(run(.q4_1, bytes), expected, "Q4_1")
+        // By hand: d = 0.5, m = -1, byte 1 = 0x3C → element 1: 12·0.5 - 1 = 5, element 17: 3·0.5 - 1 = 0.5.
+        setHalf(&bytes, 0, 0.5); setHalf(&bytes, 2, -1); bytes[5] = 0x3C
+        XCTAssertEqual(run(.q4_1, bytes)[1], 5)
+        XCTAssertEqual(run(.q4_1, bytes)[17], 0.5)
+    }
+
+    func testQ4_K() {
+        var bytes = randomBlocks(.q4_K, blocks: 2, seed: 4, halves: [0, 2])
+        var expected: [Double] = []
+        for b in 0..<2 {
+            let o = b * 144
+            let d = half(bytes, o), dmin = half(bytes, o + 2)
+            for i in 0..<256 {
+                // 8 sub-blocks of 32; each 64-element group g reads 32 bytes: low nibbles, then high nibbles.
+                let j = i / 32, g = i / 64, l = i % 32
+                let byte = bytes[o + 16 + 32 * g + l]
+                let q = j % 2 == 0 ? Int(byte & 0x0F) : Int(byte >> 4)
+                let (sc, mn) = kScaleMin(bytes[(o + 4)..<(o + 16)], j)
+                expected.append(d * sc * Double(q) - dmin * mn)
+            }
+        }
+        compare(run(.q4_K, bytes), expected, "Q4_K")
+        // By hand: d = 1, dmin = 0.5; scales[0] = 0x45 (scale0 = 5, top bits 1), scales[4] = 3 (min0 = 3),
+        // scales[8] = 0x21 → scale4 = 1 + 16·1 = 17, min4 = 2 + 16·0 = 2.
+        // Element 0 = low nibble of qs[0] = 7 → 1·5·7 - 0.5·3 = 33.5; element 128 = low nibble of qs[64] = 10 → 170 - 1 = 169.
+        setHalf(&bytes, 0, 1); setHalf(&bytes, 2, 0.5)
+        bytes[4] = 0x45; bytes[8] = 0x03; bytes[12] = 0x21; bytes[16] = 0x07; bytes[16 + 64] = 0x0A
+        XCTAssertEqual(run(.q4_K, bytes)[0], 33.5)
+        XCTAssertEqual(run(.q4_K, bytes)[128], 169)
+    }
+
+    func testQ5_K() {
+        var bytes = randomBlocks(.q5_K, blocks: 2, seed: 5, halves: [0, 2])
+        var expected: [Double] = []
+        for b in 0..<2 {
+            let o = b * 176
+            let d = half(bytes, o), dmin = half(bytes, o + 2)
+            for i in 0..<256 {
+                let j = i / 32, g = i / 64, l = i % 32
+                let byte = bytes[o + 48 + 32 * g + l]
+                let low = j % 2 == 0 ? Int(byte & 0x0F) : Int(byte >> 4)
+                // The fifth bit of sub-block j is bit j of qh[l].
+                let high = Int(bytes[o + 16 + l] >> j) & 1
+                let (sc, mn) = kScaleMin(bytes[(o + 4)..<(o + 16)], j)
+                expected.append(d * sc * Double(low + 16 * high) - dmin * mn)
+            }
+        }
+        compare(run(.q5_K, bytes), expected, "Q5_K")
+        // By hand: d = 1, dmin = 0, scale0 = 2; qs[0] = 0x03, qh[0] bit 0 set → q = 3 + 16 = 19 → 38.
+        setHalf(&bytes, 0, 1); setHalf(&bytes, 2, 0)
+        bytes[4] = 2; bytes[48] = 0x03; bytes[16] = 0x01
+        XCTAssertEqual(run(.q5_K, bytes)[0], 38)
+    }
+
+    func testQ6_K() {
+        var bytes = randomBlocks(.q6_K, blocks: 2, seed: 6, halves: [208])
+        var expected: [Double] = []
+        for b in 0..<2 {
+            let o = b * 210
+            let d = half(bytes, o + 208)
+            for i in 0..<256 {
+                // Two halves of 128; in each, quarter t of 32 takes a nibble of ql and 2 bits of qh.
+                let n = i / 128, t = (i % 128) / 32, l = i % 32
+                let qlByte = bytes[o + 64 * n + l + (t % 2) * 32]
+                let low = t < 2 ? Int(qlByte & 0x0F) : Int(qlByte >> 4)
+                let high = Int(bytes[o + 128 + 32 * n + l] >> (2 * t)) & 3
+                let scale = Double(Int8(bitPattern: bytes[o + 192 + 8 * n + l / 16 + 2 * t]))
+                expected.append(d * scale * Double(low + 16 * high - 32))
+            }
+        }
+        compare(run(.q6_K, bytes), expected, "Q6_K")
+        // By hand: d = 0.5; ql[0] = 0xC5, qh[0] = 0x32; scales[0] = -3, scales[4] = 7.
+        // Element 0: 5 + 16·2 - 32 = 5 → 0.5·(-3)·5 = -7.5. Element 64: 12 + 16·3 - 32 = 28 → 0.5·7·28 = 98.
+        setHalf(&bytes, 208, 0.5)
+        bytes[0] = 0xC5; bytes[128] = 0x32; bytes[192] = UInt8(bitPattern: -3); bytes[196] = 7
+        XCTAssertEqual(run(.q6_K, bytes)[0], -7.5)
+        XCTAssertEqual(run(.q6_K, bytes)[64], 98)
+    }
+
+    func testHalfAndBFloat() {
+        XCTAssertEqual(run(.f16, [0x00, 0x3C, 0x00, 0xC0, 0x01, 0x00]), [1, -2, Float(bitPattern: 0x3380_0000)]) // last: smallest subnormal 2^-24
+        XCTAssertEqual(run(.bf16, [0x80, 0x3F, 0x49, 0x40]), [1, 3.140625])
+    }
+
+    /// The real model's dequantized samples, produced by transformers/gguf-py (fixture).
+    func testRealModelAgainstFixture() throws {
+        guard let shared = sharedFolder() else { throw XCTSkip("shared fixtures not found (set ENGRAM_SHARED)") }
+        let fixture = (shared as NSString).appendingPathComponent("fixtures/smollm2-reference.json")
+        guard FileManager.default.fileExists(atPath: fixture) else { throw XCTSkip("\(fixture) absent") }
+        guard FileManager.default.fileExists(atPath: ModelRegistry.smollm2Path) else { throw XCTSkip("default model not installed") }
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: fixture))) as? [String: Any])
+        let checks = try XCTUnwrap(json["gguf_dequant_checks"] as? [[String: Any]])
+        XCTAssertGreaterThanOrEqual(checks.count, 8)
+        let ck = try GGUFReader.read(path: ModelRegistry.smollm2Path)
+        for check in checks {
+            let name = try XCTUnwrap(check["name"] as? String)
+            let t = try ck.tensor(name)
+            XCTAssertEqual(t.dtype.description, check["type"] as? String, name)
+            XCTAssertEqual(t.shape, check["numpy_shape"] as? [Int], name)
+            let m = t.matrix()
+            let first = try XCTUnwrap(check["first16_row0"] as? [Double])
+            for (i, e) in first.enumerated() {
+                XCTAssertEqual(Double(m.pointer[i]), e, accuracy: 1e-6 * max(1, abs(e)), "\(name)[\(i)]")
+            }
+            var sum = 0.0, absSum = 0.0
+            for i in 0..<m.count { sum += Double(m.pointer[i]); absSum += abs(Double(m.pointer[i])) }
+            let refSum = try XCTUnwrap(check["sum"] as? Double), refAbs = try XCTUnwrap(check["abs_sum"] as? Double)
+            XCTAssertEqual(absSum, refAbs, accuracy: 1e-6 * refAbs, "\(name) abs sum")
+            XCTAssertEqual(sum, refSum, accuracy: 1e-6 * refAbs, "\(name) sum")
+        }
+    }
+}

@@ -1,0 +1,101 @@
+// Inference speed of Engram on one checkpoint: prompt processing (pp) at given prompt lengths and
+// decode (tg) of N tokens, repeated, with the median and spread, peak RSS, and the BLAS core.
+// Prints one JSON object (the same shape as benchmarks/peers/*_bench.py) so runs can be compared.
+import Engram
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Options {
+    var model = "smollm2"
+    var promptTokens = [128, 512]
+    var decodeTokens = 128
+    var repeats = 5
+    var threads = 2
+}
+
+func parse() -> Options {
+    var o = Options()
+    var args = CommandLine.arguments.dropFirst().makeIterator()
+    while let a = args.next() {
+        switch a {
+        case "--model": o.model = args.next() ?? o.model
+        case "--prompt-tokens": o.promptTokens = (args.next() ?? "").split(separator: ",").compactMap { Int($0) }
+        case "--decode-tokens": o.decodeTokens = Int(args.next() ?? "") ?? o.decodeTokens
+        case "--repeats": o.repeats = Int(args.next() ?? "") ?? o.repeats
+        case "--threads": o.threads = Int(args.next() ?? "") ?? o.threads
+        default:
+            FileHandle.standardError.write(Data("unknown option \(a)\n".utf8))
+            exit(2)
+        }
+    }
+    return o
+}
+
+func summary(_ xs: [Double]) -> [String: Double] {
+    let s = xs.sorted()
+    let median = s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    return ["median": median, "min": s.first ?? 0, "max": s.last ?? 0]
+}
+
+func peakRSSBytes() -> Int {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    return usage.ru_maxrss * 1024
+}
+
+let o = parse()
+BLAS.threads = o.threads
+let clock = ContinuousClock()
+let loadStart = clock.now
+let ck = try ModelLoader.checkpoint(o.model)
+let model = try ModelLoader.build(ck)
+let loadSeconds = (clock.now - loadStart).seconds
+// A fixed, deterministic token sequence (ids spread over the vocabulary's common range).
+let vocab = model.config.vocab
+let longest = max(o.promptTokens.max() ?? 0, 16)
+let ids: [Int32] = (0..<longest).map { Int32((1000 + $0 * 7919) % min(vocab, 40000)) }
+
+var results: [String: Any] = [:]
+for p in o.promptTokens {
+    var rates: [Double] = []
+    for _ in 0..<(o.repeats + 1) { // first run warms caches and page-ins, not counted
+        let cache = model.makeCache(capacity: p + 1)
+        let t = clock.now
+        _ = try model.forward(Array(ids.prefix(p)), cache: cache)
+        rates.append(Double(p) / (clock.now - t).seconds)
+    }
+    results["pp\(p)"] = summary(Array(rates.dropFirst()))
+}
+var decodeRates: [Double] = []
+for _ in 0..<(o.repeats + 1) {
+    let cache = model.makeCache(capacity: 16 + o.decodeTokens + 1)
+    var logits = try model.forward(Array(ids.prefix(16)), cache: cache)
+    let t = clock.now
+    for _ in 0..<o.decodeTokens {
+        let next = Sampler.argmax(logits.pointer, count: logits.cols)
+        logits = try model.forward([next], cache: cache)
+    }
+    decodeRates.append(Double(o.decodeTokens) / (clock.now - t).seconds)
+}
+results["tg\(o.decodeTokens)"] = summary(Array(decodeRates.dropFirst()))
+
+let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+    .split(separator: "\n").first { $0.hasPrefix("model name") }?
+    .split(separator: ":").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown"
+let output: [String: Any] = [
+    "engine": "engram",
+    "model": ck.location,
+    "threads": o.threads,
+    "repeats": o.repeats,
+    "load_seconds": loadSeconds,
+    "results_tokens_per_second": results,
+    "peak_rss_bytes": peakRSSBytes(),
+    "tensor_bytes": ck.tensorBytes,
+    "cpu": cpu,
+    "blas": BLAS.configuration,
+    "OPENBLAS_CORETYPE": ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "",
+]
+let data = try JSONSerialization.data(withJSONObject: output, options: [.prettyPrinted, .sortedKeys])
+print(String(decoding: data, as: UTF8.self))
