@@ -3,10 +3,8 @@ import XCTest
 @testable import Engram
 
 final class EditFileTests: XCTestCase {
-    static let dataRoot = "/work/shared/data"
-
     func dataFile(_ relative: String) throws -> String {
-        let path = "\(EditFileTests.dataRoot)/\(relative)"
+        let path = try TestSupport.sharedFile("data/\(relative)").path
         guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(path) is not available") }
         return path
     }

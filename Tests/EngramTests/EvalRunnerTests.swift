@@ -185,7 +185,7 @@ final class EvalRunnerTests: XCTestCase {
         let result = try run(file, NoEditor(), model(), options { $0.fluency = true; $0.fluencyTopK = 1; $0.fluencyMaxLength = 8; $0.suites = [.knowEdit] })
         let text = result.records[0].texts["pre.fluency"]
         XCTAssertEqual(text, "France is Paris\n")
-        XCTAssertEqual(result.records[0].pre["knowedit.fluency"]!, JSONValue.quantize(NGramEntropy.score("France is Paris\n")), accuracy: 1e-12)
+        XCTAssertEqual(result.records[0].pre["knowedit.fluency"]!, CanonicalJSON.quantize(NGramEntropy.score("France is Paris\n")), accuracy: 1e-12)
         XCTAssertEqual(result.records[0].pre["knowedit.fluency"], result.records[0].post?["knowedit.fluency"])
     }
 

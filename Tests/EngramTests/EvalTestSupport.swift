@@ -140,7 +140,7 @@ enum TinyModels {
         func add(_ name: String, _ shape: [Int], scale: Float, offset: Float = 0) {
             let count = shape.reduce(1, *)
             let buffer = FloatBuffer(count: count)
-            for i in 0..<count { buffer.pointer[i] = offset + scale * Float(rng.unit() * 2 - 1) }
+            for i in 0..<count { buffer.pointer[i] = offset + scale * Float(rng.nextUnit() * 2 - 1) }
             ck.add(StoredTensor(name: name, dtype: .f32, shape: shape, data: UnsafeRawPointer(buffer.pointer),
                                 byteCount: count * 4, file: "tiny-llama", owner: buffer))
         }
@@ -160,14 +160,6 @@ enum TinyModels {
         }
         add("output_norm.weight", [d], scale: 0.1, offset: 1)
         return try Llama(config: config, checkpoint: ck)
-    }
-
-    /// The default model, if installed (tests that need it skip otherwise).
-    static func smollm2() throws -> LanguageModel {
-        guard FileManager.default.fileExists(atPath: ModelRegistry.smollm2Path) else {
-            throw XCTSkip("SmolLM2 is not installed at \(ModelRegistry.smollm2Path)")
-        }
-        return try ModelLoader.build(try ModelLoader.checkpoint("smollm2"))
     }
 }
 

@@ -1,13 +1,5 @@
 import Foundation
 
-/// How the next token is chosen.
-public enum Decoding: Equatable, Sendable {
-    /// Argmax (first index on ties).
-    case greedy
-    /// ROME/EasyEdit `generate_fast`: sample from the k most likely tokens, renormalised.
-    case topK(Int)
-}
-
 /// One sequence to continue.
 public struct GenerationJob: Sendable {
     public var context: [Int32]
@@ -21,32 +13,11 @@ public struct GenerationJob: Sendable {
     }
 }
 
-/// Small, fast, reproducible random numbers (SplitMix64); the same seed gives the same stream everywhere.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    public var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9e3779b97f4a7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58476d1ce4e5b9
-        z = (z ^ (z >> 27)) &* 0x94d049bb133111eb
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1) with 53 random bits.
-    public mutating func unit() -> Double { Double(next() >> 11) * (1.0 / 9007199254740992.0) }
-
-    /// Mixes several values into one seed (for per-record, per-phase seeds).
-    public static func mix(_ values: [UInt64]) -> UInt64 {
-        var g = SplitMix64(seed: 0x5eed)
-        var h: UInt64 = 0
-        for v in values { g.state ^= v; h ^= g.next() }
-        return h
-    }
-}
-
-/// Batched autoregressive generation over `LanguageModel.forward`: all contexts are prefilled in one
-/// call, then every unfinished sequence advances one token per call.
-public struct Generator {
+/// Generation over many sequences at once, for evaluation: all contexts are prefilled together (shared
+/// prefixes once), then every unfinished sequence advances one token per batched forward call. Tokens
+/// are chosen by the shared `Sampler`, one per sequence, seeded by the job. (`Generator` is the
+/// single-sequence streaming loop of the CLI and server.)
+public struct BatchGenerator {
     public let model: LanguageModel
     public var batchSize: Int
 
@@ -55,23 +26,28 @@ public struct Generator {
         self.batchSize = max(1, batchSize)
     }
 
-    /// Generated ids per job (the context excluded). `stop(job, generated)` is asked after each token;
-    /// when it says true the sequence ends there (the token that triggered it is kept).
-    public func generate(_ jobs: [GenerationJob], decoding: Decoding,
+    /// ROME/EasyEdit `generate_fast`: sample from the k most likely tokens, renormalised (temperature 1).
+    public static func topK(_ k: Int) -> SamplingParameters { SamplingParameters(temperature: 1, topK: k) }
+
+    /// Generated ids per job (the context excluded). `sampling.seed` is ignored: each job brings its own.
+    /// `stop(job, generated)` is asked after each token; when it says true the sequence ends there (the
+    /// token that triggered it is kept).
+    public func generate(_ jobs: [GenerationJob], sampling: SamplingParameters = .greedy,
                          stop: (Int, [Int32]) -> Bool = { _, _ in false }) throws -> [[Int32]] {
+        try sampling.validate()
         // Jobs with common context prefixes share a batch (and the prefix pass).
         let order = PrefixSharing.order(jobs.map(\.context))
         var out = [[Int32]](repeating: [], count: jobs.count)
         var start = 0
         while start < order.count {
             let chunk = Array(order[start..<min(start + batchSize, order.count)])
-            for (i, ids) in zip(chunk, try generateChunk(chunk, jobs, decoding: decoding, stop: stop)) { out[i] = ids }
+            for (i, ids) in zip(chunk, try generateChunk(chunk, jobs, sampling: sampling, stop: stop)) { out[i] = ids }
             start += chunk.count
         }
         return out
     }
 
-    private func generateChunk(_ indices: [Int], _ all: [GenerationJob], decoding: Decoding,
+    private func generateChunk(_ indices: [Int], _ all: [GenerationJob], sampling: SamplingParameters,
                                stop: (Int, [Int32]) -> Bool) throws -> [[Int32]] {
         let jobs = indices.map { all[$0] }
         for (i, j) in zip(indices, jobs) where j.context.isEmpty {
@@ -79,7 +55,11 @@ public struct Generator {
         }
         let vocab = model.config.vocab
         var generated = [[Int32]](repeating: [], count: jobs.count)
-        var rngs = jobs.map { SplitMix64(seed: $0.seed) }
+        var samplers = jobs.map { job -> Sampler in
+            var p = sampling
+            p.seed = job.seed
+            return Sampler(p)
+        }
         let caches = try PrefixSharing.prefill(model, contexts: jobs.map(\.context), keep: 1,
                                                capacity: jobs.map { $0.context.count + $0.maxNewTokens })
         var active = jobs.indices.filter { jobs[$0].maxNewTokens > 0 }
@@ -88,7 +68,7 @@ public struct Generator {
             let logits = try model.forward(inputs, hooks: nil, logits: .last)
             var next: [Int] = [], nextInputs: [SequenceInput] = []
             for (slot, s) in active.enumerated() {
-                let token = Int32(Generator.choose(logits[slot].pointer, count: vocab, decoding: decoding, rng: &rngs[s]))
+                let token = samplers[s].sample(logits[slot].pointer, count: vocab)
                 generated[s].append(token)
                 if generated[s].count >= jobs[s].maxNewTokens || stop(indices[s], generated[s]) { continue }
                 next.append(s)
@@ -99,32 +79,18 @@ public struct Generator {
         }
         return generated
     }
+}
 
-    static func choose(_ logits: UnsafePointer<Float>, count: Int, decoding: Decoding, rng: inout SplitMix64) -> Int {
-        switch decoding {
-        case .greedy: return TeacherForcing.argmax(logits, count: count)
-        case let .topK(k):
-            // The k largest logits, ties broken by the lower index, then softmax over them in double.
-            var top: [(Float, Int)] = []
-            let k = max(1, min(k, count))
-            for i in 0..<count {
-                let v = logits[i]
-                if top.count < k {
-                    top.append((v, i))
-                    top.sort { $0.0 > $1.0 || ($0.0 == $1.0 && $0.1 < $1.1) }
-                } else if v > top[k - 1].0 {
-                    top[k - 1] = (v, i)
-                    top.sort { $0.0 > $1.0 || ($0.0 == $1.0 && $0.1 < $1.1) }
-                }
-            }
-            let m = Double(top[0].0)
-            let weights = top.map { exp(Double($0.0) - m) }
-            var u = rng.unit() * weights.reduce(0, +)
-            for (w, t) in zip(weights, top) {
-                if u < w { return t.1 }
-                u -= w
-            }
-            return top[top.count - 1].1
+extension SplitMix64 {
+    /// One seed from several values (run seed, record index, phase), so that each record's sample is
+    /// the same whatever else is evaluated with it.
+    static func mix(_ values: [UInt64]) -> UInt64 {
+        var g = SplitMix64(seed: 0x5eed)
+        var h: UInt64 = 0
+        for v in values {
+            g.state ^= v
+            h ^= g.next()
         }
+        return h
     }
 }

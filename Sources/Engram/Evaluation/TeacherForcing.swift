@@ -88,17 +88,10 @@ public struct TeacherForcing {
                 let row = rows.row(j)
                 Kernels.logSoftmax(row, count: vocab, into: scratch.pointer)
                 logProbs.append(Double(scratch.pointer[Int(item.target[j])]))
-                predicted.append(Int32(TeacherForcing.argmax(row, count: vocab)))
+                predicted.append(Sampler.argmax(row, count: vocab))
             }
             return TargetScore(target: item.target, predicted: predicted, logProbs: logProbs)
         }
-    }
-
-    /// Index of the largest value; the first one on ties (as torch.argmax on CPU).
-    static func argmax(_ x: UnsafePointer<Float>, count: Int) -> Int {
-        var best = 0
-        for i in 1..<count where x[i] > x[best] { best = i }
-        return best
     }
 }
 
