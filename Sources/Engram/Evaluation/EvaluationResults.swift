@@ -84,6 +84,8 @@ public struct RunHeader: Equatable, Sendable {
             "portability": "KnowEdit: token accuracy against the first alias; mean over probes, then over keys (Reasoning, Subject_Aliasing, Logical_Generalization count equally); dataset mean over records that have any",
             "aggregation": "mean over the records that have the metric; reports show means × 100",
             "protocol": options.editingProtocol.summary,
+            "prompts": "used as written (no chat template); an in-context patch renders each probe as demonstrations + 'New Fact: …' lines + 'Prompt: ' + probe",
+            "batching": "\(options.forwardBatchSize) sequences per forward pass; with a real model the last bits of a score can depend on what was batched together, so compare runs made with the same batch size",
         ]
         if options.fluency {
             c["fluency"] = "weighted bigram/trigram entropy (2/3·H2, 4/3·H3, mean) of prompt + top-\(options.fluencyTopK) sampled continuation, \(options.fluencyMaxLength) tokens in total including the prompt; words from our NLTK word_tokenize reimplementation (Punkt with a fixed abbreviation list)"
