@@ -65,7 +65,7 @@ public indirect enum CanonicalJSON: Equatable, Sendable {
                 if text == "-0.000000" { text = "0.000000" }
                 out += text
             }
-        case let .string(s): out += JSONValue.quote(s)
+        case let .string(s): out += OrderedJSON.quote(s)
         case let .array(items):
             if items.isEmpty { out += "[]"; return }
             out += "[\n"
@@ -80,7 +80,7 @@ public indirect enum CanonicalJSON: Equatable, Sendable {
             out += "{\n"
             let keys = o.keys.sorted()
             for (i, key) in keys.enumerated() {
-                out += inner + JSONValue.quote(key) + ": "
+                out += inner + OrderedJSON.quote(key) + ": "
                 o[key]!.write(into: &out, indent: indent + 1)
                 out += i + 1 < keys.count ? ",\n" : "\n"
             }

@@ -80,17 +80,3 @@ public struct BatchGenerator {
         return generated
     }
 }
-
-extension SplitMix64 {
-    /// One seed from several values (run seed, record index, phase), so that each record's sample is
-    /// the same whatever else is evaluated with it.
-    static func mix(_ values: [UInt64]) -> UInt64 {
-        var g = SplitMix64(seed: 0x5eed)
-        var h: UInt64 = 0
-        for v in values {
-            g.state ^= v
-            h ^= g.next()
-        }
-        return h
-    }
-}
