@@ -92,6 +92,12 @@ final class EditFileTests: XCTestCase {
         XCTAssertEqual(file.requests, [EditRequest(caseID: "x1", prompt: "Narendra Modi is a citizen of", subject: "Narendra Modi", targetNew: "Australia")])
     }
 
+    func testSubjectRangeIsTheFirstOccurrence() {
+        let r = EditRequest(caseID: "1", prompt: "Paris Hilton was born in Paris", subject: "Paris", targetNew: "x")
+        XCTAssertEqual(r.subjectRange.map { r.prompt.distance(from: r.prompt.startIndex, to: $0.lowerBound) }, 0)
+        XCTAssertNil(EditRequest(caseID: "2", prompt: "A is", subject: "B", targetNew: "x").subjectRange)
+    }
+
     func testROMECounterFactLayout() throws {
         let json = """
         [{"case_id": 7, "requested_rewrite": {"prompt": "The mother tongue of {} is", "subject": "Danielle Darrieux",
