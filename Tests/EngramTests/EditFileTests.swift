@@ -3,10 +3,8 @@ import XCTest
 @testable import Engram
 
 final class EditFileTests: XCTestCase {
-    static let dataRoot = "/work/shared/data"
-
     func dataFile(_ relative: String) throws -> String {
-        let path = "\(EditFileTests.dataRoot)/\(relative)"
+        let path = try TestSupport.sharedFile("data/\(relative)").path
         guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(path) is not available") }
         return path
     }
@@ -92,6 +90,12 @@ final class EditFileTests: XCTestCase {
     func testTemplatePromptIsFilledWithTheSubject() throws {
         let file = try fixture(#"{"case_id": "x1", "prompt": "{} is a citizen of", "subject": "Narendra Modi", "target_new": {"str": "Australia"}}"#)
         XCTAssertEqual(file.requests, [EditRequest(caseID: "x1", prompt: "Narendra Modi is a citizen of", subject: "Narendra Modi", targetNew: "Australia")])
+    }
+
+    func testSubjectRangeIsTheFirstOccurrence() {
+        let r = EditRequest(caseID: "1", prompt: "Paris Hilton was born in Paris", subject: "Paris", targetNew: "x")
+        XCTAssertEqual(r.subjectRange.map { r.prompt.distance(from: r.prompt.startIndex, to: $0.lowerBound) }, 0)
+        XCTAssertNil(EditRequest(caseID: "2", prompt: "A is", subject: "B", targetNew: "x").subjectRange)
     }
 
     func testROMECounterFactLayout() throws {

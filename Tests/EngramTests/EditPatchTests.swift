@@ -99,19 +99,25 @@ final class EditPatchTests: XCTestCase {
         }
     }
 
+    func temporaryFolder() throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("engram-patch-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        return dir
+    }
+
     func testSaveAndLoadRoundTrip() throws {
         let model = try TinyModels.llama(vocab: 40)
         let patch = samplePatch(model)
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("engram-patch-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try temporaryFolder()
         let path = dir.appendingPathComponent("edit.patch").path
         try patch.write(to: path)
         try patch.write(to: path) // overwriting goes through a temporary file and a rename
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["edit.patch"], "no temporary files left")
-
+        let other = dir.appendingPathComponent("again.patch").path
+        try patch.write(to: other)
         let data = try Data(contentsOf: URL(fileURLWithPath: path))
-        XCTAssertEqual(data, try patch.fileData(), "the same patch gives the same bytes")
+        XCTAssertEqual(data, try Data(contentsOf: URL(fileURLWithPath: other)), "the same patch gives the same bytes")
 
         // It is a safetensors file: 8-byte header length, JSON header with F32 tensors, then the payload.
         let headerLength = data.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
@@ -122,6 +128,7 @@ final class EditPatchTests: XCTestCase {
         XCTAssertEqual(r0["shape"] as? [Int], [2, 16])
         let last = header["delta.2.u"] as! [String: Any]
         XCTAssertEqual((last["data_offsets"] as! [Int])[1], data.count - 8 - headerLength)
+        XCTAssertNotNil((header["__metadata__"] as? [String: String])?["engram.patch"])
 
         let loaded = try EditPatch.read(path)
         XCTAssertEqual(loaded.method, "test")
@@ -146,20 +153,32 @@ final class EditPatchTests: XCTestCase {
 
     func testCorruptPatchFiles() throws {
         let model = try TinyModels.llama(vocab: 40)
-        let good = try samplePatch(model).fileData()
-        XCTAssertThrowsError(try EditPatch.parse(Data([1, 2, 3]), file: "p")) { XCTAssertTrue("\($0)".contains("too short"), "\($0)") }
+        let dir = try temporaryFolder()
+        let goodPath = dir.appendingPathComponent("good.patch").path
+        try samplePatch(model).write(to: goodPath)
+        let good = try Data(contentsOf: URL(fileURLWithPath: goodPath))
+        func read(_ bytes: Data) -> String {
+            let path = dir.appendingPathComponent("bad-\(UUID().uuidString).patch").path
+            FileManager.default.createFile(atPath: path, contents: bytes)
+            do {
+                _ = try EditPatch.read(path)
+                return "no error"
+            } catch { return "\(error)" }
+        }
+        XCTAssertTrue(read(Data([1, 2, 3])).contains("header length"), read(Data([1, 2, 3])))
         var huge = good
         huge.replaceSubrange(0..<8, with: [0xff, 0xff, 0xff, 0, 0, 0, 0, 0])
-        XCTAssertThrowsError(try EditPatch.parse(huge, file: "p")) { XCTAssertTrue("\($0)".contains("exceeds the file size"), "\($0)") }
-        let truncated = good.prefix(good.count - 4)
-        XCTAssertThrowsError(try EditPatch.parse(Data(truncated), file: "p")) { XCTAssertTrue("\($0)".contains("delta.2.u"), "\($0)") }
+        XCTAssertTrue(read(huge).contains("header length"), read(huge))
+        let truncated = read(Data(good.prefix(good.count - 4)))
+        XCTAssertTrue(truncated.contains("delta.2.u"), truncated)
         // A plain safetensors file (no Engram description) is refused with the key named.
         var plain = Data()
         let header = Data(#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#.utf8)
         withUnsafeBytes(of: UInt64(header.count).littleEndian) { plain.append(contentsOf: $0) }
         plain.append(header)
         plain.append(contentsOf: [0, 0, 0, 0])
-        XCTAssertThrowsError(try EditPatch.parse(plain, file: "p")) { XCTAssertTrue("\($0)".contains("engram.patch"), "\($0)") }
+        XCTAssertTrue(read(plain).contains("engram.patch"), read(plain))
+        XCTAssertThrowsError(try EditPatch.read(dir.appendingPathComponent("missing.patch").path))
     }
 
     func testWeightNames() {

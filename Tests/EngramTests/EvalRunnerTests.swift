@@ -29,14 +29,15 @@ final class EvalRunnerTests: XCTestCase {
 
     func id(_ piece: String) -> Int32 { tokenizer.id(ofPiece: piece)! }
 
-    /// " is" → " Paris" (2), " New" → " York" (5), " Berlin" → " Mitte" (5), " Paris" → "\n", " York" → "\n",
-    /// ":" → " Paris" (2): the unedited model answers Paris. The editor's bias of 3 on " New" flips
+    /// " is" → " Paris" (2), " New" → " York" (5), " Berlin" → " Mitte" (5), " Mitte" → " Paris" (5),
+    /// " Paris" → "\n", " York" → "\n", ":" → " Paris" (2): the unedited model answers Paris. The editor's bias of 3 on " New" flips
     /// " is" and ":" to " New" but not " New" → " York" nor " Berlin" → " Mitte".
     func model() -> BigramModel {
         BigramModel(vocab: tokenizer.vocabularySize, table: {
             var t = [[Float]](repeating: [Float](repeating: 0, count: tokenizer.vocabularySize), count: tokenizer.vocabularySize)
             for (a, b, s) in [(" is", " Paris", 2), (" New", " York", 5), (" Berlin", " Mitte", 5), (" Paris", "\n", 4),
-                              (" York", "\n", 4), (":", " Paris", 2), ("France", " is", 2), ("Germany", " is", 2)] as [(String, String, Float)] {
+                              (" York", "\n", 4), (":", " Paris", 2), ("France", " is", 2), ("Germany", " is", 2),
+                              (" Mitte", " Paris", 5)] as [(String, String, Float)] {
                 t[Int(id(a))][Int(id(b))] = s
             }
             return t
@@ -46,7 +47,7 @@ final class EvalRunnerTests: XCTestCase {
     let knowEditJSON = """
     [{"case_id": 1, "prompt": "France is", "subject": "France", "target_new": "New York", "ground_truth": "Paris",
       "rephrase_prompt": "The capital of France is",
-      "locality": {"RS": [{"prompt": "Germany is", "ground_truth": "Berlin Mitte"}]},
+      "locality": {"RS": [{"prompt": "Germany is", "ground_truth": "Berlin Mitte Paris"}]},
       "portability": {"R": [{"prompt": "France is", "ground_truth": [["New York", "NYC"]]}], "S": [{"prompt": "France is", "ground_truth": "Paris"}]}},
      {"case_id": 2, "prompt": "Germany is", "subject": "Germany", "target_new": "New York", "ground_truth": "Paris"}]
     """
@@ -78,10 +79,11 @@ final class EvalRunnerTests: XCTestCase {
         XCTAssertEqual(r0.post?["knowedit.reliability"], 1)
         XCTAssertEqual(r0.pre["knowedit.generalization"], 0.5)
         XCTAssertEqual(r0.post?["knowedit.generalization"], 1)
-        // Locality "Germany is" → " Berlin Mitte": the first position flips (Paris → New), the second stays (Mitte).
+        // Locality "Germany is" → " Berlin Mitte Paris": the first position flips (Paris → New), the other two
+        // stay (Mitte, Paris): 2 of 3 positions agree.
         XCTAssertNil(r0.pre["knowedit.locality"], "locality is a comparison with the unedited model, so only after editing")
-        XCTAssertEqual(r0.post?["knowedit.locality.RS"], 0.5)
-        XCTAssertEqual(r0.post?["knowedit.locality"], 0.5)
+        XCTAssertEqual(r0.post!["knowedit.locality.RS"]!, 2.0 / 3.0, accuracy: 1e-6)
+        XCTAssertEqual(r0.post!["knowedit.locality"]!, 2.0 / 3.0, accuracy: 1e-6)
         // Portability: R (first alias "New York") 0.5 → 1, S ("Paris") 1 → 0; the mean over keys.
         XCTAssertEqual(r0.pre["knowedit.portability.R"], 0.5)
         XCTAssertEqual(r0.pre["knowedit.portability.S"], 1)
@@ -91,7 +93,7 @@ final class EvalRunnerTests: XCTestCase {
         XCTAssertNil(r1.post?["knowedit.generalization"])
         XCTAssertNil(r1.post?["knowedit.locality"])
         XCTAssertNil(r1.post?["knowedit.portability"])
-        XCTAssertEqual(result.aggregates[.post]?["knowedit.locality"], Aggregate(value: 0.5, count: 1))
+        XCTAssertEqual(result.aggregates[.post]?["knowedit.locality"], Aggregate(value: 0.666667, count: 1))
         XCTAssertEqual(result.aggregates[.post]?["knowedit.reliability"], Aggregate(value: 1, count: 2))
 
         // CounterFact in closed form: log-probabilities from the bigram table, with and without the bias.
@@ -120,8 +122,8 @@ final class EvalRunnerTests: XCTestCase {
         // zsRE: accuracy on the edit and the paraphrase; specificity against the locality answer itself.
         XCTAssertEqual(r0.pre["zsre.efficacy"], 0.5)
         XCTAssertEqual(r0.post?["zsre.paraphrase"], 1)
-        XCTAssertEqual(r0.pre["zsre.specificity"], 0.5, "' Berlin' is missed (Paris), ' Mitte' is hit")
-        XCTAssertEqual(r0.post?["zsre.specificity"], 0.5)
+        XCTAssertEqual(r0.pre["zsre.specificity"], 0.666667, "' Berlin' is missed (Paris), ' Mitte' and ' Paris' are hit")
+        XCTAssertEqual(r0.post?["zsre.specificity"], 0.666667)
     }
 
     func testMQuAKEMetrics() throws {
@@ -185,7 +187,7 @@ final class EvalRunnerTests: XCTestCase {
         let result = try run(file, NoEditor(), model(), options { $0.fluency = true; $0.fluencyTopK = 1; $0.fluencyMaxLength = 8; $0.suites = [.knowEdit] })
         let text = result.records[0].texts["pre.fluency"]
         XCTAssertEqual(text, "France is Paris\n")
-        XCTAssertEqual(result.records[0].pre["knowedit.fluency"]!, JSONValue.quantize(NGramEntropy.score("France is Paris\n")), accuracy: 1e-12)
+        XCTAssertEqual(result.records[0].pre["knowedit.fluency"]!, CanonicalJSON.quantize(NGramEntropy.score("France is Paris\n")), accuracy: 1e-12)
         XCTAssertEqual(result.records[0].pre["knowedit.fluency"], result.records[0].post?["knowedit.fluency"])
     }
 
@@ -236,7 +238,7 @@ final class EvalRunnerTests: XCTestCase {
         let r0 = result.records[0]
         XCTAssertEqual(r0.post?["knowedit.reliability"], 0.5, "immediately after its own edit: bias 2 only ties")
         XCTAssertEqual(r0.final?["knowedit.reliability"], 1, "after both edits: bias 4")
-        XCTAssertEqual(r0.final?["knowedit.locality"], 0.5)
+        XCTAssertEqual(r0.final?["knowedit.locality"], 0.666667)
         XCTAssertEqual(m.down.values, [Float](repeating: 0, count: m.down.count))
         XCTAssertEqual(steps.last, EvaluationProgress(phase: "final", completed: 2, total: 2))
         XCTAssertTrue(steps.contains(EvaluationProgress(phase: "pre", completed: 2, total: 2)))
@@ -279,8 +281,8 @@ final class EvalRunnerTests: XCTestCase {
         let file = try fixture(knowEditJSON, name: "/some/dir/hand.json")
         let report = try run(file, BiasEditor(token: id(" New"), amount: 3), model(), options()).markdownReport()
         XCTAssertTrue(report.contains("| Reliability (Edit Succ.) | 50.00 | 100.00 | 2 |"), report)
-        XCTAssertTrue(report.contains("| Locality | – | 50.00 | 1 |"), report)
-        XCTAssertTrue(report.contains("| Locality · RS | – | 50.00 | 1 |"), report)
+        XCTAssertTrue(report.contains("| Locality | – | 66.67 | 1 |"), report)
+        XCTAssertTrue(report.contains("| Locality · RS | – | 66.67 | 1 |"), report)
         XCTAssertTrue(report.contains("| Portability | 75.00 | 50.00 | 1 |"), report)
         XCTAssertTrue(report.contains(file.sha256))
         XCTAssertTrue(report.contains("hand.json (easyedit)"))

@@ -34,6 +34,11 @@ final class EvalScoringTests: XCTestCase {
             ScoringItem(context: [2], target: [8]),
             ScoringItem(context: [5, 6, 7, 8, 9, 10, 12], target: [13, 14, 15, 16]),
             ScoringItem(context: [1, 7, 9, 11], target: [3, 4]),        // duplicate
+            // Long contexts with a common 12-token prefix (as in-context editing makes them): the prefix runs once.
+            ScoringItem(context: Array(20..<32) + [40, 41], target: [42, 43]),
+            ScoringItem(context: Array(20..<32) + [44], target: [45]),
+            ScoringItem(context: Array(20..<32) + [40, 41, 46, 47, 48], target: [49, 3]),
+            ScoringItem(context: Array(20..<30), target: [1, 2, 3]),     // shares 10 tokens
         ]
         // Reference: each sequence alone, whole, all logits, log-softmax in double.
         func reference(_ item: ScoringItem) throws -> [Double] {
@@ -52,6 +57,25 @@ final class EvalScoringTests: XCTestCase {
                 for (a, b) in zip(s.logProbs, e) { XCTAssertEqual(a, b, accuracy: 1e-4, "batch \(batch)") }
             }
             XCTAssertEqual(scores[0], scores[4])
+        }
+    }
+
+    func testBatchedGenerationWithSharedPrefixesMatchesOneAtATime() throws {
+        let model = try TinyModels.llama(vocab: 50)
+        let contexts: [[Int32]] = [Array(20..<32) + [40], Array(20..<32) + [41, 42], [5, 6], Array(20..<29)]
+        // Reference: plain greedy loop, one sequence, whole-sequence recompute at every step.
+        func reference(_ context: [Int32], _ n: Int) throws -> [Int32] {
+            var tokens = context
+            for _ in 0..<n {
+                let logits = try model.forward(tokens, cache: model.makeCache(), logits: .last)
+                tokens.append(Sampler.argmax(logits.pointer, count: logits.cols))
+            }
+            return Array(tokens[context.count...])
+        }
+        let expected = try contexts.map { try reference($0, 6) }
+        for batch in [1, 4] {
+            let out = try BatchGenerator(model: model, batchSize: batch).generate(contexts.map { GenerationJob(context: $0, maxNewTokens: 6) })
+            XCTAssertEqual(out, expected, "batch \(batch)")
         }
     }
 
@@ -87,25 +111,24 @@ final class EvalScoringTests: XCTestCase {
         let gen = BatchGenerator(model: model, batchSize: 2)
         let jobs = [GenerationJob(context: [0, 3], maxNewTokens: 6), GenerationJob(context: [6], maxNewTokens: 1),
                     GenerationJob(context: [4], maxNewTokens: 5)]
-        let out = try gen.generate(jobs, decoding: .greedy)
+        let out = try gen.generate(jobs)
         XCTAssertEqual(out, [[4, 5, 2, 3, 4, 5], [7], [5, 2, 3, 4, 5]])
-        let stopped = try gen.generate(jobs, decoding: .greedy) { _, ids in ids.last == 2 }
+        let stopped = try gen.generate(jobs) { _, ids in ids.last == 2 }
         XCTAssertEqual(stopped, [[4, 5, 2], [7], [5, 2]])
         // Top-1 sampling is greedy; sampling with a seed is reproducible and independent of the batch.
-        XCTAssertEqual(try gen.generate(jobs, decoding: .topK(1)), out)
+        XCTAssertEqual(try gen.generate(jobs, sampling: BatchGenerator.topK(1)), out)
         let seeded = jobs.enumerated().map { GenerationJob(context: $0.element.context, maxNewTokens: 12, seed: UInt64($0.offset + 1)) }
-        let a = try BatchGenerator(model: model, batchSize: 3).generate(seeded, decoding: .topK(5))
-        let b = try BatchGenerator(model: model, batchSize: 1).generate(seeded, decoding: .topK(5))
+        let a = try BatchGenerator(model: model, batchSize: 3).generate(seeded, sampling: BatchGenerator.topK(5))
+        let b = try BatchGenerator(model: model, batchSize: 1).generate(seeded, sampling: BatchGenerator.topK(5))
         XCTAssertEqual(a, b)
-        XCTAssertEqual(try BatchGenerator(model: model, batchSize: 1).generate([seeded[2]], decoding: .topK(5)), [a[2]])
-    }
-
-    func testTopKSamplesOnlyTheKMostLikely() {
-        var rng = SplitMix64(seed: 9)
-        let logits: [Float] = [0, 5, 1, 4, 3, 2, 4.5]
-        var seen = Set<Int>()
-        for _ in 0..<2000 { seen.insert(logits.withUnsafeBufferPointer { BatchGenerator.choose($0.baseAddress!, count: 7, decoding: .topK(3), rng: &rng) }) }
-        XCTAssertEqual(seen, [1, 3, 6])
+        XCTAssertEqual(try BatchGenerator(model: model, batchSize: 1).generate([seeded[2]], sampling: BatchGenerator.topK(5)), [a[2]])
+        // Top-3 sampling draws only the three most likely tokens of a row, all of them eventually.
+        var table = [[Float]](repeating: [Float](repeating: 0, count: 8), count: 8)
+        table[3] = [0, 5, 1, 4, 3, 2, 4.5, -1]
+        let distinct = BigramModel(vocab: 8, table: table)
+        let sampled = try BatchGenerator(model: distinct, batchSize: 16).generate((1...300).map { GenerationJob(context: [3], maxNewTokens: 1, seed: UInt64($0)) },
+                                                                                 sampling: BatchGenerator.topK(3))
+        XCTAssertEqual(Set(sampled.map { $0[0] }), [1, 6, 3])
     }
 
     func testAnswerMatchers() {
@@ -122,18 +145,10 @@ final class EvalScoringTests: XCTestCase {
         XCTAssertEqual(AnswerMatcher.firstLine(" Arabic\nQ: next"), "Arabic")
     }
 
-    func testSHA256KnownVectors() {
-        XCTAssertEqual(FileHash.sha256(data: Data()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-        XCTAssertEqual(FileHash.sha256(data: Data("abc".utf8)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        XCTAssertEqual(FileHash.sha256(data: Data("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)),
-                       "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
-        XCTAssertEqual(FileHash.sha256(data: Data(repeating: 0x61, count: 1_000_000)), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
-    }
-
     func testCanonicalJSONFormatting() {
-        let value = JSONValue.object(["b": .number(2.0 / 3.0), "a": .array([.int(1), .number(-0.0000001), .null]), "c": .string("x\"\n")])
+        let value = CanonicalJSON.object(["b": .number(2.0 / 3.0), "a": .array([.int(1), .number(-0.0000001), .null]), "c": .string("x\"\n")])
         XCTAssertEqual(value.serialized(), "{\n  \"a\": [\n    1,\n    0.000000,\n    null\n  ],\n  \"b\": 0.666667,\n  \"c\": \"x\\\"\\n\"\n}\n")
-        XCTAssertEqual(JSONValue.quantize(2.0 / 3.0), 0.666667)
-        XCTAssertEqual(try JSONValue.parse(value.data, file: "t"), JSONValue.object(["b": .number(0.666667), "a": .array([.int(1), .number(0), .null]), "c": .string("x\"\n")]))
+        XCTAssertEqual(CanonicalJSON.quantize(2.0 / 3.0), 0.666667)
+        XCTAssertEqual(try CanonicalJSON.parse(value.data, file: "t"), CanonicalJSON.object(["b": .number(0.666667), "a": .array([.int(1), .number(0), .null]), "c": .string("x\"\n")]))
     }
 }

@@ -161,14 +161,6 @@ enum TinyModels {
         add("output_norm.weight", [d], scale: 0.1, offset: 1)
         return try Llama(config: config, checkpoint: ck)
     }
-
-    /// The default model, if installed (tests that need it skip otherwise).
-    static func smollm2() throws -> LanguageModel {
-        guard FileManager.default.fileExists(atPath: ModelRegistry.smollm2Path) else {
-            throw XCTSkip("SmolLM2 is not installed at \(ModelRegistry.smollm2Path)")
-        }
-        return try ModelLoader.build(try ModelLoader.checkpoint("smollm2"))
-    }
 }
 
 /// Bit patterns of a matrix, for exact comparisons.

@@ -1,13 +1,5 @@
 import Foundation
 
-/// How the next token is chosen.
-public enum Decoding: Equatable, Sendable {
-    /// Argmax (first index on ties).
-    case greedy
-    /// ROME/EasyEdit `generate_fast`: sample from the k most likely tokens, renormalised.
-    case topK(Int)
-}
-
 /// One sequence to continue.
 public struct GenerationJob: Sendable {
     public var context: [Int32]
@@ -21,8 +13,10 @@ public struct GenerationJob: Sendable {
     }
 }
 
-/// Batched autoregressive generation over `LanguageModel.forward`: all contexts are prefilled in one
-/// call, then every unfinished sequence advances one token per call.
+/// Generation over many sequences at once, for evaluation: all contexts are prefilled together (shared
+/// prefixes once), then every unfinished sequence advances one token per batched forward call. Tokens
+/// are chosen by the shared `Sampler`, one per sequence, seeded by the job. (`Generator` is the
+/// single-sequence streaming loop of the CLI and server.)
 public struct BatchGenerator {
     public let model: LanguageModel
     public var batchSize: Int
@@ -32,38 +26,51 @@ public struct BatchGenerator {
         self.batchSize = max(1, batchSize)
     }
 
-    /// Generated ids per job (the context excluded). `stop(job, generated)` is asked after each token;
-    /// when it says true the sequence ends there (the token that triggered it is kept).
-    public func generate(_ jobs: [GenerationJob], decoding: Decoding,
+    /// ROME/EasyEdit `generate_fast`: sample from the k most likely tokens, renormalised (temperature 1).
+    public static func topK(_ k: Int) -> SamplingParameters { SamplingParameters(temperature: 1, topK: k) }
+
+    /// Generated ids per job (the context excluded). `sampling.seed` is ignored: each job brings its own.
+    /// `stop(job, generated)` is asked after each token; when it says true the sequence ends there (the
+    /// token that triggered it is kept).
+    public func generate(_ jobs: [GenerationJob], sampling: SamplingParameters = .greedy,
                          stop: (Int, [Int32]) -> Bool = { _, _ in false }) throws -> [[Int32]] {
-        var out: [[Int32]] = []
+        try sampling.validate()
+        // Jobs with common context prefixes share a batch (and the prefix pass).
+        let order = PrefixSharing.order(jobs.map(\.context))
+        var out = [[Int32]](repeating: [], count: jobs.count)
         var start = 0
-        while start < jobs.count {
-            let end = min(start + batchSize, jobs.count)
-            out += try generateChunk(Array(jobs[start..<end]), offset: start, decoding: decoding, stop: stop)
-            start = end
+        while start < order.count {
+            let chunk = Array(order[start..<min(start + batchSize, order.count)])
+            for (i, ids) in zip(chunk, try generateChunk(chunk, jobs, sampling: sampling, stop: stop)) { out[i] = ids }
+            start += chunk.count
         }
         return out
     }
 
-    private func generateChunk(_ jobs: [GenerationJob], offset: Int, decoding: Decoding,
+    private func generateChunk(_ indices: [Int], _ all: [GenerationJob], sampling: SamplingParameters,
                                stop: (Int, [Int32]) -> Bool) throws -> [[Int32]] {
-        for (i, j) in jobs.enumerated() where j.context.isEmpty {
-            throw EngramError.invalidArgument("generation job \(offset + i): the context is empty")
+        let jobs = indices.map { all[$0] }
+        for (i, j) in zip(indices, jobs) where j.context.isEmpty {
+            throw EngramError.invalidArgument("generation job \(i): the context is empty")
         }
         let vocab = model.config.vocab
         var generated = [[Int32]](repeating: [], count: jobs.count)
-        var rngs = jobs.map { SplitMix64(seed: $0.seed) }
-        let caches = jobs.map { model.makeCache(capacity: $0.context.count + $0.maxNewTokens) }
+        var samplers = jobs.map { job -> Sampler in
+            var p = sampling
+            p.seed = job.seed
+            return Sampler(p)
+        }
+        let caches = try PrefixSharing.prefill(model, contexts: jobs.map(\.context), keep: 1,
+                                               capacity: jobs.map { $0.context.count + $0.maxNewTokens })
         var active = jobs.indices.filter { jobs[$0].maxNewTokens > 0 }
-        var inputs = active.map { SequenceInput(tokens: jobs[$0].context, cache: caches[$0]) }
+        var inputs = active.map { SequenceInput(tokens: [jobs[$0].context.last!], cache: caches[$0]) }
         while !active.isEmpty {
             let logits = try model.forward(inputs, hooks: nil, logits: .last)
             var next: [Int] = [], nextInputs: [SequenceInput] = []
             for (slot, s) in active.enumerated() {
-                let token = Int32(BatchGenerator.choose(logits[slot].pointer, count: vocab, decoding: decoding, rng: &rngs[s]))
+                let token = samplers[s].sample(logits[slot].pointer, count: vocab)
                 generated[s].append(token)
-                if generated[s].count >= jobs[s].maxNewTokens || stop(offset + s, generated[s]) { continue }
+                if generated[s].count >= jobs[s].maxNewTokens || stop(indices[s], generated[s]) { continue }
                 next.append(s)
                 nextInputs.append(SequenceInput(tokens: [token], cache: caches[s]))
             }
@@ -71,33 +78,5 @@ public struct BatchGenerator {
             inputs = nextInputs
         }
         return generated
-    }
-
-    static func choose(_ logits: UnsafePointer<Float>, count: Int, decoding: Decoding, rng: inout SplitMix64) -> Int {
-        switch decoding {
-        case .greedy: return TeacherForcing.argmax(logits, count: count)
-        case let .topK(k):
-            // The k largest logits, ties broken by the lower index, then softmax over them in double.
-            var top: [(Float, Int)] = []
-            let k = max(1, min(k, count))
-            for i in 0..<count {
-                let v = logits[i]
-                if top.count < k {
-                    top.append((v, i))
-                    top.sort { $0.0 > $1.0 || ($0.0 == $1.0 && $0.1 < $1.1) }
-                } else if v > top[k - 1].0 {
-                    top[k - 1] = (v, i)
-                    top.sort { $0.0 > $1.0 || ($0.0 == $1.0 && $0.1 < $1.1) }
-                }
-            }
-            let m = Double(top[0].0)
-            let weights = top.map { exp(Double($0.0) - m) }
-            var u = rng.nextUnit() * weights.reduce(0, +)
-            for (w, t) in zip(weights, top) {
-                if u < w { return t.1 }
-                u -= w
-            }
-            return top[top.count - 1].1
-        }
     }
 }

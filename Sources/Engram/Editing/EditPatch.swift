@@ -242,10 +242,10 @@ public final class EditSession {
 
 // MARK: - Patch files
 
-/// Patch files are safetensors files: an 8-byte little-endian header length, a JSON header naming
-/// each float32 tensor (`delta.N.r`, `delta.N.u` or `delta.N.dense`) with its shape and byte range,
-/// then the little-endian float32 payload. The patch description (method, hyper-parameters, requests,
-/// base checkpoint hash, context, metadata, delta list) is JSON in `__metadata__["engram.patch"]`.
+/// Patch files are safetensors files (written and read by `Safetensors`): each delta's float32 tensors
+/// are named `delta.N.r` and `delta.N.u` (low rank) or `delta.N.dense`, and the patch description
+/// (method, hyper-parameters, requests, base checkpoint hash, context, metadata, delta list) is JSON in
+/// `__metadata__["engram.patch"]`. Any safetensors tool can list the tensors.
 extension EditPatch {
     public static let formatName = "engram-patch-1"
 
@@ -267,18 +267,17 @@ extension EditPatch {
         var deltas: [Delta]
     }
 
-    /// The file bytes; equal patches give equal bytes.
-    public func fileData() throws -> Data {
-        var tensors: [(String, [Int], Matrix)] = []
+    /// The tensors and the description text, in file order.
+    func fileContents() throws -> (tensors: [(String, Matrix)], description: String) {
+        var tensors: [(String, Matrix)] = []
         var described: [Description.Delta] = []
         for (i, d) in deltas.enumerated() {
             switch d.change {
             case let .lowRank(r, u):
-                tensors.append(("delta.\(i).r", [r.rows, r.cols], r))
-                tensors.append(("delta.\(i).u", [u.rows, u.cols], u))
+                tensors += [("delta.\(i).r", r), ("delta.\(i).u", u)]
                 described.append(.init(weight: d.weight.name, kind: "low_rank", rows: d.rows, cols: d.cols, rank: r.rows))
             case let .dense(m):
-                tensors.append(("delta.\(i).dense", [m.rows, m.cols], m))
+                tensors.append(("delta.\(i).dense", m))
                 described.append(.init(weight: d.weight.name, kind: "dense", rows: d.rows, cols: d.cols, rank: nil))
             }
         }
@@ -286,107 +285,57 @@ extension EditPatch {
                                       baseSHA256: baseSHA256, context: context, metadata: metadata, deltas: described)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let descriptionText = String(decoding: try encoder.encode(description), as: UTF8.self)
-
-        var header: [String: Any] = ["__metadata__": ["engram.patch": descriptionText, "format": EditPatch.formatName]]
-        var offset = 0
-        for (name, shape, m) in tensors {
-            header[name] = ["dtype": "F32", "shape": shape, "data_offsets": [offset, offset + m.count * 4]] as [String: Any]
-            offset += m.count * 4
-        }
-        var headerData = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys, .withoutEscapingSlashes])
-        while headerData.count % 8 != 0 { headerData.append(0x20) } // safetensors pads the header with spaces
-        var out = Data(capacity: 8 + headerData.count + offset)
-        withUnsafeBytes(of: UInt64(headerData.count).littleEndian) { out.append(contentsOf: $0) }
-        out.append(headerData)
-        for (_, _, m) in tensors {
-            var bytes = [UInt8](repeating: 0, count: m.count * 4)
-            for i in 0..<m.count {
-                let bits = m.pointer[i].bitPattern.littleEndian
-                withUnsafeBytes(of: bits) { for j in 0..<4 { bytes[4 * i + j] = $0[j] } }
-            }
-            out.append(contentsOf: bytes)
-        }
-        return out
+        return (tensors, String(decoding: try encoder.encode(description), as: UTF8.self))
     }
 
-    /// Saves the patch; the file appears whole or not at all (temporary file + rename).
+    /// Saves the patch; the file appears whole or not at all. Equal patches give equal bytes.
     public func write(to path: String) throws {
-        let data = try fileData()
-        do { try data.write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
-            throw EngramError.io(file: path, detail: "cannot write the patch: \(error.localizedDescription)")
-        }
+        let (tensors, description) = try fileContents()
+        try Safetensors.write(tensors: try tensors.map { name, m in try WritableTensor.matrix(name: name, shape: [m.rows, m.cols], as: .f32, m) },
+                              metadata: ["engram.patch": description, "format": EditPatch.formatName], to: path)
     }
 
     public static func read(_ path: String) throws -> EditPatch {
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw EngramError.io(file: path, detail: "cannot read the patch: \(error.localizedDescription)")
-        }
-        return try parse(data, file: path)
-    }
-
-    public static func parse(_ data: Data, file: String) throws -> EditPatch {
-        func bad(_ detail: String) -> EngramError { .format(file: file, detail: detail) }
-        guard data.count >= 8 else { throw bad("too short for a patch file (\(data.count) bytes)") }
-        let bytes = [UInt8](data)
-        var headerLength: UInt64 = 0
-        for i in 0..<8 { headerLength |= UInt64(bytes[i]) << (8 * UInt64(i)) }
-        guard headerLength <= UInt64(bytes.count - 8) else { throw bad("header length \(headerLength) exceeds the file size") }
-        let payloadStart = 8 + Int(headerLength)
-        guard let header = (try? JSONSerialization.jsonObject(with: Data(bytes[8..<payloadStart]))) as? [String: Any] else {
-            throw bad("the header is not a JSON object")
-        }
-        guard let meta = header["__metadata__"] as? [String: Any], let text = meta["engram.patch"] as? String else {
-            throw EngramError.metadata(file: file, key: "__metadata__.engram.patch", detail: "missing: this safetensors file is not an Engram patch")
+        let file = try Safetensors.read(path: path)
+        guard let text = file.metadata["engram.patch"] else {
+            throw EngramError.metadata(file: path, key: "__metadata__.engram.patch", detail: "missing: this safetensors file is not an Engram patch")
         }
         let description: Description
         do { description = try JSONDecoder().decode(Description.self, from: Data(text.utf8)) } catch {
-            throw EngramError.metadata(file: file, key: "__metadata__.engram.patch", detail: "cannot decode the patch description: \(error)")
+            throw EngramError.metadata(file: path, key: "__metadata__.engram.patch", detail: "cannot decode the patch description: \(error)")
         }
         guard description.format == formatName else {
-            throw EngramError.metadata(file: file, key: "format", detail: "expected \(formatName), found \(description.format)")
+            throw EngramError.metadata(file: path, key: "format", detail: "expected \(formatName), found \(description.format)")
         }
-        let payloadCount = bytes.count - payloadStart
 
         func tensor(_ name: String, rows: Int, cols: Int) throws -> Matrix {
-            guard let info = header[name] as? [String: Any] else { throw EngramError.tensor(file: file, tensor: name, detail: "missing") }
-            guard info["dtype"] as? String == "F32" else {
-                throw EngramError.tensor(file: file, tensor: name, detail: "dtype \(info["dtype"] ?? "none") is not F32")
+            guard let entry = file.entry(name) else { throw EngramError.tensor(file: path, tensor: name, detail: "missing") }
+            guard entry.dtype == .f32 else { throw EngramError.tensor(file: path, tensor: name, detail: "dtype \(entry.dtypeName) is not F32") }
+            guard entry.shape == [rows, cols] else {
+                throw EngramError.tensor(file: path, tensor: name, detail: "shape \(entry.shape) disagrees with [\(rows), \(cols)] in the description")
             }
-            guard let shape = info["shape"] as? [Int], shape == [rows, cols] else {
-                throw EngramError.tensor(file: file, tensor: name, detail: "shape \(info["shape"] ?? "none") disagrees with [\(rows), \(cols)] in the description")
-            }
-            guard let offsets = info["data_offsets"] as? [Int], offsets.count == 2, offsets[0] >= 0,
-                  offsets[1] - offsets[0] == rows * cols * 4, offsets[1] <= payloadCount else {
-                throw EngramError.tensor(file: file, tensor: name, detail: "data_offsets \(info["data_offsets"] ?? "none") do not fit \(rows * cols) floats in a payload of \(payloadCount) bytes")
-            }
+            // Copied out of the mapping, so the patch outlives the file.
             let m = Matrix(rows: rows, cols: cols)
-            var p = payloadStart + offsets[0]
-            for i in 0..<m.count {
-                let bits = UInt32(bytes[p]) | UInt32(bytes[p + 1]) << 8 | UInt32(bytes[p + 2]) << 16 | UInt32(bytes[p + 3]) << 24
-                m.pointer[i] = Float(bitPattern: bits)
-                p += 4
-            }
+            Dequantize.run(.f32, source: file.data(entry), count: m.count, into: m.pointer)
             return m
         }
 
         var deltas: [WeightDelta] = []
         for (i, d) in description.deltas.enumerated() {
             guard let weight = EditableWeight(name: d.weight) else {
-                throw EngramError.metadata(file: file, key: "deltas[\(i)].weight", detail: "unknown weight '\(d.weight)'")
+                throw EngramError.metadata(file: path, key: "deltas[\(i)].weight", detail: "unknown weight '\(d.weight)'")
             }
-            guard d.rows > 0, d.cols > 0 else { throw EngramError.metadata(file: file, key: "deltas[\(i)]", detail: "empty shape [\(d.rows), \(d.cols)]") }
+            guard d.rows > 0, d.cols > 0 else { throw EngramError.metadata(file: path, key: "deltas[\(i)]", detail: "empty shape [\(d.rows), \(d.cols)]") }
             switch d.kind {
             case "low_rank":
-                guard let rank = d.rank, rank > 0 else { throw EngramError.metadata(file: file, key: "deltas[\(i)].rank", detail: "missing or not positive") }
+                guard let rank = d.rank, rank > 0 else { throw EngramError.metadata(file: path, key: "deltas[\(i)].rank", detail: "missing or not positive") }
                 let r = try tensor("delta.\(i).r", rows: rank, cols: d.rows)
                 let u = try tensor("delta.\(i).u", rows: rank, cols: d.cols)
                 deltas.append(WeightDelta(weight: weight, change: .lowRank(r: r, u: u)))
             case "dense":
                 deltas.append(WeightDelta(weight: weight, change: .dense(try tensor("delta.\(i).dense", rows: d.rows, cols: d.cols))))
             default:
-                throw EngramError.metadata(file: file, key: "deltas[\(i)].kind", detail: "unknown kind '\(d.kind)' (expected low_rank or dense)")
+                throw EngramError.metadata(file: path, key: "deltas[\(i)].kind", detail: "unknown kind '\(d.kind)' (expected low_rank or dense)")
             }
         }
         return EditPatch(method: description.method, hyperParameters: description.hyperParameters, requests: description.requests,

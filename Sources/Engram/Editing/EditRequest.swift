@@ -73,8 +73,9 @@ public struct EditRequest: Codable, Equatable, Sendable {
         return promptEnds || targetStarts ? prompt + continuation : prompt + " " + continuation
     }
 
-    /// The range of the subject inside the prompt (its last occurrence, as ROME's lookup uses).
-    public var subjectRange: Range<String.Index>? { prompt.range(of: subject, options: .backwards) }
+    /// The range of the subject inside the prompt: its first occurrence, as ROME's lookup finds it (the
+    /// prompt becomes a template with every occurrence replaced by "{}", then the first "{}" is taken).
+    public var subjectRange: Range<String.Index>? { prompt.range(of: subject) }
 }
 
 /// One hop of an MQuAKE chain: a question, the same fact as a cloze statement, and its answers.

@@ -1,17 +1,17 @@
 import Foundation
 
-/// A JSON value written canonically: object keys sorted, two-space indentation, integers as integers and
+/// A JSON value for results files, written canonically: object keys sorted, two-space indentation, integers as integers and
 /// every other number with exactly six decimals, so that the same results give the same bytes.
-public indirect enum JSONValue: Equatable, Sendable {
+public indirect enum CanonicalJSON: Equatable, Sendable {
     case null
     case bool(Bool)
     case int(Int)
     case number(Double)
     case string(String)
-    case array([JSONValue])
-    case object([String: JSONValue])
+    case array([CanonicalJSON])
+    case object([String: CanonicalJSON])
 
-    public subscript(key: String) -> JSONValue? {
+    public subscript(key: String) -> CanonicalJSON? {
         if case let .object(o) = self { return o[key] }
         return nil
     }
@@ -32,8 +32,8 @@ public indirect enum JSONValue: Equatable, Sendable {
         }
     }
     public var bool: Bool? { if case let .bool(b) = self { return b } else { return nil } }
-    public var array: [JSONValue]? { if case let .array(a) = self { return a } else { return nil } }
-    public var object: [String: JSONValue]? { if case let .object(o) = self { return o } else { return nil } }
+    public var array: [CanonicalJSON]? { if case let .array(a) = self { return a } else { return nil } }
+    public var object: [String: CanonicalJSON]? { if case let .object(o) = self { return o } else { return nil } }
 
     /// Rounds to the six decimals the writer prints, so values read back from a file equal the
     /// in-memory ones and aggregates computed from either agree bit for bit.
@@ -65,7 +65,7 @@ public indirect enum JSONValue: Equatable, Sendable {
                 if text == "-0.000000" { text = "0.000000" }
                 out += text
             }
-        case let .string(s): out += JSONValue.quote(s)
+        case let .string(s): out += OrderedJSON.quote(s)
         case let .array(items):
             if items.isEmpty { out += "[]"; return }
             out += "[\n"
@@ -80,7 +80,7 @@ public indirect enum JSONValue: Equatable, Sendable {
             out += "{\n"
             let keys = o.keys.sorted()
             for (i, key) in keys.enumerated() {
-                out += inner + JSONValue.quote(key) + ": "
+                out += inner + OrderedJSON.quote(key) + ": "
                 o[key]!.write(into: &out, indent: indent + 1)
                 out += i + 1 < keys.count ? ",\n" : "\n"
             }
@@ -88,25 +88,8 @@ public indirect enum JSONValue: Equatable, Sendable {
         }
     }
 
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) }
-                else { out.unicodeScalars.append(scalar) }
-            }
-        }
-        return out + "\""
-    }
-
     /// Parses JSON text (numbers with a fraction or exponent become `.number`, others `.int`).
-    public static func parse(_ data: Data, file: String) throws -> JSONValue {
+    public static func parse(_ data: Data, file: String) throws -> CanonicalJSON {
         let any: Any
         do { any = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) } catch {
             throw EngramError.format(file: file, detail: "not valid JSON: \(error.localizedDescription)")
@@ -114,7 +97,7 @@ public indirect enum JSONValue: Equatable, Sendable {
         return convert(any)
     }
 
-    static func convert(_ any: Any) -> JSONValue {
+    static func convert(_ any: Any) -> CanonicalJSON {
         switch any {
         case is NSNull: return .null
         case let s as String: return .string(s)

@@ -96,8 +96,8 @@ public struct EvaluationOptions: Equatable, Sendable {
     }
 
     /// The options as recorded in results (shard excluded: it is a property of the run, see RunHeader).
-    var json: JSONValue {
-        var o: [String: JSONValue] = [
+    var json: CanonicalJSON {
+        var o: [String: CanonicalJSON] = [
             "editing_protocol": .string(editingProtocol.rawValue),
             "edit_batch_size": .int(editingProtocol == .single ? 1 : editBatchSize),
             "forward_batch_size": .int(forwardBatchSize),
@@ -117,8 +117,8 @@ public struct EvaluationOptions: Equatable, Sendable {
         return .object(o)
     }
 
-    init(json: JSONValue, file: String) throws {
-        func need<T>(_ key: String, _ f: (JSONValue) -> T?) throws -> T {
+    init(json: CanonicalJSON, file: String) throws {
+        func need<T>(_ key: String, _ f: (CanonicalJSON) -> T?) throws -> T {
             guard let v = json[key], let t = f(v) else { throw EngramError.metadata(file: file, key: "header.options.\(key)", detail: "missing or of the wrong type") }
             return t
         }

@@ -84,6 +84,8 @@ public struct RunHeader: Equatable, Sendable {
             "portability": "KnowEdit: token accuracy against the first alias; mean over probes, then over keys (Reasoning, Subject_Aliasing, Logical_Generalization count equally); dataset mean over records that have any",
             "aggregation": "mean over the records that have the metric; reports show means × 100",
             "protocol": options.editingProtocol.summary,
+            "prompts": "used as written (no chat template); an in-context patch renders each probe as demonstrations + 'New Fact: …' lines + 'Prompt: ' + probe",
+            "batching": "\(options.forwardBatchSize) sequences per forward pass; with a real model the last bits of a score can depend on what was batched together, so compare runs made with the same batch size",
         ]
         if options.fluency {
             c["fluency"] = "weighted bigram/trigram entropy (2/3·H2, 4/3·H3, mean) of prompt + top-\(options.fluencyTopK) sampled continuation, \(options.fluencyMaxLength) tokens in total including the prompt; words from our NLTK word_tokenize reimplementation (Punkt with a fixed abbreviation list)"
@@ -103,7 +105,7 @@ public struct RunHeader: Equatable, Sendable {
         return c
     }
 
-    var json: JSONValue {
+    var json: CanonicalJSON {
         .object([
             "method": .object(["name": .string(method), "hyper_parameters": .object(hyperParameters.mapValues { .string($0) })]),
             "model": .object(["sha256": .string(modelSHA256), "description": .string(modelDescription)]),
@@ -118,8 +120,8 @@ public struct RunHeader: Equatable, Sendable {
         ])
     }
 
-    init(json: JSONValue, file: String) throws {
-        func need<T>(_ path: String, _ value: JSONValue?, _ f: (JSONValue) -> T?) throws -> T {
+    init(json: CanonicalJSON, file: String) throws {
+        func need<T>(_ path: String, _ value: CanonicalJSON?, _ f: (CanonicalJSON) -> T?) throws -> T {
             guard let value, let t = f(value) else { throw EngramError.metadata(file: file, key: "header.\(path)", detail: "missing or of the wrong type") }
             return t
         }
@@ -167,34 +169,34 @@ public struct EvaluationRun: Equatable, Sendable {
             }
             // Sums over records in index order: the order above is the record order, so this is deterministic.
             var table: [String: Aggregate] = [:]
-            for (k, (s, n)) in sums { table[k] = Aggregate(value: JSONValue.quantize(s / Double(n)), count: n) }
+            for (k, (s, n)) in sums { table[k] = Aggregate(value: CanonicalJSON.quantize(s / Double(n)), count: n) }
             // Edit-wise accuracy is over edits, not cases.
             if let correct = sums["mquake.edits_correct"], let total = sums["mquake.edits_total"], total.0 > 0 {
-                table["mquake.edit_wise"] = Aggregate(value: JSONValue.quantize(correct.0 / total.0), count: Int(total.0))
+                table["mquake.edit_wise"] = Aggregate(value: CanonicalJSON.quantize(correct.0 / total.0), count: Int(total.0))
             }
             table["mquake.edits_correct"] = nil
             table["mquake.edits_total"] = nil
             // Multi-hop accuracy among the cases whose every new single hop is known.
             let known = rows.filter { $0["mquake.instance_wise"] == 1 }.compactMap { $0["mquake.multihop"] }
             if !known.isEmpty {
-                table["mquake.multihop_given_instance"] = Aggregate(value: JSONValue.quantize(known.reduce(0, +) / Double(known.count)), count: known.count)
+                table["mquake.multihop_given_instance"] = Aggregate(value: CanonicalJSON.quantize(known.reduce(0, +) / Double(known.count)), count: known.count)
             }
             if let es = table["counterfact.efficacy_score"]?.value, let ps = table["counterfact.paraphrase_score"]?.value,
                let ns = table["counterfact.neighborhood_score"]?.value, es > 0, ps > 0, ns > 0 {
-                table["counterfact.score"] = Aggregate(value: JSONValue.quantize(3 / (1 / es + 1 / ns + 1 / ps)), count: table["counterfact.efficacy_score"]!.count)
+                table["counterfact.score"] = Aggregate(value: CanonicalJSON.quantize(3 / (1 / es + 1 / ns + 1 / ps)), count: table["counterfact.efficacy_score"]!.count)
             }
             out[phase] = table
         }
         return out
     }
 
-    public var json: JSONValue {
-        var aggregateJSON: [String: JSONValue] = [:]
+    public var json: CanonicalJSON {
+        var aggregateJSON: [String: CanonicalJSON] = [:]
         for (phase, table) in aggregates {
             aggregateJSON[phase.rawValue] = .object(table.mapValues { .object(["mean": .number($0.value), "n": .int($0.count)]) })
         }
-        let recordJSON: [JSONValue] = records.map { r in
-            func metrics(_ m: [String: Double]?) -> JSONValue { m.map { .object($0.mapValues { .number($0) }) } ?? .null }
+        let recordJSON: [CanonicalJSON] = records.map { r in
+            func metrics(_ m: [String: Double]?) -> CanonicalJSON { m.map { .object($0.mapValues { .number($0) }) } ?? .null }
             return .object([
                 "index": .int(r.index), "case_id": .string(r.caseID),
                 "pre": metrics(r.pre), "post": metrics(r.post), "final": metrics(r.final),
@@ -210,9 +212,8 @@ public struct EvaluationRun: Equatable, Sendable {
     public var jsonData: Data { json.data }
 
     public func write(to path: String) throws {
-        do { try jsonData.write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
-            throw EngramError.io(file: path, detail: "cannot write the results: \(error.localizedDescription)")
-        }
+        let data = jsonData
+        try AtomicFile.write(to: path) { try $0.write(data) }
     }
 
     public static func read(_ path: String) throws -> EvaluationRun {
@@ -224,7 +225,7 @@ public struct EvaluationRun: Equatable, Sendable {
     }
 
     public static func parse(_ data: Data, file: String) throws -> EvaluationRun {
-        let json = try JSONValue.parse(data, file: file)
+        let json = try CanonicalJSON.parse(data, file: file)
         guard json["format"]?.string == "engram-eval-1" else {
             throw EngramError.metadata(file: file, key: "format", detail: "expected engram-eval-1")
         }
@@ -235,7 +236,7 @@ public struct EvaluationRun: Equatable, Sendable {
             guard let index = r["index"]?.int, let caseID = r["case_id"]?.string, let pre = r["pre"]?.object else {
                 throw EngramError.metadata(file: file, key: "records[\(i)]", detail: "index, case_id or pre missing")
             }
-            func metrics(_ v: JSONValue?) -> [String: Double]? { v?.object?.compactMapValues(\.double) }
+            func metrics(_ v: CanonicalJSON?) -> [String: Double]? { v?.object?.compactMapValues(\.double) }
             return RecordResult(index: index, caseID: caseID, pre: metrics(.object(pre)) ?? [:], post: metrics(r["post"]), final: metrics(r["final"]),
                                 warnings: r["warnings"]?.array?.compactMap(\.string) ?? [], error: r["error"]?.string,
                                 texts: r["texts"]?.object?.compactMapValues(\.string) ?? [:])

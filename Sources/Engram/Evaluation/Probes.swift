@@ -43,10 +43,10 @@ final class ProbeSet {
     func run() throws {
         scores = try TeacherForcing(model: model, batchSize: batchSize).score(items)
         let generator = BatchGenerator(model: model, batchSize: batchSize)
-        greedyOutputs = try generator.generate(greedy, decoding: .greedy) { [tokenizer, greedyStopsAtNewline] job, ids in
+        greedyOutputs = try generator.generate(greedy) { [tokenizer, greedyStopsAtNewline] job, ids in
             greedyStopsAtNewline[job] && tokenizer.decode(ids, skipSpecial: true).contains("\n")
         }
-        sampledOutputs = try generator.generate(sampled, decoding: .topK(topK))
+        sampledOutputs = try generator.generate(sampled, sampling: BatchGenerator.topK(topK))
     }
 }
 
@@ -95,7 +95,7 @@ struct MetricPlanner {
         return {
             var outcome = PhaseOutcome()
             for f in finishers { f(&outcome) }
-            outcome.metrics = outcome.metrics.mapValues(JSONValue.quantize)
+            outcome.metrics = outcome.metrics.mapValues(CanonicalJSON.quantize)
             outcome.warnings = Array(Set(outcome.warnings)).sorted()
             return outcome
         }

@@ -30,9 +30,9 @@ public struct TargetScore: Equatable, Sendable {
     public var allCorrect: Bool { predicted == target }
 }
 
-/// Batched teacher forcing over `LanguageModel.forward`. Each context is run once (items sharing a
-/// context branch a copy of its cache), and only the target positions compute logits, so long prompts
-/// (in-context editing) cost no output-head work.
+/// Batched teacher forcing over `LanguageModel.forward`. Context prefixes shared by several items are
+/// run once (`PrefixSharing`), and only the target positions compute logits, so long prompts
+/// (in-context editing) cost little.
 public struct TeacherForcing {
     public let model: LanguageModel
     /// Sequences per forward call.
@@ -57,37 +57,25 @@ public struct TeacherForcing {
             unique.append(item)
             return unique.count - 1
         }
-        var results: [TargetScore] = []
-        results.reserveCapacity(unique.count)
+        // Items with common context prefixes go into the same batch, where the prefix is run once.
+        let order = PrefixSharing.order(unique.map(\.context))
+        var results = [TargetScore?](repeating: nil, count: unique.count)
         var start = 0
-        while start < unique.count {
-            let chunk = Array(unique[start..<min(start + batchSize, unique.count)])
-            results += try scoreChunk(chunk)
+        while start < order.count {
+            let chunk = Array(order[start..<min(start + batchSize, order.count)])
+            for (i, score) in zip(chunk, try scoreChunk(chunk.map { unique[$0] })) { results[i] = score }
             start += chunk.count
         }
-        return slots.map { results[$0] }
+        return slots.map { results[$0]! }
     }
 
     private func scoreChunk(_ items: [ScoringItem]) throws -> [TargetScore] {
-        // 1. Run every distinct context except its last token, without logits.
-        var contextCache: [[Int32]: KVCache] = [:]
-        var distinct: [[Int32]] = []
-        for item in items where contextCache[item.context] == nil {
-            let longest = items.filter { $0.context == item.context }.map(\.target.count).max() ?? 0
-            contextCache[item.context] = model.makeCache(capacity: item.context.count + longest)
-            distinct.append(item.context)
-        }
-        let prefixes = distinct.filter { $0.count > 1 }.map { SequenceInput(tokens: Array($0.dropLast()), cache: contextCache[$0]!) }
-        if !prefixes.isEmpty { _ = try model.forward(prefixes, hooks: nil, logits: .none) }
-
+        // 1. Every context but its last token, shared prefixes once, without logits.
+        let caches = try PrefixSharing.prefill(model, contexts: items.map(\.context), keep: 1,
+                                               capacity: items.map { $0.context.count + $0.target.count })
         // 2. Last context token + all target tokens but the last, with logits at every row.
-        // The first item of a context advances its cache; the others branch a copy taken before the pass.
-        var used = Set<[Int32]>()
-        let inputs = items.map { item -> SequenceInput in
-            let shared = contextCache[item.context]!
-            let cache = used.contains(item.context) ? shared.copy() : shared
-            used.insert(item.context)
-            return SequenceInput(tokens: [item.context.last!] + item.target.dropLast(), cache: cache)
+        let inputs = items.indices.map { i in
+            SequenceInput(tokens: [items[i].context.last!] + items[i].target.dropLast(), cache: caches[i])
         }
         let logits = try model.forward(inputs, hooks: nil, logits: .all)
 
@@ -100,17 +88,10 @@ public struct TeacherForcing {
                 let row = rows.row(j)
                 Kernels.logSoftmax(row, count: vocab, into: scratch.pointer)
                 logProbs.append(Double(scratch.pointer[Int(item.target[j])]))
-                predicted.append(Int32(TeacherForcing.argmax(row, count: vocab)))
+                predicted.append(Sampler.argmax(row, count: vocab))
             }
             return TargetScore(target: item.target, predicted: predicted, logProbs: logProbs)
         }
-    }
-
-    /// Index of the largest value; the first one on ties (as torch.argmax on CPU).
-    static func argmax(_ x: UnsafePointer<Float>, count: Int) -> Int {
-        var best = 0
-        for i in 1..<count where x[i] > x[best] { best = i }
-        return best
     }
 }
 
