@@ -37,7 +37,7 @@ public enum LocateThenEdit {
                                               seed: SplitMix64.mix([seed, UInt64(g), UInt64(s), UInt64(i)])))
                 }
             }
-            let generated = try BatchGenerator(model: model, batchSize: 16).generate(jobs, decoding: .topK(5))
+            let generated = try BatchGenerator(model: model, batchSize: 16).generate(jobs, sampling: BatchGenerator.topK(5))
             result.append(zip(jobs, generated).map { job, ids in
                 let text = tokenizer.decode(job.context + ids, skipSpecial: true)
                     .replacingOccurrences(of: "{", with: " ").replacingOccurrences(of: "}", with: " ")

@@ -1,0 +1,87 @@
+import ArgumentParser
+import Engram
+import Foundation
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval", abstract: "Grade knowledge edits on a data set (KnowEdit, CounterFact, zsRE, MQuAKE metrics).",
+        subcommands: [Run.self, Merge.self], defaultSubcommand: Run.self)
+
+    struct Run: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "run", abstract: "Evaluate a method on an edit file (the default).")
+
+        @OptionGroup var model: ModelArgument
+        @Option(help: "Edit file (JSON/JSONL).") var data: String
+        @Option(help: "Layout: auto, easyedit (KnowEdit), counterfact, zsre, mquake.") var format = "auto"
+        @Option(help: "Method: \(EditorRegistry.methods.joined(separator: ", ")).") var method = "none"
+        @Option(help: "Hyper-parameter YAML (default: hparams/<method>/smollm2.yaml).") var hparams: String?
+        @Option(name: .customLong("protocol"), help: "single, batch or sequential.") var editingProtocol = "single"
+        @Option(name: .customLong("batch-size"), help: "Edits applied together (batch and sequential).") var batchSize = 1
+        @Option(help: "Sequential: evaluate immediate, final or both.") var timing = "both"
+        @Option(help: "Evaluate only the first N records.") var limit: Int?
+        @Option(help: "Evaluate shard i of n, written i/n.") var shard: String?
+        @Flag(name: .customLong("no-fluency"), help: "Skip the 100-token fluency generations.") var noFluency = false
+        @Option(help: "Write the results (deterministic JSON) here.") var json: String?
+        @Option(help: "Write the Markdown report here.") var report: String?
+
+        func run() throws {
+            let (ck, lm, tokenizer) = try model.load()
+            let layout: EditFileFormat?
+            switch format {
+            case "auto": layout = nil
+            case "knowedit", "easyedit": layout = .easyEdit
+            case "counterfact": layout = .counterfactFlat
+            case "zsre": layout = .zsreMEND
+            case "mquake": layout = .mquake
+            default: throw ValidationError("--format must be auto, knowedit, counterfact, zsre or mquake")
+            }
+            let file = try EditFile.load(data, format: layout)
+            var o = EvaluationOptions()
+            guard let p = EditingProtocol(rawValue: editingProtocol) else { throw ValidationError("--protocol must be single, batch or sequential") }
+            guard let t = SequentialTiming(rawValue: timing) else { throw ValidationError("--timing must be immediate, final or both") }
+            o.editingProtocol = p
+            o.sequentialTiming = t
+            o.editBatchSize = p == .single ? 1 : batchSize
+            o.limit = limit
+            o.fluency = !noFluency
+            if let shard {
+                let parts = shard.split(separator: "/").compactMap { Int($0) }
+                guard parts.count == 2 else { throw ValidationError("--shard must look like 0/4") }
+                o.shardIndex = parts[0]
+                o.shardCount = parts[1]
+            }
+            try o.validate()
+            let hash = try ck.contentHash()
+            let stats = EditorRegistry.statistics(model: lm, tokenizer: tokenizer, modelHash: hash,
+                                                  progress: ProgressReporter("key statistics (documents)").update)
+            let editor = try EditorRegistry.make(method: method, hyperParameters: hparams, pool: file.requests, statistics: stats)
+            let runner = EvaluationRunner(model: lm, tokenizer: tokenizer, editor: editor, file: file, modelSHA256: hash, options: o)
+            var bars: [String: ProgressReporter] = [:]
+            runner.progress = { p in
+                let bar = bars[p.phase] ?? ProgressReporter(p.phase)
+                bars[p.phase] = bar
+                bar.update(p.completed, p.total)
+            }
+            let result = try runner.run()
+            if let json { try result.write(to: json) }
+            let markdown = result.markdownReport()
+            if let report { try Data(markdown.utf8).write(to: URL(fileURLWithPath: report), options: .atomic) }
+            print(markdown)
+        }
+    }
+
+    struct Merge: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "merge", abstract: "Combine shard results into one.")
+        @Argument(help: "Shard result files (JSON from --json).") var shards: [String]
+        @Option(help: "Write the merged results here.") var json: String?
+        @Option(help: "Write the Markdown report here.") var report: String?
+
+        func run() throws {
+            let merged = try EvaluationRun.merge(shards.map(EvaluationRun.read))
+            if let json { try merged.write(to: json) }
+            let markdown = merged.markdownReport()
+            if let report { try Data(markdown.utf8).write(to: URL(fileURLWithPath: report), options: .atomic) }
+            print(markdown)
+        }
+    }
+}
