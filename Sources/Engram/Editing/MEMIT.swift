@@ -80,7 +80,8 @@ public class MEMIT: Editor {
         var a = try moment(layer).map { $0 * hp.mom2_update_weight }
         for k in keys { addOuter(&a, k, m) }
         let kMatrix = columns(keys, m) // [m, n]
-        let solution = try LinearSolve.symmetricPositiveDefinite(a, n: m, kMatrix, columns: n)
+        // LU rather than Cholesky: dead MLP units make C only semi-definite in float64.
+        let solution = try LinearSolve.general(a, n: m, kMatrix, columns: n)
         return (0..<n).map { j in (0..<m).map { solution[$0 * n + j] } }
     }
 

@@ -1,0 +1,34 @@
+import Engram
+import Foundation
+import XCTest
+
+final class CausalTraceTests: XCTestCase {
+    /// Restoring the last token's residual stream in the last layer restores the clean run exactly
+    /// (nothing after it can differ), and corrupting the subject lowers the answer's probability.
+    func testRestorationBoundsAndHeatmap() throws {
+        let ck = try ModelLoader.checkpoint("smollm2")
+        let model = try ModelLoader.build(ck), tokenizer = try TokenizerLoader.load(ck)
+        var options = CausalTrace.Options()
+        options.samples = 2
+        options.kinds = [.residual]
+        let r = try CausalTrace(model: model, tokenizer: tokenizer).run(prompt: "The Eiffel Tower is located in the city of",
+                                                                        subject: "The Eiffel Tower", options: options)
+        XCTAssertEqual(r.answer, " Paris")
+        XCTAssertEqual(r.subjectRange, [0, 4])
+        XCTAssertLessThan(r.corruptedProbability, r.cleanProbability)
+        let grid = r.grids[0].scores
+        let last = grid[r.tokens.count - 1][model.config.layers - 1]
+        XCTAssertEqual(last, r.cleanProbability, accuracy: 1e-4, "restoring the final state gives the clean probability")
+        XCTAssertEqual(grid[0].count, model.config.layers)
+        let svg = TraceHeatmap.svg(r)
+        XCTAssertTrue(svg.hasPrefix("<svg") && svg.contains("Eiffel"))
+    }
+
+    func testSubjectMissingFromPromptIsAClearError() throws {
+        let ck = try ModelLoader.checkpoint("smollm2")
+        let model = try ModelLoader.build(ck), tokenizer = try TokenizerLoader.load(ck)
+        XCTAssertThrowsError(try CausalTrace(model: model, tokenizer: tokenizer).run(prompt: "Hello there", subject: "Eiffel")) {
+            XCTAssertTrue("\($0)".contains("does not occur"), "\($0)")
+        }
+    }
+}

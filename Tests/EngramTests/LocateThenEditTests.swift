@@ -1,0 +1,106 @@
+import Engram
+import Foundation
+import XCTest
+
+/// ROME, MEMIT and AlphaEdit on the default model: the edit takes (the new target becomes the most
+/// likely continuation), reverting restores the weights bit for bit, and the subject's last token is
+/// found through offsets.
+final class LocateThenEditTests: XCTestCase {
+    let eiffel = EditRequest(caseID: "eiffel", prompt: "The Eiffel Tower is located in the city of", subject: "Eiffel Tower",
+                             targetNew: "Rome", groundTruth: ["Paris"])
+    let louvre = EditRequest(caseID: "louvre", prompt: "The Louvre is located in the city of", subject: "Louvre",
+                             targetNew: "London", groundTruth: ["Paris"])
+
+    func probability(_ model: LanguageModel, _ tokenizer: Tokenizer, _ r: EditRequest) throws -> Double {
+        let ids = tokenizer.encode(r.prompt, addSpecial: true)
+        let target = try LocateThenEdit.targetTokens(r.targetNew, tokenizer: tokenizer)
+        return try TeacherForcing(model: model).score([ScoringItem(context: ids, target: target)])[0].meanProbability
+    }
+
+    func loadDefault() throws -> (Checkpoint, LanguageModel, Tokenizer) {
+        // A private copy: editors write into the live weights.
+        let ck = try ModelLoader.checkpoint("smollm2")
+        return (ck, try ModelLoader.build(ck), try TokenizerLoader.load(ck))
+    }
+
+    func testSubjectLastTokenIsASubjectToken() throws {
+        let (_, _, tokenizer) = try loadDefault()
+        for template in ["{}", "Because of this. {}"] {
+            let filled = try LocateThenEdit.fill(template, request: eiffel, tokenizer: tokenizer)
+            XCTAssertEqual(tokenizer.decode([filled.tokens[filled.lookup]]), " Tower", template)
+            XCTAssertEqual(tokenizer.decode([filled.tokens[filled.lookup + 1]]), " is", template)
+        }
+    }
+
+    func testROMEEditTakesAndRevertsBitForBit() throws {
+        let (_, model, tokenizer) = try loadDefault()
+        let original = model.weight(.mlpDown(4)).values
+        let before = try probability(model, tokenizer, eiffel)
+        let patch = try ROME().edit([eiffel], model: model, tokenizer: tokenizer)
+        XCTAssertEqual(model.weight(.mlpDown(4)).values, original, "the editor must leave the weights as it found them")
+        XCTAssertEqual(patch.deltas.count, 1)
+        let applied = try patch.apply(to: model)
+        let after = try probability(model, tokenizer, eiffel)
+        XCTAssertLessThan(before, 0.05)
+        XCTAssertGreaterThan(after, 0.5, "P(Rome) after ROME")
+        try applied.revert()
+        XCTAssertEqual(model.weight(.mlpDown(4)).values.map(\.bitPattern), original.map(\.bitPattern))
+    }
+
+    func testMEMITAndAlphaEditWriteABatch() throws {
+        let (ck, model, tokenizer) = try loadDefault()
+        var hp = MEMITHyperParameters()
+        hp.layers = [3, 4, 5, 6]
+        hp.mom2_n_samples = 300
+        let stats = EditorRegistry.statistics(model: model, tokenizer: tokenizer, modelHash: try ck.contentHash(), documents: 300)
+        for editor in [MEMIT(hp, statistics: stats), AlphaEdit(hp, statistics: stats)] as [MEMIT] {
+            let requests = [eiffel, louvre]
+            let before = try requests.map { try probability(model, tokenizer, $0) }
+            let patch = try editor.edit(requests, model: model, tokenizer: tokenizer)
+            XCTAssertEqual(patch.deltas.count, hp.layers.count, editor.name)
+            let applied = try patch.apply(to: model)
+            let after = try requests.map { try probability(model, tokenizer, $0) }
+            for i in requests.indices {
+                XCTAssertGreaterThan(after[i], before[i] + 0.2, "\(editor.name) \(requests[i].caseID): \(before[i]) → \(after[i])")
+            }
+            try applied.revert()
+        }
+    }
+
+    func testHyperParameterFilesAcceptEasyEditKeysAndRejectUnknownOnes() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("hp-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let good = dir.appendingPathComponent("rome.yaml").path
+        try """
+        alg_name: ROME
+        model_name: ./hugging_cache/llama-2-7b
+        layers: [5]
+        rewrite_module_tmp: model.layers.{}.mlp.down_proj
+        v_lr: 0.25
+        mom2_adjustment: false
+        """.write(toFile: good, atomically: true, encoding: .utf8)
+        let hp = try HyperParameterFile.load(ROMEHyperParameters.self, path: good)
+        XCTAssertEqual(hp.layers, [5])
+        XCTAssertEqual(hp.v_lr, 0.25)
+        XCTAssertEqual(hp.v_num_grad_steps, 25, "a key the file leaves out keeps its default")
+
+        let bad = dir.appendingPathComponent("bad.yaml").path
+        try "layers: [5]\nv_lrr: 0.5\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try HyperParameterFile.load(ROMEHyperParameters.self, path: bad)) { error in
+            XCTAssertTrue("\(error)".contains("v_lrr"), "\(error)")
+        }
+        let wrongType = dir.appendingPathComponent("type.yaml").path
+        try "layers: five\n".write(toFile: wrongType, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try HyperParameterFile.load(ROMEHyperParameters.self, path: wrongType)) { error in
+            XCTAssertTrue("\(error)".contains("layers"), "\(error)")
+        }
+    }
+
+    func testShippedHyperParameterFilesLoad() throws {
+        for method in ["rome", "memit", "alphaedit"] {
+            let path = try XCTUnwrap(HyperParameterFile.defaultPath(method: method), method)
+            if method == "rome" { _ = try HyperParameterFile.load(ROMEHyperParameters.self, path: path) }
+            else { _ = try HyperParameterFile.load(MEMITHyperParameters.self, path: path) }
+        }
+    }
+}
