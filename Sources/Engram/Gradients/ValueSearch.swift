@@ -83,7 +83,7 @@ public struct ValueSearchResult: Sendable {
 public final class ValueSearch {
     public let site: HookSite
     public let layer: Int
-    /// The hook site's original value at the first rewriting prompt's lookup.
+    /// The hook site's original value at the lookup of rewriting prompt `targetInitRow`.
     public let targetInit: [Float]
     public let rewriting: [ValueSearchPrompt]
     public let essence: [ValueSearchPrompt]
@@ -99,12 +99,14 @@ public final class ValueSearch {
     private var lastForwardDelta: [Float]?
     private let d: Int
 
+    /// The model's weights must not change while the search is in use: the unchanged part is cached.
+    ///
     /// - Parameters:
     ///   - site: `.mlpOutput(l)` (ROME) or `.residual(l)` (MEMIT, AlphaEdit).
-    ///   - targetInitRow: the rewriting prompt whose lookup defines `target_init` (the reference uses the first,
-    ///     un-prefixed one).
-    ///   - rewriting: the prompts with targets (the first is the un-prefixed one unless `targetInitRow` says otherwise).
-    ///   - essence: the KL prompts (ROME and MEMIT use one, "{subject} is a").
+    ///   - rewriting: the prompts with targets.
+    ///   - essence: the KL prompts (ROME and MEMIT use one, "{subject} is a"); the KL term is their mean.
+    ///   - targetInitRow: the rewriting prompt whose lookup defines `target_init` (the reference uses the
+    ///     first, un-prefixed one).
     public init(model: LanguageModel, site: HookSite, rewriting: [ValueSearchPrompt], essence: [ValueSearchPrompt],
                 targetInitRow: Int = 0) throws {
         let weights = try DecoderWeights(model)
