@@ -9,7 +9,8 @@ import Engram
 /// biases, learned positions).
 final class GradientFiniteDifferenceTests: XCTestCase {
     /// Prompts in the shape ROME builds: the same prompt under different prefixes, a two-token
-    /// target, and an essence prompt whose subject is its first token (lookup 0: no cached prefix).
+    /// target, and an essence prompt whose subject is its first token (lookup 0: no cached prefix);
+    /// plus one prompt labelled at explicit positions.
     func prompts(vocab: Int, seed: UInt64) -> (rewriting: [ValueSearchPrompt], essence: [ValueSearchPrompt]) {
         var rng = GradientTestRNG(seed: seed)
         let prompt = InMemoryTinyModels.randomTokens(6, vocab: vocab, rng: &rng)
@@ -20,6 +21,8 @@ final class GradientFiniteDifferenceTests: XCTestCase {
             ValueSearchPrompt(prompt: prompt, lookup: 2, target: target),
             ValueSearchPrompt(prompt: prefixA + prompt, lookup: 5, target: target),
             ValueSearchPrompt(prompt: prefixB + prompt, lookup: 3, target: target),
+            // Explicit labelled positions, one of them at the lookup itself and none at the end.
+            ValueSearchPrompt(tokens: prompt + target, lookup: 1, targets: [target[1], prompt[3]], targetPositions: [1, 2]),
         ]
         let essence = [ValueSearchPrompt(tokens: [prompt[2]] + InMemoryTinyModels.randomTokens(2, vocab: vocab, rng: &rng), lookup: 0)]
         return (rewriting, essence)

@@ -63,6 +63,7 @@ final class GradientReferenceTests: XCTestCase {
             XCTAssertEqual(g.count, reference.count)
             let err = GradientCompare.relativeError(g, reference)
             XCTAssertLessThan(err, 1e-3, "\(target): ‖g − g_torch‖/‖g_torch‖ = \(err)")
+            print("value search vs torch, target '\(target)': loss \(loss.total) vs \(expected["total"]!), gradient relative error \(err)")
         }
     }
 
@@ -104,6 +105,7 @@ final class GradientReferenceTests: XCTestCase {
         let theirs = entries.map { ($0["value"] as! NSNumber).doubleValue }
         let entryErr = GradientCompare.relativeError(mine, theirs)
         XCTAssertLessThan(entryErr, 1e-3, "single entries: relative error \(entryErr)")
+        print("W_down gradient vs torch: loss \(loss) vs \(expectedLoss), norm \(frobenius.squareRoot()) vs \(expectedNorm), row sums error \(rowErr), entries error \(entryErr)")
     }
 
     /// The whole v* loop against the same loop in PyTorch. Adam's first steps move every coordinate

@@ -129,8 +129,8 @@ enum GradientReferenceMaths {
         for p in rewriting {
             let lg = try logits(model, tokens: p.tokens, site: site, lookup: p.lookup, delta: delta)
             var s = 0.0
-            for (k, t) in p.targets.enumerated() {
-                s += logSoftmax(lg.row(p.tokens.count - p.targets.count + k), count: v)[Int(t)]
+            for (t, position) in zip(p.targets, p.targetPositions) {
+                s += logSoftmax(lg.row(position), count: v)[Int(t)]
             }
             nll -= s / Double(p.targets.count)
         }

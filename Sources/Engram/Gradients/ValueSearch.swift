@@ -1,27 +1,26 @@
 import Foundation
 
 /// One prompt of a value search (spec §2.3): the tokens, the position where `δ` is added (the
-/// subject's last token), and the target ids, which label the last `targets.count` positions
-/// (the logits at position `t` score the token at `t + 1`, so the tokens end with all but the last
-/// target id). A KL ("essence") prompt has no targets.
+/// subject's last token), and the labelled positions with their target ids (the logits at position
+/// `t` score the token at `t + 1`). A KL ("essence") prompt has no targets.
 public struct ValueSearchPrompt: Sendable, Equatable {
     public var tokens: [Int32]
     public var lookup: Int
     public var targets: [Int32]
+    /// Where each target is scored; by default the last `targets.count` positions.
+    public var targetPositions: [Int]
 
-    public init(tokens: [Int32], lookup: Int, targets: [Int32] = []) {
+    public init(tokens: [Int32], lookup: Int, targets: [Int32] = [], targetPositions: [Int]? = nil) {
         self.tokens = tokens
         self.lookup = lookup
         self.targets = targets
+        self.targetPositions = targetPositions ?? Array((tokens.count - targets.count)..<tokens.count)
     }
 
-    /// `context + prompt + target[:-1]` with the last `target.count` positions labelled.
+    /// The reference layout: `context + prompt + target[:-1]`, the last `target.count` positions labelled.
     public init(prompt: [Int32], lookup: Int, target: [Int32]) {
         self.init(tokens: prompt + target.dropLast(), lookup: lookup, targets: target)
     }
-
-    /// The first labelled position.
-    var firstTarget: Int { tokens.count - targets.count }
 }
 
 /// The knobs of the `v*` optimisation (spec §2.3, §2.5, §3.1). Defaults are EasyEdit's LLaMA ROME row.
@@ -84,7 +83,7 @@ public struct ValueSearchResult: Sendable {
 public final class ValueSearch {
     public let site: HookSite
     public let layer: Int
-    /// The hook site's original value at the first rewriting prompt's lookup.
+    /// The hook site's original value at the lookup of rewriting prompt `targetInitRow`.
     public let targetInit: [Float]
     public let rewriting: [ValueSearchPrompt]
     public let essence: [ValueSearchPrompt]
@@ -100,10 +99,14 @@ public final class ValueSearch {
     private var lastForwardDelta: [Float]?
     private let d: Int
 
+    /// The model's weights must not change while the search is in use: the unchanged part is cached.
+    ///
     /// - Parameters:
     ///   - site: `.mlpOutput(l)` (ROME) or `.residual(l)` (MEMIT, AlphaEdit).
-    ///   - rewriting: the prompts with targets (the first is the un-prefixed one unless `targetInitRow` says otherwise).
-    ///   - essence: the KL prompts (ROME and MEMIT use one, "{subject} is a").
+    ///   - rewriting: the prompts with targets.
+    ///   - essence: the KL prompts (ROME and MEMIT use one, "{subject} is a"); the KL term is their mean.
+    ///   - targetInitRow: the rewriting prompt whose lookup defines `target_init` (the reference uses the
+    ///     first, un-prefixed one).
     public init(model: LanguageModel, site: HookSite, rewriting: [ValueSearchPrompt], essence: [ValueSearchPrompt],
                 targetInitRow: Int = 0) throws {
         let weights = try DecoderWeights(model)
@@ -124,12 +127,17 @@ public final class ValueSearch {
                 throw EngramError.invalidArgument("\(kind): lookup \(p.lookup) is outside its \(p.tokens.count) tokens")
             }
             if i < rewriting.count {
-                guard !p.targets.isEmpty, p.targets.count <= p.tokens.count else {
-                    throw EngramError.invalidArgument("\(kind): \(p.targets.count) targets for \(p.tokens.count) tokens")
+                guard !p.targets.isEmpty, p.targetPositions.count == p.targets.count else {
+                    throw EngramError.invalidArgument("\(kind): \(p.targets.count) targets for \(p.targetPositions.count) labelled positions")
                 }
-                // Labels before the lookup would not depend on δ; the reference layout never has them.
-                guard p.firstTarget >= p.lookup else {
-                    throw EngramError.invalidArgument("\(kind): labelled position \(p.firstTarget) precedes the lookup \(p.lookup)")
+                for t in p.targetPositions {
+                    guard p.tokens.indices.contains(t) else {
+                        throw EngramError.invalidArgument("\(kind): labelled position \(t) is outside its \(p.tokens.count) tokens")
+                    }
+                    // A label before the lookup would not depend on δ; the reference layout never has one.
+                    guard t >= p.lookup else {
+                        throw EngramError.invalidArgument("\(kind): labelled position \(t) precedes the lookup \(p.lookup)")
+                    }
                 }
             }
             for t in p.targets where !(0..<Int32(c.vocab)).contains(t) {
@@ -145,7 +153,7 @@ public final class ValueSearch {
         // Each sequence is recomputed from its lookup to its last needed position: the last label for
         // rewriting prompts, the lookup itself for essence prompts (later positions cannot affect it).
         let all = rewriting + essence
-        let ends = rewriting.map(\.tokens.count) + essence.map { $0.lookup + 1 }
+        let ends = rewriting.map { $0.targetPositions.max()! + 1 } + essence.map { $0.lookup + 1 }
         let caches = zip(all, ends).map { p, end in KVCache(config: c, capacity: max(end, 1)) }
 
         // Positions before each lookup, through every block: their keys and values stay fixed.
@@ -182,9 +190,9 @@ public final class ValueSearch {
             // The reference divides each prompt's summed log-probabilities by the target length and
             // averages over prompts.
             let weight = 1 / (Float(p.targets.count) * Float(rewriting.count))
-            for (k, t) in p.targets.enumerated() {
+            for (t, position) in zip(p.targets, p.targetPositions) {
                 labels.append((outputs.count, Int(t), weight))
-                outputs.append(starts[i] + p.firstTarget + k - p.lookup)
+                outputs.append(starts[i] + position - p.lookup)
             }
         }
         var essenceOutputs: [Int] = []
