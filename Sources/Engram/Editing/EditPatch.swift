@@ -1,0 +1,395 @@
+import Foundation
+
+extension EditableWeight {
+    /// Stable text name used in patch files and reports, e.g. "mlp_down.5".
+    public var name: String {
+        switch self {
+        case let .mlpDown(l): return "mlp_down.\(l)"
+        }
+    }
+
+    public init?(name: String) {
+        let parts = name.split(separator: ".")
+        guard parts.count == 2, let l = Int(parts[1]), l >= 0 else { return nil }
+        switch parts[0] {
+        case "mlp_down": self = .mlpDown(l)
+        default: return nil
+        }
+    }
+
+    /// The `[rows, cols]` shape of the live matrix in a model of this config, or nil when the model has
+    /// no such weight (layer out of range). Checked before `LanguageModel.weight` is called, which traps.
+    public func shape(in config: ModelConfig) -> (rows: Int, cols: Int)? {
+        switch self {
+        case let .mlpDown(l): return l < config.layers ? (config.hidden, config.intermediate) : nil
+        }
+    }
+}
+
+/// Prompt-side edits (in-context editing): text shown before every query instead of a weight change.
+/// A query is rendered as `demonstrations + facts (each as factPrefix + fact + "\n") + queryPrefix + query`.
+public struct PromptContext: Codable, Equatable, Sendable {
+    public var demonstrations: String
+    public var facts: [String]
+    public var factPrefix: String
+    public var queryPrefix: String
+
+    public init(demonstrations: String, facts: [String], factPrefix: String = "New Fact: ", queryPrefix: String = "Prompt: ") {
+        self.demonstrations = demonstrations
+        self.facts = facts
+        self.factPrefix = factPrefix
+        self.queryPrefix = queryPrefix
+    }
+
+    public func render(_ query: String) -> String {
+        demonstrations + facts.map { factPrefix + $0 + "\n" }.joined() + queryPrefix + query
+    }
+
+    /// Several prompt-side patches in force at once (batch or sequential in-context editing): the
+    /// first one's demonstrations and markers, every fact in application order.
+    public static func merged(_ contexts: [PromptContext]) -> PromptContext? {
+        guard let first = contexts.first else { return nil }
+        return PromptContext(demonstrations: first.demonstrations, facts: contexts.flatMap(\.facts),
+                             factPrefix: first.factPrefix, queryPrefix: first.queryPrefix)
+    }
+}
+
+/// A change to one weight matrix `W [rows, cols]`.
+public struct WeightDelta: @unchecked Sendable {
+    public enum Change {
+        /// ΔW = Σₖ r[k] u[k]ᵀ, with `r [rank, rows]` (output side) and `u [rank, cols]` (input side).
+        /// ROME is rank one; MEMIT/AlphaEdit deltas can be stored as their key/residual factors.
+        case lowRank(r: Matrix, u: Matrix)
+        /// ΔW stored in full, `[rows, cols]`.
+        case dense(Matrix)
+    }
+
+    public var weight: EditableWeight
+    public var change: Change
+
+    public init(weight: EditableWeight, change: Change) {
+        self.weight = weight
+        self.change = change
+    }
+
+    public var rows: Int {
+        switch change {
+        case let .lowRank(r, _): return r.cols
+        case let .dense(d): return d.rows
+        }
+    }
+
+    public var cols: Int {
+        switch change {
+        case let .lowRank(_, u): return u.cols
+        case let .dense(d): return d.cols
+        }
+    }
+
+    /// ΔW as a dense matrix (for export and tests).
+    public func denseDelta() -> Matrix {
+        switch change {
+        case let .dense(d): return d.copy()
+        case let .lowRank(r, u):
+            let out = Matrix(rows: r.cols, cols: u.cols)
+            BLAS.gemm(transA: true, transB: false, m: r.cols, n: u.cols, k: r.rows,
+                      a: r.pointer, lda: r.cols, b: u.pointer, ldb: u.cols, beta: 0, c: out.pointer, ldc: u.cols)
+            return out
+        }
+    }
+
+    /// Adds ΔW into `w` in place.
+    func add(into w: Matrix) {
+        switch change {
+        case let .dense(d): Kernels.add(w.pointer, d.pointer, count: w.count)
+        case let .lowRank(r, u):
+            BLAS.gemm(transA: true, transB: false, m: r.cols, n: u.cols, k: r.rows,
+                      a: r.pointer, lda: r.cols, b: u.pointer, ldb: u.cols, beta: 1, c: w.pointer, ldc: u.cols)
+        }
+    }
+
+    func validate(model config: ModelConfig, patch: String) throws {
+        guard let shape = weight.shape(in: config) else {
+            throw EngramError.invalidArgument("\(patch): weight '\(weight.name)' does not exist in this model (\(config.layers) layers)")
+        }
+        if case let .lowRank(r, u) = change, r.rows != u.rows {
+            throw EngramError.invalidArgument("\(patch): weight '\(weight.name)': r has rank \(r.rows) but u has rank \(u.rows)")
+        }
+        guard rows == shape.rows, cols == shape.cols else {
+            throw EngramError.invalidArgument("\(patch): weight '\(weight.name)': delta is [\(rows), \(cols)] but the model's matrix is [\(shape.rows), \(shape.cols)]")
+        }
+        let matrices: [Matrix]
+        switch change {
+        case let .lowRank(r, u): matrices = [r, u]
+        case let .dense(d): matrices = [d]
+        }
+        for m in matrices where !UnsafeBufferPointer(start: m.pointer, count: m.count).allSatisfy(\.isFinite) {
+            throw EngramError.invalidArgument("\(patch): weight '\(weight.name)': the delta holds NaN or infinite values")
+        }
+    }
+}
+
+/// What an editor produces: weight changes and/or prompt-side context, with everything needed to
+/// reproduce and audit it. Applying, reverting, saving and loading are one code path for every method.
+public struct EditPatch: @unchecked Sendable {
+    public var method: String
+    public var hyperParameters: [String: String]
+    public var requests: [EditRequest]
+    /// sha256 of the checkpoint file the patch was computed on (set by whoever knows the file).
+    public var baseSHA256: String?
+    public var deltas: [WeightDelta]
+    public var context: PromptContext?
+    /// Anything else needed to reproduce the patch (seed, cached context templates, statistics id…).
+    public var metadata: [String: String]
+
+    public init(method: String, hyperParameters: [String: String] = [:], requests: [EditRequest], baseSHA256: String? = nil,
+                deltas: [WeightDelta] = [], context: PromptContext? = nil, metadata: [String: String] = [:]) {
+        self.method = method
+        self.hyperParameters = hyperParameters
+        self.requests = requests
+        self.baseSHA256 = baseSHA256
+        self.deltas = deltas
+        self.context = context
+        self.metadata = metadata
+    }
+
+    /// Writes the deltas into the model's live weights, remembering the exact values overwritten.
+    /// Everything is checked before the first weight is touched.
+    public func apply(to model: LanguageModel) throws -> AppliedPatch {
+        for d in deltas { try d.validate(model: model.config, patch: "patch '\(method)'") }
+        var originals: [(EditableWeight, FloatBuffer)] = []
+        var seen = Set<EditableWeight>()
+        for d in deltas where !seen.contains(d.weight) {
+            seen.insert(d.weight)
+            let w = model.weight(d.weight)
+            let saved = FloatBuffer(count: w.count, zeroed: false)
+            saved.pointer.update(from: w.pointer, count: w.count)
+            originals.append((d.weight, saved))
+        }
+        for d in deltas { d.add(into: model.weight(d.weight)) }
+        let fingerprints = originals.map { AppliedPatch.fingerprint(model.weight($0.0)) }
+        return AppliedPatch(model: model, patch: self, originals: originals, fingerprints: fingerprints)
+    }
+}
+
+/// A patch in force on a model. `revert` copies back the saved original values, so the weights are
+/// restored bit for bit (subtracting Δ again would not be exact in floating point).
+public final class AppliedPatch {
+    public let patch: EditPatch
+    let model: LanguageModel
+    private var originals: [(EditableWeight, FloatBuffer)]
+    private let fingerprints: [UInt64]
+    public private(set) var isReverted = false
+
+    init(model: LanguageModel, patch: EditPatch, originals: [(EditableWeight, FloatBuffer)], fingerprints: [UInt64]) {
+        self.model = model
+        self.patch = patch
+        self.originals = originals
+        self.fingerprints = fingerprints
+    }
+
+    /// Restores the overwritten values. Fails, changing nothing, when a weight was modified after this
+    /// patch was applied (patches stacked on one weight must be reverted last-in first-out).
+    public func revert() throws {
+        guard !isReverted else { return }
+        for (i, (weight, _)) in originals.enumerated() where AppliedPatch.fingerprint(model.weight(weight)) != fingerprints[i] {
+            throw EngramError.invalidArgument("patch '\(patch.method)': weight '\(weight.name)' changed after the patch was applied; revert the later patches first")
+        }
+        for (weight, saved) in originals {
+            let w = model.weight(weight)
+            w.pointer.update(from: saved.pointer, count: w.count)
+        }
+        originals = []
+        isReverted = true
+    }
+
+    /// FNV-1a over the bit patterns: cheap, and any change of any value changes it with near certainty.
+    static func fingerprint(_ m: Matrix) -> UInt64 {
+        var h: UInt64 = 0xcbf29ce484222325
+        let bits = UnsafeRawPointer(m.pointer).assumingMemoryBound(to: UInt32.self)
+        for i in 0..<m.count { h = (h ^ UInt64(bits[i])) &* 0x100000001b3 }
+        return h
+    }
+}
+
+/// A model with a stack of patches in force: what the evaluation protocols drive.
+public final class EditSession {
+    public let model: LanguageModel
+    public private(set) var applied: [AppliedPatch] = []
+
+    public init(model: LanguageModel) { self.model = model }
+
+    @discardableResult
+    public func apply(_ patch: EditPatch) throws -> AppliedPatch {
+        let a = try patch.apply(to: model)
+        applied.append(a)
+        return a
+    }
+
+    /// The prompt-side context of every patch in force, merged in application order.
+    public var context: PromptContext? { PromptContext.merged(applied.compactMap(\.patch.context)) }
+
+    public func revertLast() throws {
+        guard let last = applied.last else { return }
+        try last.revert()
+        applied.removeLast()
+    }
+
+    public func revertAll() throws {
+        while !applied.isEmpty { try revertLast() }
+    }
+}
+
+// MARK: - Patch files
+
+/// Patch files are safetensors files: an 8-byte little-endian header length, a JSON header naming
+/// each float32 tensor (`delta.N.r`, `delta.N.u` or `delta.N.dense`) with its shape and byte range,
+/// then the little-endian float32 payload. The patch description (method, hyper-parameters, requests,
+/// base checkpoint hash, context, metadata, delta list) is JSON in `__metadata__["engram.patch"]`.
+extension EditPatch {
+    public static let formatName = "engram-patch-1"
+
+    struct Description: Codable {
+        struct Delta: Codable {
+            var weight: String
+            var kind: String
+            var rows: Int
+            var cols: Int
+            var rank: Int?
+        }
+        var format: String
+        var method: String
+        var hyperParameters: [String: String]
+        var requests: [EditRequest]
+        var baseSHA256: String?
+        var context: PromptContext?
+        var metadata: [String: String]
+        var deltas: [Delta]
+    }
+
+    /// The file bytes; equal patches give equal bytes.
+    public func fileData() throws -> Data {
+        var tensors: [(String, [Int], Matrix)] = []
+        var described: [Description.Delta] = []
+        for (i, d) in deltas.enumerated() {
+            switch d.change {
+            case let .lowRank(r, u):
+                tensors.append(("delta.\(i).r", [r.rows, r.cols], r))
+                tensors.append(("delta.\(i).u", [u.rows, u.cols], u))
+                described.append(.init(weight: d.weight.name, kind: "low_rank", rows: d.rows, cols: d.cols, rank: r.rows))
+            case let .dense(m):
+                tensors.append(("delta.\(i).dense", [m.rows, m.cols], m))
+                described.append(.init(weight: d.weight.name, kind: "dense", rows: d.rows, cols: d.cols, rank: nil))
+            }
+        }
+        let description = Description(format: EditPatch.formatName, method: method, hyperParameters: hyperParameters, requests: requests,
+                                      baseSHA256: baseSHA256, context: context, metadata: metadata, deltas: described)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let descriptionText = String(decoding: try encoder.encode(description), as: UTF8.self)
+
+        var header: [String: Any] = ["__metadata__": ["engram.patch": descriptionText, "format": EditPatch.formatName]]
+        var offset = 0
+        for (name, shape, m) in tensors {
+            header[name] = ["dtype": "F32", "shape": shape, "data_offsets": [offset, offset + m.count * 4]] as [String: Any]
+            offset += m.count * 4
+        }
+        var headerData = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys, .withoutEscapingSlashes])
+        while headerData.count % 8 != 0 { headerData.append(0x20) } // safetensors pads the header with spaces
+        var out = Data(capacity: 8 + headerData.count + offset)
+        withUnsafeBytes(of: UInt64(headerData.count).littleEndian) { out.append(contentsOf: $0) }
+        out.append(headerData)
+        for (_, _, m) in tensors {
+            var bytes = [UInt8](repeating: 0, count: m.count * 4)
+            for i in 0..<m.count {
+                let bits = m.pointer[i].bitPattern.littleEndian
+                withUnsafeBytes(of: bits) { for j in 0..<4 { bytes[4 * i + j] = $0[j] } }
+            }
+            out.append(contentsOf: bytes)
+        }
+        return out
+    }
+
+    /// Saves the patch; the file appears whole or not at all (temporary file + rename).
+    public func write(to path: String) throws {
+        let data = try fileData()
+        do { try data.write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
+            throw EngramError.io(file: path, detail: "cannot write the patch: \(error.localizedDescription)")
+        }
+    }
+
+    public static func read(_ path: String) throws -> EditPatch {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw EngramError.io(file: path, detail: "cannot read the patch: \(error.localizedDescription)")
+        }
+        return try parse(data, file: path)
+    }
+
+    public static func parse(_ data: Data, file: String) throws -> EditPatch {
+        func bad(_ detail: String) -> EngramError { .format(file: file, detail: detail) }
+        guard data.count >= 8 else { throw bad("too short for a patch file (\(data.count) bytes)") }
+        let bytes = [UInt8](data)
+        var headerLength: UInt64 = 0
+        for i in 0..<8 { headerLength |= UInt64(bytes[i]) << (8 * UInt64(i)) }
+        guard headerLength <= UInt64(bytes.count - 8) else { throw bad("header length \(headerLength) exceeds the file size") }
+        let payloadStart = 8 + Int(headerLength)
+        guard let header = (try? JSONSerialization.jsonObject(with: Data(bytes[8..<payloadStart]))) as? [String: Any] else {
+            throw bad("the header is not a JSON object")
+        }
+        guard let meta = header["__metadata__"] as? [String: Any], let text = meta["engram.patch"] as? String else {
+            throw EngramError.metadata(file: file, key: "__metadata__.engram.patch", detail: "missing: this safetensors file is not an Engram patch")
+        }
+        let description: Description
+        do { description = try JSONDecoder().decode(Description.self, from: Data(text.utf8)) } catch {
+            throw EngramError.metadata(file: file, key: "__metadata__.engram.patch", detail: "cannot decode the patch description: \(error)")
+        }
+        guard description.format == formatName else {
+            throw EngramError.metadata(file: file, key: "format", detail: "expected \(formatName), found \(description.format)")
+        }
+        let payloadCount = bytes.count - payloadStart
+
+        func tensor(_ name: String, rows: Int, cols: Int) throws -> Matrix {
+            guard let info = header[name] as? [String: Any] else { throw EngramError.tensor(file: file, tensor: name, detail: "missing") }
+            guard info["dtype"] as? String == "F32" else {
+                throw EngramError.tensor(file: file, tensor: name, detail: "dtype \(info["dtype"] ?? "none") is not F32")
+            }
+            guard let shape = info["shape"] as? [Int], shape == [rows, cols] else {
+                throw EngramError.tensor(file: file, tensor: name, detail: "shape \(info["shape"] ?? "none") disagrees with [\(rows), \(cols)] in the description")
+            }
+            guard let offsets = info["data_offsets"] as? [Int], offsets.count == 2, offsets[0] >= 0,
+                  offsets[1] - offsets[0] == rows * cols * 4, offsets[1] <= payloadCount else {
+                throw EngramError.tensor(file: file, tensor: name, detail: "data_offsets \(info["data_offsets"] ?? "none") do not fit \(rows * cols) floats in a payload of \(payloadCount) bytes")
+            }
+            let m = Matrix(rows: rows, cols: cols)
+            var p = payloadStart + offsets[0]
+            for i in 0..<m.count {
+                let bits = UInt32(bytes[p]) | UInt32(bytes[p + 1]) << 8 | UInt32(bytes[p + 2]) << 16 | UInt32(bytes[p + 3]) << 24
+                m.pointer[i] = Float(bitPattern: bits)
+                p += 4
+            }
+            return m
+        }
+
+        var deltas: [WeightDelta] = []
+        for (i, d) in description.deltas.enumerated() {
+            guard let weight = EditableWeight(name: d.weight) else {
+                throw EngramError.metadata(file: file, key: "deltas[\(i)].weight", detail: "unknown weight '\(d.weight)'")
+            }
+            guard d.rows > 0, d.cols > 0 else { throw EngramError.metadata(file: file, key: "deltas[\(i)]", detail: "empty shape [\(d.rows), \(d.cols)]") }
+            switch d.kind {
+            case "low_rank":
+                guard let rank = d.rank, rank > 0 else { throw EngramError.metadata(file: file, key: "deltas[\(i)].rank", detail: "missing or not positive") }
+                let r = try tensor("delta.\(i).r", rows: rank, cols: d.rows)
+                let u = try tensor("delta.\(i).u", rows: rank, cols: d.cols)
+                deltas.append(WeightDelta(weight: weight, change: .lowRank(r: r, u: u)))
+            case "dense":
+                deltas.append(WeightDelta(weight: weight, change: .dense(try tensor("delta.\(i).dense", rows: d.rows, cols: d.cols))))
+            default:
+                throw EngramError.metadata(file: file, key: "deltas[\(i)].kind", detail: "unknown kind '\(d.kind)' (expected low_rank or dense)")
+            }
+        }
+        return EditPatch(method: description.method, hyperParameters: description.hyperParameters, requests: description.requests,
+                         baseSHA256: description.baseSHA256, deltas: deltas, context: description.context, metadata: description.metadata)
+    }
+}

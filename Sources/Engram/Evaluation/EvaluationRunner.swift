@@ -1,0 +1,187 @@
+import Foundation
+
+/// Where a run is, for a progress bar.
+public struct EvaluationProgress: Equatable, Sendable {
+    /// "pre" (unedited model), "edit" (editing and evaluating), "final" (sequential, after the last edit).
+    public var phase: String
+    public var completed: Int
+    public var total: Int
+}
+
+/// Runs an editor over an edit file under one protocol and grades every record before and after.
+///
+///     let file = try EditFile.load("counterfact-edit.dev-0-299.json")
+///     let runner = EvaluationRunner(model: model, tokenizer: tokenizer, editor: IKE(pool: file.requests),
+///                                   file: file, modelSHA256: sha, options: options)
+///     runner.progress = { print($0.phase, $0.completed, "/", $0.total) }
+///     let run = try runner.run()
+///     try run.write(to: "results.json")
+///     print(run.markdownReport())
+///
+/// The model's weights are the same after `run()` as before it, bit for bit (every patch is reverted,
+/// also when an error ends the run).
+public final class EvaluationRunner {
+    public let model: LanguageModel
+    public let tokenizer: Tokenizer
+    public let editor: Editor
+    public let file: EditFile
+    public let modelSHA256: String
+    public let options: EvaluationOptions
+    public var progress: ((EvaluationProgress) -> Void)?
+
+    /// Records evaluated per group of probes when the model state allows sharing forward passes.
+    public var recordsPerGroup = 16
+
+    public init(model: LanguageModel, tokenizer: Tokenizer, editor: Editor, file: EditFile, modelSHA256: String,
+                options: EvaluationOptions = EvaluationOptions()) {
+        self.model = model
+        self.tokenizer = tokenizer
+        self.editor = editor
+        self.file = file
+        self.modelSHA256 = modelSHA256
+        self.options = options
+    }
+
+    public var suites: [MetricSuite] { options.suites ?? MetricSuite.defaults(for: file.format) }
+
+    /// The file positions this run evaluates: the first `limit` records, then shard i of n contiguous blocks.
+    public var selectedIndices: [Int] {
+        let selected = min(options.limit ?? file.records.count, file.records.count)
+        let n = options.shardCount, i = options.shardIndex
+        return Array((selected * i / n)..<(selected * (i + 1) / n))
+    }
+
+    public var header: RunHeader {
+        let c = model.config
+        return RunHeader(method: editor.name, hyperParameters: editor.hyperParameters, modelSHA256: modelSHA256,
+                         modelDescription: "\(c.architecture.rawValue), \(c.layers) layers, d=\(c.hidden), m=\(c.intermediate), vocab \(c.vocab)",
+                         dataFile: (file.path as NSString).lastPathComponent, dataFormat: file.format, dataSHA256: file.sha256,
+                         recordsInFile: file.records.count, recordsSelected: min(options.limit ?? file.records.count, file.records.count),
+                         options: options, suites: suites)
+    }
+
+    public func run() throws -> EvaluationRun {
+        try options.validate()
+        let indices = selectedIndices
+        let planner = MetricPlanner(tokenizer: tokenizer, options: options, suites: suites, allRecords: file.records)
+        var results: [Int: RecordResult] = [:]
+        var references: [Int: [String: [[Int32]?]]] = [:]
+        for i in indices { results[i] = RecordResult(index: i, caseID: file.records[i].caseID) }
+
+        // 1. The unedited model: "before" metrics and the locality reference.
+        var done = 0
+        for group in chunks(indices, recordsPerGroup) {
+            let outcomes = try evaluate(group.map { PhaseInput(index: $0, record: file.records[$0], context: nil, phase: "pre", reference: nil) }, planner)
+            for (i, o) in zip(group, outcomes) {
+                results[i]!.pre = o.metrics
+                results[i]!.warnings += o.warnings
+                references[i] = o.localityReference
+                for (k, t) in o.texts { results[i]!.texts["pre.\(k)"] = t }
+            }
+            done += group.count
+            progress?(EvaluationProgress(phase: "pre", completed: done, total: indices.count))
+        }
+
+        // 2. Edit and evaluate under the protocol.
+        let session = EditSession(model: model)
+        defer { try? session.revertAll() }
+        func record(_ phase: String, _ inputs: [PhaseInput], _ outcomes: [PhaseOutcome]) {
+            for (input, o) in zip(inputs, outcomes) {
+                if phase == "final" { results[input.index]!.final = o.metrics } else { results[input.index]!.post = o.metrics }
+                results[input.index]!.warnings += o.warnings
+                for (k, t) in o.texts { results[input.index]!.texts["\(phase).\(k)"] = t }
+            }
+        }
+        func inputs(_ group: [Int], _ context: PromptContext?, _ phase: String) -> [PhaseInput] {
+            group.map { PhaseInput(index: $0, record: file.records[$0], context: context, phase: phase, reference: references[$0] ?? [:]) }
+        }
+        func failed(_ group: [Int], _ error: Error) {
+            for i in group { results[i]!.error = "\(editor.name) failed: \(error)" }
+        }
+
+        done = 0
+        switch options.editingProtocol {
+        case .single:
+            // Prompt-only patches leave the weights alone, so several records can share forward passes.
+            var pending: [PhaseInput] = []
+            func flush() throws {
+                guard !pending.isEmpty else { return }
+                record("post", pending, try evaluate(pending, planner))
+                done += pending.count
+                pending = []
+                progress?(EvaluationProgress(phase: "edit", completed: done, total: indices.count))
+            }
+            for i in indices {
+                let patch: EditPatch
+                do { patch = try editor.edit(file.records[i].requests, model: model, tokenizer: tokenizer) } catch {
+                    failed([i], error)
+                    done += 1
+                    continue
+                }
+                if patch.deltas.isEmpty {
+                    pending += inputs([i], patch.context, "post")
+                    if pending.count >= recordsPerGroup { try flush() }
+                    continue
+                }
+                try flush()
+                try session.apply(patch)
+                let one = inputs([i], session.context, "post")
+                record("post", one, try evaluate(one, planner))
+                try session.revertAll()
+                done += 1
+                progress?(EvaluationProgress(phase: "edit", completed: done, total: indices.count))
+            }
+            try flush()
+
+        case .batch, .sequential:
+            let sequential = options.editingProtocol == .sequential
+            for group in chunks(indices, options.editBatchSize) {
+                do {
+                    let patch = try editor.edit(group.flatMap { file.records[$0].requests }, model: model, tokenizer: tokenizer)
+                    try session.apply(patch)
+                } catch {
+                    failed(group, error)
+                    done += group.count
+                    continue
+                }
+                if !sequential || options.sequentialTiming.immediate {
+                    for part in chunks(group, recordsPerGroup) {
+                        let ins = inputs(part, session.context, "post")
+                        record("post", ins, try evaluate(ins, planner))
+                    }
+                }
+                if !sequential { try session.revertAll() }
+                done += group.count
+                progress?(EvaluationProgress(phase: "edit", completed: done, total: indices.count))
+            }
+            if sequential && options.sequentialTiming.atEnd {
+                done = 0
+                for part in chunks(indices, recordsPerGroup) {
+                    let ins = inputs(part, session.context, "final").filter { results[$0.index]!.error == nil }
+                    record("final", ins, try evaluate(ins, planner))
+                    done += part.count
+                    progress?(EvaluationProgress(phase: "final", completed: done, total: indices.count))
+                }
+            }
+            try session.revertAll()
+        }
+
+        return EvaluationRun(header: header, records: indices.map { i in
+            var r = results[i]!
+            r.warnings = Array(Set(r.warnings)).sorted()
+            return r
+        })
+    }
+
+    func evaluate(_ inputs: [PhaseInput], _ planner: MetricPlanner) throws -> [PhaseOutcome] {
+        guard !inputs.isEmpty else { return [] }
+        let probes = ProbeSet(model: model, tokenizer: tokenizer, batchSize: options.forwardBatchSize, topK: options.fluencyTopK)
+        let finishers = inputs.map { planner.plan($0, probes) }
+        try probes.run()
+        return finishers.map { $0() }
+    }
+
+    func chunks(_ xs: [Int], _ size: Int) -> [[Int]] {
+        stride(from: 0, to: xs.count, by: max(1, size)).map { Array(xs[$0..<min($0 + max(1, size), xs.count)]) }
+    }
+}

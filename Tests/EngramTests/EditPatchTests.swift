@@ -1,0 +1,179 @@
+import Foundation
+import XCTest
+@testable import Engram
+
+final class EditPatchTests: XCTestCase {
+    func randomMatrix(_ rows: Int, _ cols: Int, seed: UInt64, scale: Float = 0.1) -> Matrix {
+        var rng = SplitMix64(seed: seed)
+        return Matrix(rows: rows, cols: cols, values: (0..<(rows * cols)).map { _ in scale * Float(rng.unit() * 2 - 1) })
+    }
+
+    func request(_ id: String) -> EditRequest {
+        EditRequest(caseID: id, prompt: "The capital of France is", subject: "France", targetNew: "Rome", groundTruth: ["Paris"])
+    }
+
+    /// A patch with a rank-2 delta and a dense delta on layer 0 and a rank-1 delta on layer 1.
+    func samplePatch(_ model: LanguageModel) -> EditPatch {
+        let d = model.config.hidden, m = model.config.intermediate
+        return EditPatch(method: "test", hyperParameters: ["layers": "0,1", "lr": "0.5"], requests: [request("1"), request("2")],
+                         baseSHA256: String(repeating: "ab", count: 32),
+                         deltas: [
+                            WeightDelta(weight: .mlpDown(0), change: .lowRank(r: randomMatrix(2, d, seed: 1), u: randomMatrix(2, m, seed: 2))),
+                            WeightDelta(weight: .mlpDown(0), change: .dense(randomMatrix(d, m, seed: 3))),
+                            WeightDelta(weight: .mlpDown(1), change: .lowRank(r: randomMatrix(1, d, seed: 4), u: randomMatrix(1, m, seed: 5))),
+                         ],
+                         context: PromptContext(demonstrations: "demo\n", facts: ["fact one"]), metadata: ["seed": "42"])
+    }
+
+    func testApplyAddsTheDeltaAndRevertRestoresBitForBit() throws {
+        let model = try TinyModels.llama(vocab: 40)
+        let before0 = model.weight(.mlpDown(0)).copy(), before1 = model.weight(.mlpDown(1)).copy()
+        let patch = samplePatch(model)
+        let applied = try patch.apply(to: model)
+
+        // Independent check: W + Σ r_k u_kᵀ + D computed with plain loops.
+        let d = model.config.hidden, m = model.config.intermediate
+        guard case let .lowRank(r, u) = patch.deltas[0].change, case let .dense(dense) = patch.deltas[1].change else { return XCTFail() }
+        let w0 = model.weight(.mlpDown(0))
+        var maxError: Float = 0
+        for i in 0..<d {
+            for j in 0..<m {
+                var expected = before0.pointer[i * m + j] + dense.pointer[i * m + j]
+                for k in 0..<2 { expected += r.pointer[k * d + i] * u.pointer[k * m + j] }
+                maxError = max(maxError, abs(w0.pointer[i * m + j] - expected))
+            }
+        }
+        XCTAssertLessThan(maxError, 1e-6)
+        XCTAssertNotEqual(bits(model.weight(.mlpDown(1))), bits(before1))
+
+        try applied.revert()
+        XCTAssertEqual(bits(model.weight(.mlpDown(0))), bits(before0))
+        XCTAssertEqual(bits(model.weight(.mlpDown(1))), bits(before1))
+        XCTAssertTrue(applied.isReverted)
+        XCTAssertNoThrow(try applied.revert(), "a second revert does nothing")
+    }
+
+    func testSubtractingTheDeltaWouldNotBeExact() throws {
+        // Why patches keep the original values: W + Δ − Δ differs from W in the last bits for many entries.
+        let w = randomMatrix(16, 32, seed: 11, scale: 1)
+        let delta = randomMatrix(16, 32, seed: 12, scale: 0.37)
+        let roundTrip = zip(w.values, delta.values).map { ($0 + $1) - $1 }
+        XCTAssertNotEqual(roundTrip.map(\.bitPattern), bits(w))
+    }
+
+    func testStackedPatchesMustBeRevertedLastInFirstOut() throws {
+        let model = try TinyModels.llama(vocab: 40)
+        let original = model.weight(.mlpDown(0)).copy()
+        let d = model.config.hidden, m = model.config.intermediate
+        let p1 = EditPatch(method: "p1", requests: [], deltas: [WeightDelta(weight: .mlpDown(0), change: .dense(randomMatrix(d, m, seed: 21)))])
+        let p2 = EditPatch(method: "p2", requests: [], deltas: [WeightDelta(weight: .mlpDown(0), change: .dense(randomMatrix(d, m, seed: 22)))])
+        let session = EditSession(model: model)
+        let a1 = try session.apply(p1)
+        _ = try session.apply(p2)
+        let stacked = model.weight(.mlpDown(0)).copy()
+        XCTAssertThrowsError(try a1.revert()) { error in
+            XCTAssertTrue("\(error)".contains("revert the later patches first"), "\(error)")
+        }
+        XCTAssertEqual(bits(model.weight(.mlpDown(0))), bits(stacked), "a refused revert changes nothing")
+        try session.revertAll()
+        XCTAssertEqual(bits(model.weight(.mlpDown(0))), bits(original))
+    }
+
+    func testInvalidPatchesTouchNothing() throws {
+        let model = try TinyModels.llama(vocab: 40)
+        let original = model.weight(.mlpDown(0)).copy()
+        let d = model.config.hidden, m = model.config.intermediate
+        let good = WeightDelta(weight: .mlpDown(0), change: .dense(randomMatrix(d, m, seed: 1)))
+        let cases: [(WeightDelta, String)] = [
+            (WeightDelta(weight: .mlpDown(2), change: .dense(randomMatrix(d, m, seed: 1))), "does not exist"),
+            (WeightDelta(weight: .mlpDown(1), change: .dense(randomMatrix(m, d, seed: 1))), "delta is [32, 16]"),
+            (WeightDelta(weight: .mlpDown(1), change: .lowRank(r: randomMatrix(2, d, seed: 1), u: randomMatrix(1, m, seed: 2))), "rank"),
+            (WeightDelta(weight: .mlpDown(1), change: .dense(Matrix(rows: d, cols: m, values: [Float](repeating: .nan, count: d * m)))), "NaN"),
+        ]
+        for (bad, message) in cases {
+            let patch = EditPatch(method: "bad", requests: [], deltas: [good, bad])
+            XCTAssertThrowsError(try patch.apply(to: model)) { error in
+                XCTAssertTrue("\(error)".contains(message), "\(error)")
+            }
+            XCTAssertEqual(bits(model.weight(.mlpDown(0))), bits(original))
+        }
+    }
+
+    func testSaveAndLoadRoundTrip() throws {
+        let model = try TinyModels.llama(vocab: 40)
+        let patch = samplePatch(model)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("engram-patch-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("edit.patch").path
+        try patch.write(to: path)
+        try patch.write(to: path) // overwriting goes through a temporary file and a rename
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["edit.patch"], "no temporary files left")
+
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        XCTAssertEqual(data, try patch.fileData(), "the same patch gives the same bytes")
+
+        // It is a safetensors file: 8-byte header length, JSON header with F32 tensors, then the payload.
+        let headerLength = data.prefix(8).enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        XCTAssertEqual(headerLength % 8, 0)
+        let header = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<(8 + headerLength))) as! [String: Any]
+        let r0 = header["delta.0.r"] as! [String: Any]
+        XCTAssertEqual(r0["dtype"] as? String, "F32")
+        XCTAssertEqual(r0["shape"] as? [Int], [2, 16])
+        let last = header["delta.2.u"] as! [String: Any]
+        XCTAssertEqual((last["data_offsets"] as! [Int])[1], data.count - 8 - headerLength)
+
+        let loaded = try EditPatch.read(path)
+        XCTAssertEqual(loaded.method, "test")
+        XCTAssertEqual(loaded.hyperParameters, patch.hyperParameters)
+        XCTAssertEqual(loaded.requests, patch.requests)
+        XCTAssertEqual(loaded.baseSHA256, patch.baseSHA256)
+        XCTAssertEqual(loaded.context, patch.context)
+        XCTAssertEqual(loaded.metadata, patch.metadata)
+        XCTAssertEqual(loaded.deltas.map(\.weight), patch.deltas.map(\.weight))
+        for (a, b) in zip(loaded.deltas, patch.deltas) { XCTAssertEqual(bits(a.denseDelta()), bits(b.denseDelta())) }
+
+        // The loaded patch does to the model exactly what the original does.
+        let original = model.weight(.mlpDown(0)).copy()
+        let viaOriginal = try patch.apply(to: model)
+        let edited = model.weight(.mlpDown(0)).copy()
+        try viaOriginal.revert()
+        let viaLoaded = try loaded.apply(to: model)
+        XCTAssertEqual(bits(model.weight(.mlpDown(0))), bits(edited))
+        try viaLoaded.revert()
+        XCTAssertEqual(bits(model.weight(.mlpDown(0))), bits(original))
+    }
+
+    func testCorruptPatchFiles() throws {
+        let model = try TinyModels.llama(vocab: 40)
+        let good = try samplePatch(model).fileData()
+        XCTAssertThrowsError(try EditPatch.parse(Data([1, 2, 3]), file: "p")) { XCTAssertTrue("\($0)".contains("too short"), "\($0)") }
+        var huge = good
+        huge.replaceSubrange(0..<8, with: [0xff, 0xff, 0xff, 0, 0, 0, 0, 0])
+        XCTAssertThrowsError(try EditPatch.parse(huge, file: "p")) { XCTAssertTrue("\($0)".contains("exceeds the file size"), "\($0)") }
+        let truncated = good.prefix(good.count - 4)
+        XCTAssertThrowsError(try EditPatch.parse(Data(truncated), file: "p")) { XCTAssertTrue("\($0)".contains("delta.2.u"), "\($0)") }
+        // A plain safetensors file (no Engram description) is refused with the key named.
+        var plain = Data()
+        let header = Data(#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#.utf8)
+        withUnsafeBytes(of: UInt64(header.count).littleEndian) { plain.append(contentsOf: $0) }
+        plain.append(header)
+        plain.append(contentsOf: [0, 0, 0, 0])
+        XCTAssertThrowsError(try EditPatch.parse(plain, file: "p")) { XCTAssertTrue("\($0)".contains("engram.patch"), "\($0)") }
+    }
+
+    func testWeightNames() {
+        XCTAssertEqual(EditableWeight.mlpDown(12).name, "mlp_down.12")
+        XCTAssertEqual(EditableWeight(name: "mlp_down.3"), .mlpDown(3))
+        XCTAssertNil(EditableWeight(name: "mlp_up.3"))
+        XCTAssertNil(EditableWeight(name: "mlp_down.-1"))
+    }
+
+    func testPromptContextRenderingAndMerging() {
+        let a = PromptContext(demonstrations: "D\n\n", facts: ["F1"])
+        let b = PromptContext(demonstrations: "other", facts: ["F2", "F3"])
+        XCTAssertEqual(a.render("Q"), "D\n\nNew Fact: F1\nPrompt: Q")
+        XCTAssertEqual(PromptContext.merged([a, b])?.render("Q"), "D\n\nNew Fact: F1\nNew Fact: F2\nNew Fact: F3\nPrompt: Q")
+        XCTAssertNil(PromptContext.merged([]))
+    }
+}
