@@ -4,7 +4,8 @@ import PackageDescription
 // Numeric code is unusably slow without optimisation, so the library is built with -O even in
 // debug configurations (without -wmo there, which breaks incremental debug builds).
 let optimized: [SwiftSetting] = [
-    .unsafeFlags(["-Ounchecked"], .when(configuration: .release)),
+    // -enable-testing lets the tests reach internal API in the release builds they run in.
+    .unsafeFlags(["-Ounchecked", "-enable-testing"], .when(configuration: .release)),
     .unsafeFlags(["-O"], .when(configuration: .debug)),
 ]
 

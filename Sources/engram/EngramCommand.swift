@@ -7,7 +7,7 @@ struct EngramCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "engram",
         abstract: "Run, inspect, edit and evaluate language models.",
-        subcommands: [GenerateCommand.self, TokenizeCommand.self, InspectCommand.self, ConvertCommand.self]
+        subcommands: [GenerateCommand.self, TokenizeCommand.self, InspectCommand.self, ConvertCommand.self, TraceCommand.self, StatsCommand.self]
     )
 }
 

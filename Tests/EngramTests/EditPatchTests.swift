@@ -5,7 +5,7 @@ import XCTest
 final class EditPatchTests: XCTestCase {
     func randomMatrix(_ rows: Int, _ cols: Int, seed: UInt64, scale: Float = 0.1) -> Matrix {
         var rng = SplitMix64(seed: seed)
-        return Matrix(rows: rows, cols: cols, values: (0..<(rows * cols)).map { _ in scale * Float(rng.unit() * 2 - 1) })
+        return Matrix(rows: rows, cols: cols, values: (0..<(rows * cols)).map { _ in scale * Float(rng.nextUnit() * 2 - 1) })
     }
 
     func request(_ id: String) -> EditRequest {

@@ -84,7 +84,7 @@ final class EvalScoringTests: XCTestCase {
     func testGreedyGenerationStopsAndBatchesIndependently() throws {
         // 3 → 4 → 5 → 2 ("\n" in the test tokenizer) → 3 …
         let model = BigramModel(vocab: 8, next: [3: 4, 4: 5, 5: 2, 2: 3, 6: 7])
-        let gen = Generator(model: model, batchSize: 2)
+        let gen = BatchGenerator(model: model, batchSize: 2)
         let jobs = [GenerationJob(context: [0, 3], maxNewTokens: 6), GenerationJob(context: [6], maxNewTokens: 1),
                     GenerationJob(context: [4], maxNewTokens: 5)]
         let out = try gen.generate(jobs, decoding: .greedy)
@@ -94,17 +94,17 @@ final class EvalScoringTests: XCTestCase {
         // Top-1 sampling is greedy; sampling with a seed is reproducible and independent of the batch.
         XCTAssertEqual(try gen.generate(jobs, decoding: .topK(1)), out)
         let seeded = jobs.enumerated().map { GenerationJob(context: $0.element.context, maxNewTokens: 12, seed: UInt64($0.offset + 1)) }
-        let a = try Generator(model: model, batchSize: 3).generate(seeded, decoding: .topK(5))
-        let b = try Generator(model: model, batchSize: 1).generate(seeded, decoding: .topK(5))
+        let a = try BatchGenerator(model: model, batchSize: 3).generate(seeded, decoding: .topK(5))
+        let b = try BatchGenerator(model: model, batchSize: 1).generate(seeded, decoding: .topK(5))
         XCTAssertEqual(a, b)
-        XCTAssertEqual(try Generator(model: model, batchSize: 1).generate([seeded[2]], decoding: .topK(5)), [a[2]])
+        XCTAssertEqual(try BatchGenerator(model: model, batchSize: 1).generate([seeded[2]], decoding: .topK(5)), [a[2]])
     }
 
     func testTopKSamplesOnlyTheKMostLikely() {
         var rng = SplitMix64(seed: 9)
         let logits: [Float] = [0, 5, 1, 4, 3, 2, 4.5]
         var seen = Set<Int>()
-        for _ in 0..<2000 { seen.insert(logits.withUnsafeBufferPointer { Generator.choose($0.baseAddress!, count: 7, decoding: .topK(3), rng: &rng) }) }
+        for _ in 0..<2000 { seen.insert(logits.withUnsafeBufferPointer { BatchGenerator.choose($0.baseAddress!, count: 7, decoding: .topK(3), rng: &rng) }) }
         XCTAssertEqual(seen, [1, 3, 6])
     }
 
@@ -123,11 +123,11 @@ final class EvalScoringTests: XCTestCase {
     }
 
     func testSHA256KnownVectors() {
-        XCTAssertEqual(SHA256.hex(Data()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-        XCTAssertEqual(SHA256.hex(Data("abc".utf8)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        XCTAssertEqual(SHA256.hex(Data("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)),
+        XCTAssertEqual(FileHash.sha256(data: Data()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        XCTAssertEqual(FileHash.sha256(data: Data("abc".utf8)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        XCTAssertEqual(FileHash.sha256(data: Data("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)),
                        "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
-        XCTAssertEqual(SHA256.hex(Data(repeating: 0x61, count: 1_000_000)), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+        XCTAssertEqual(FileHash.sha256(data: Data(repeating: 0x61, count: 1_000_000)), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }
 
     func testCanonicalJSONFormatting() {

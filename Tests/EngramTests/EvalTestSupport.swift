@@ -140,7 +140,7 @@ enum TinyModels {
         func add(_ name: String, _ shape: [Int], scale: Float, offset: Float = 0) {
             let count = shape.reduce(1, *)
             let buffer = FloatBuffer(count: count)
-            for i in 0..<count { buffer.pointer[i] = offset + scale * Float(rng.unit() * 2 - 1) }
+            for i in 0..<count { buffer.pointer[i] = offset + scale * Float(rng.nextUnit() * 2 - 1) }
             ck.add(StoredTensor(name: name, dtype: .f32, shape: shape, data: UnsafeRawPointer(buffer.pointer),
                                 byteCount: count * 4, file: "tiny-llama", owner: buffer))
         }

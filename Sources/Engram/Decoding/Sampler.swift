@@ -34,8 +34,16 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
-    /// Uniform in [0, 1).
+    /// Uniform in [0, 1) with 53 random bits.
     public mutating func nextUnit() -> Double { Double(next() >> 11) / Double(1 << 53) }
+
+    /// Mixes several values into one seed (per-record, per-phase seeds).
+    public static func mix(_ values: [UInt64]) -> UInt64 {
+        var g = SplitMix64(seed: 0x5eed)
+        var h: UInt64 = 0
+        for v in values { g.state ^= v; h ^= g.next() }
+        return h
+    }
 }
 
 /// Picks tokens from logits: temperature, then top-k, then top-p (nucleus), then a draw.

@@ -134,7 +134,7 @@ public struct EditFile: Sendable {
             issues += reader.issues
         }
         if !issues.isEmpty { throw EditFileError(file: name, issues: issues) }
-        return EditFile(path: name, format: layout, sha256: SHA256.hex(data), records: records)
+        return EditFile(path: name, format: layout, sha256: FileHash.sha256(data: data), records: records)
     }
 
     /// Guesses the layout of one record from its keys.

@@ -42,7 +42,7 @@ final class ProbeSet {
 
     func run() throws {
         scores = try TeacherForcing(model: model, batchSize: batchSize).score(items)
-        let generator = Generator(model: model, batchSize: batchSize)
+        let generator = BatchGenerator(model: model, batchSize: batchSize)
         greedyOutputs = try generator.generate(greedy, decoding: .greedy) { [tokenizer, greedyStopsAtNewline] job, ids in
             greedyStopsAtNewline[job] && tokenizer.decode(ids, skipSpecial: true).contains("\n")
         }

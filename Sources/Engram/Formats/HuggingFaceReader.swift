@@ -101,7 +101,7 @@ public enum HuggingFaceReader {
         let indexPath = path(folder, indexFile)
         if fm.fileExists(atPath: indexPath) {
             guard let data = fm.contents(atPath: indexPath) else { throw EngramError.io(file: indexPath, detail: "cannot read") }
-            let index: JSONValue
+            let index: OrderedJSON
             do { index = try data.withUnsafeBytes { try JSONParser.parse($0) } } catch let failure as JSONParser.Failure {
                 throw EngramError.format(file: indexPath, detail: "not valid JSON: \(failure.message) at byte \(failure.offset)")
             }

@@ -73,7 +73,7 @@ public enum Safetensors {
         let dataStart = r.offset
         let dataLength = file.length - dataStart
 
-        let header: JSONValue
+        let header: OrderedJSON
         do { header = try JSONParser.parse(headerBytes) } catch let failure as JSONParser.Failure {
             throw EngramError.format(file: path, detail: "header is not valid JSON: \(failure.message) at header byte \(failure.offset)")
         }
@@ -107,10 +107,10 @@ public enum Safetensors {
         return SafetensorsFile(path: path, metadata: metadata, entries: entries, mapping: file)
     }
 
-    private static func entry(name: String, value: JSONValue, path: String, dataStart: Int, dataLength: Int) throws -> SafetensorsEntry {
+    private static func entry(name: String, value: OrderedJSON, path: String, dataStart: Int, dataLength: Int) throws -> SafetensorsEntry {
         func bad(_ detail: String) -> EngramError { .tensor(file: path, tensor: name, detail: detail) }
         guard case let .object(fields) = value else { throw bad("header entry is \(value.kind), expected an object") }
-        func field(_ key: String) throws -> JSONValue {
+        func field(_ key: String) throws -> OrderedJSON {
             guard let v = fields.first(where: { $0.0 == key })?.1 else { throw bad("header entry has no '\(key)'") }
             return v
         }
@@ -150,7 +150,7 @@ public enum Safetensors {
         var header = "{"
         var parts: [String] = []
         if !metadata.isEmpty {
-            let items = metadata.keys.sorted().map { "\(JSONValue.quote($0)):\(JSONValue.quote(metadata[$0] ?? ""))" }
+            let items = metadata.keys.sorted().map { "\(OrderedJSON.quote($0)):\(OrderedJSON.quote(metadata[$0] ?? ""))" }
             parts.append("\"__metadata__\":{\(items.joined(separator: ","))}")
         }
         var offset = 0
@@ -163,7 +163,7 @@ public enum Safetensors {
                 throw EngramError.tensor(file: path, tensor: t.name, detail: "\(t.byteCount) bytes do not match shape \(t.shape) of \(t.dtype)")
             }
             let shape = t.shape.map(String.init).joined(separator: ",")
-            parts.append("\(JSONValue.quote(t.name)):{\"dtype\":\"\(dtypeName)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + t.byteCount)]}")
+            parts.append("\(OrderedJSON.quote(t.name)):{\"dtype\":\"\(dtypeName)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + t.byteCount)]}")
             offset += t.byteCount
         }
         header += parts.joined(separator: ",") + "}"

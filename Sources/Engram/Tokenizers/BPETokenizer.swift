@@ -8,7 +8,7 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
     public let vocabulary: BPEVocabulary
     public let preTokenizer: PreTokenizer
     private let specials: SpecialTokenMatcher
-    private let idsByPiece: [[UInt8]: Int32]
+    private let idsByPiece: PieceTable
     /// The id of the one-character token for each byte, or -1 if the vocabulary lacks it.
     private let byteTokens: [Int32]
     /// (left id << 32 | right id) → (rank << 32 | merged id).
@@ -41,40 +41,53 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         guard v.kinds.count == v.tokens.count else {
             throw EngramError.format(file: v.file, detail: "tokenizer: \(v.kinds.count) token types for \(v.tokens.count) tokens")
         }
-        var ids: [[UInt8]: Int32] = [:]
-        ids.reserveCapacity(v.tokens.count)
-        for (i, t) in v.tokens.enumerated() where ids[Array(t.utf8)] == nil {
-            ids[Array(t.utf8)] = Int32(i)
-        }
+        let ids = PieceTable(v.tokens)
         idsByPiece = ids
 
         var bytesToken = [Int32](repeating: -1, count: 256)
         for b in 0..<256 {
-            let piece = ByteLevel.encode([UInt8(b)])
-            bytesToken[b] = ids[Array(piece.utf8)] ?? -1
+            bytesToken[b] = ids.id(ByteLevel.encode([UInt8(b)])) ?? -1
         }
         byteTokens = bytesToken
 
         var table: [UInt64: UInt64] = [:]
         table.reserveCapacity(v.merges.count)
+        var joined: [UInt8] = []
         for (rank, (a, b)) in v.merges.enumerated() {
+            joined.removeAll(keepingCapacity: true)
+            joined.append(contentsOf: a.utf8)
+            let split = joined.count
+            joined.append(contentsOf: b.utf8)
             // Rules whose parts or result are not tokens can never fire; both references skip them.
-            guard let l = ids[Array(a.utf8)], let r = ids[Array(b.utf8)],
-                  let m = ids[Array(a.utf8) + Array(b.utf8)] else { continue }
+            let found = joined.withUnsafeBufferPointer { all -> (Int32, Int32, Int32)? in
+                guard let l = ids.id(UnsafeBufferPointer(rebasing: all[..<split])),
+                      let r = ids.id(UnsafeBufferPointer(rebasing: all[split...])),
+                      let m = ids.id(all) else { return nil }
+                return (l, r, m)
+            }
+            guard let (l, r, m) = found else { continue }
             let key = UInt64(UInt32(bitPattern: l)) << 32 | UInt64(UInt32(bitPattern: r))
             if table[key] == nil { table[key] = UInt64(rank) << 32 | UInt64(UInt32(bitPattern: m)) }
         }
         merges = table
 
+        // Ordinary tokens spell bytes in the byte alphabet; added tokens (and any entry with a character
+        // outside the alphabet) stand for their own UTF-8.
         var bytes: [UInt8] = []
         var starts: [Int] = [0]
         starts.reserveCapacity(v.tokens.count + 1)
         for (i, t) in v.tokens.enumerated() {
-            switch v.kinds[i] {
-            case .control, .userDefined, .unknown:
+            let mark = bytes.count
+            var spelled = v.kinds[i] != .control && v.kinds[i] != .userDefined && v.kinds[i] != .unknown
+            if spelled {
+                for scalar in t.unicodeScalars {
+                    guard let b = ByteLevel.byte(for: scalar.value) else { spelled = false; break }
+                    bytes.append(b)
+                }
+            }
+            if !spelled {
+                bytes.removeSubrange(mark...)
                 bytes.append(contentsOf: t.utf8)
-            default:
-                bytes.append(contentsOf: ByteLevel.decode(t) ?? Array(t.utf8))
             }
             starts.append(bytes.count)
         }
@@ -98,7 +111,7 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         return vocabulary.tokens[Int(id)]
     }
 
-    public func id(ofPiece piece: String) -> Int32? { idsByPiece[Array(piece.utf8)] }
+    public func id(ofPiece piece: String) -> Int32? { idsByPiece.id(piece) }
 
     public func isEndOfGeneration(_ id: Int32) -> Bool { endOfGeneration.contains(id) }
 
@@ -132,6 +145,10 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
                 case let .token(id, range):
                     out.append(TokenSpan(id: id, bytes: range))
                 case let .text(range):
+                    if vocabulary.normalizesNFC, let composed = Self.composedIfChanged(bytes, range) {
+                        encodeComposed(composed, &scratch, into: &out)
+                        continue
+                    }
                     words.removeAll(keepingCapacity: true)
                     preTokenizer.split(bytes, range, into: &words)
                     for w in words { encodeWord(bytes, w, &scratch, into: &out) }
@@ -142,11 +159,58 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         return out
     }
 
+    // MARK: NFC
+
+    /// Text composed to NFC, with where each grapheme cluster starts in the composed and in the original
+    /// bytes, so that token spans can still point into the caller's text.
+    private struct ComposedText {
+        var bytes: [UInt8]
+        var composedStarts: [Int]
+        var originalStarts: [Int]
+    }
+
+    /// nil when `bytes[range]` is already NFC (always so for ASCII), which is nearly every text.
+    private static func composedIfChanged(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> ComposedText? {
+        guard bytes[range].contains(where: { $0 >= 0x80 }) else { return nil }
+        let original = String(decoding: bytes[range], as: UTF8.self)
+        guard !original.precomposedStringWithCanonicalMapping.utf8.elementsEqual(bytes[range]) else { return nil }
+        // Composition never crosses a grapheme cluster, so clusters can be composed one by one.
+        var composed = ComposedText(bytes: [], composedStarts: [], originalStarts: [])
+        var at = range.lowerBound
+        for cluster in original {
+            composed.composedStarts.append(composed.bytes.count)
+            composed.originalStarts.append(at)
+            composed.bytes.append(contentsOf: String(cluster).precomposedStringWithCanonicalMapping.utf8)
+            at += cluster.utf8.count
+        }
+        composed.composedStarts.append(composed.bytes.count)
+        composed.originalStarts.append(at)
+        return composed
+    }
+
+    private func encodeComposed(_ composed: ComposedText, _ scratch: inout MergeScratch, into out: inout [TokenSpan]) {
+        var spans: [TokenSpan] = []
+        composed.bytes.withUnsafeBufferPointer { bytes in
+            var words: [Range<Int>] = []
+            preTokenizer.split(bytes, 0..<bytes.count, into: &words)
+            for w in words { encodeWord(bytes, w, &scratch, into: &spans) }
+        }
+        // A token's span is the original text of the clusters it touches.
+        let starts = composed.composedStarts
+        var lo = 0 // spans come in text order, so the search resumes where the last one ended
+        for span in spans {
+            while lo + 1 < starts.count, starts[lo + 1] <= span.bytes.lowerBound { lo += 1 }
+            var hi = lo
+            while hi < starts.count - 1, starts[hi] < span.bytes.upperBound { hi += 1 }
+            out.append(TokenSpan(id: span.id, bytes: composed.originalStarts[lo]..<composed.originalStarts[hi]))
+        }
+    }
+
     // MARK: merging
 
     private func encodeWord(_ bytes: UnsafeBufferPointer<UInt8>, _ word: Range<Int>, _ scratch: inout MergeScratch, into out: inout [TokenSpan]) {
-        let key = usesCache ? Array(bytes[word]) : []
-        if usesCache, let cached = cache.get(key) {
+        let wordBytes = UnsafeBufferPointer(rebasing: bytes[word])
+        if usesCache, let cached = cache.get(wordBytes) {
             var at = word.lowerBound
             var i = 0
             while i < cached.count {
@@ -166,7 +230,7 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
                 packed.append(span.id)
                 packed.append(Int32(span.bytes.count))
             }
-            cache.set(key, packed)
+            cache.set(wordBytes, packed)
         }
     }
 
@@ -229,7 +293,7 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
                 spelled.append(UInt8(0x80 | (c & 0x3F)))
             }
         }
-        return idsByPiece[spelled]
+        return idsByPiece.id(spelled)
     }
 
     @inline(__always) private func pairKey(_ a: Int32, _ b: Int32) -> UInt64 {
@@ -286,23 +350,32 @@ private struct MergeScratch {
     }
 }
 
-/// Word → merged tokens (id, byte length pairs). Bounded: cleared when it grows past `limit`, so a
-/// long-running server does not grow without end.
+/// Word → merged tokens (id, byte length pairs), keyed by a hash of the word's bytes so that a hit
+/// allocates nothing; the word is kept to rule out collisions. Bounded: cleared when it grows past
+/// `limit`, so that a long-running server does not grow without end.
 private final class WordCache: @unchecked Sendable {
-    private var table: [[UInt8]: [Int32]] = [:]
+    private struct Entry {
+        var word: [UInt8]
+        var tokens: [Int32]
+    }
+
+    private var table: [UInt64: Entry] = [:]
     private let lock = NSLock()
     private let limit = 1 << 17
 
-    func get(_ key: [UInt8]) -> [Int32]? {
+    func get(_ word: UnsafeBufferPointer<UInt8>) -> [Int32]? {
+        let key = PieceTable.hash(word)
         lock.lock()
         defer { lock.unlock() }
-        return table[key]
+        guard let entry = table[key], entry.word.elementsEqual(word) else { return nil }
+        return entry.tokens
     }
 
-    func set(_ key: [UInt8], _ value: [Int32]) {
+    func set(_ word: UnsafeBufferPointer<UInt8>, _ tokens: [Int32]) {
+        let key = PieceTable.hash(word)
         lock.lock()
         defer { lock.unlock() }
         if table.count >= limit { table.removeAll(keepingCapacity: true) }
-        table[key] = value
+        table[key] = Entry(word: Array(word), tokens: tokens)
     }
 }

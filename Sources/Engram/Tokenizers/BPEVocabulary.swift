@@ -9,6 +9,9 @@ public struct BPEVocabulary: Sendable {
     /// Merge rules, highest priority first.
     public var merges: [(String, String)]
     public var preTokenizer: PreTokenizerKind
+    /// Compose text to Unicode NFC before splitting it (tokenizer.json `normalizer` NFC, as Qwen2's).
+    /// GGUF has no such key (llama.cpp does not normalize), so this does not survive conversion to GGUF.
+    public var normalizesNFC = false
     /// Take a word that is itself a vocabulary entry whole, without merging (Llama 3's tokenizer).
     public var ignoreMerges = false
     public var bos: Int32?

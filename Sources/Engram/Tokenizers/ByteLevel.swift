@@ -42,16 +42,4 @@ enum ByteLevel {
         for b in bytes { s.append(Unicode.Scalar(characters[Int(b)]) ?? "?") } // every entry is a valid scalar
         return String(s)
     }
-
-    /// The bytes a vocabulary entry spells, or nil when some character is outside the alphabet
-    /// (such entries, e.g. added tokens containing a real space, stand for their own UTF-8).
-    static func decode(_ piece: String) -> [UInt8]? {
-        var out: [UInt8] = []
-        out.reserveCapacity(piece.unicodeScalars.count)
-        for s in piece.unicodeScalars {
-            guard let b = byte(for: s.value) else { return nil }
-            out.append(b)
-        }
-        return out
-    }
 }

@@ -39,7 +39,7 @@ public struct PreTokenizer: Sendable {
         case nil, "default", "gpt2", "gpt-2": kind = .gpt2
         case "smollm", "starcoder", "refact", "codeshell": kind = .smollm
         case "llama3", "llama-v3", "llama-bpe", "falcon3", "pixtral": kind = .llamaBPE
-        case "qwen2", "deepseek-r1-qwen", "qwen35": kind = .qwen2
+        case "qwen2", "deepseek-r1-qwen": kind = .qwen2
         case let name?:
             Logger(label: "engram.tokenizer").warning("\(file): tokenizer.ggml.pre '\(name)' has no scanner here; splitting words with the GPT-2 pattern")
             kind = .gpt2

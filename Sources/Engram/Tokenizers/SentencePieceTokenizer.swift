@@ -5,6 +5,9 @@ import Foundation
 /// file as it is, or a GGUF `llama` vocabulary rebuilt into the same ModelProto. Control tokens in the
 /// text (`<s>`, `[INST]` in some vocabularies) are cut out first when asked; each run of text between
 /// them is encoded on its own, with its own "▁" prefix, as llama.cpp does.
+///
+/// Spans are libsentencepiece's: when a character falls back to byte pieces, the last of them covers
+/// the character and the others are empty; a separate "▁" dummy-prefix piece is empty too.
 public final class SentencePieceTokenizer: Tokenizer, @unchecked Sendable {
     private let handle: OpaquePointer
     public let model: SentencePieceModel
@@ -161,7 +164,7 @@ public final class SentencePieceTokenizer: Tokenizer, @unchecked Sendable {
             b.withMemoryRebound(to: CChar.self) { spm_piece_to_id(handle, $0.baseAddress, $0.count) }
         }
         // libsentencepiece answers unknown text with the unknown id; only an exact entry counts.
-        guard id >= 0, Int(id) < model.pieces.count, model.pieces[Int(id)].text == piece else { return nil }
+        guard id >= 0, Int(id) < model.pieces.count, model.pieces[Int(id)].text.utf8.elementsEqual(piece.utf8) else { return nil }
         return id
     }
 

@@ -73,6 +73,6 @@ public enum TokenizerConversion {
             w.string(source)
         }
         w.raw("\n}\n")
-        return Data(w.text.utf8)
+        return w.data
     }
 }

@@ -76,14 +76,21 @@ extension BPEVocabulary {
         }
 
         let pre = try Self.preTokenizerKind(root["pre_tokenizer"], file: file)
+        // Qwen2 composes text to NFC first; no other normalizer occurs with byte-level vocabularies.
+        var nfc = false
         if let normalizer = root["normalizer"] as? [String: Any] {
-            throw EngramError.unsupported(file: file, detail: "normalizer \(Self.describe(normalizer)): byte-level tokenizers are read without a normalizer")
+            let steps = normalizer["type"] as? String == "Sequence" ? normalizer["normalizers"] as? [[String: Any]] ?? [] : [normalizer]
+            guard !steps.isEmpty, steps.allSatisfy({ $0["type"] as? String == "NFC" }) else {
+                throw EngramError.unsupported(file: file, detail: "normalizer \(Self.describe(normalizer)): byte-level tokenizers are read with no normalizer or NFC only")
+            }
+            nfc = true
         }
         if let decoder = root["decoder"] as? [String: Any], decoder["type"] as? String != "ByteLevel" {
             throw EngramError.unsupported(file: file, detail: "decoder \(Self.describe(decoder)): expected ByteLevel for a byte-level BPE vocabulary")
         }
 
         self.init(tokens: tokens, kinds: kinds, merges: merges, preTokenizer: pre, file: file)
+        normalizesNFC = nfc
         stripOptions = strip
         ignoreMerges = model["ignore_merges"] as? Bool ?? false
         if let unk = model["unk_token"] as? String, let id = tokens.firstIndex(of: unk) { unknown = Int32(id) }
@@ -219,7 +226,8 @@ extension BPEVocabulary {
             w.raw(", \"single_word\": false, \"lstrip\": \(strip?.lstrip ?? false), \"rstrip\": \(strip?.rstrip ?? false), \"normalized\": false, \"special\": \(kind == .control)}")
         }
         w.raw(firstAdded ? "],\n" : "\n  ],\n")
-        w.raw("  \"normalizer\": null,\n  \"pre_tokenizer\": ")
+        w.raw(normalizesNFC ? "  \"normalizer\": {\"type\": \"NFC\"},\n" : "  \"normalizer\": null,\n")
+        w.raw("  \"pre_tokenizer\": ")
         let byteLevel = "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": %@}"
         switch preTokenizer {
         case .gpt2:
@@ -284,7 +292,7 @@ extension BPEVocabulary {
             }
         }
         w.raw("\n    ]\n  }\n}\n")
-        return Data(w.text.utf8)
+        return w.data
     }
 
     /// tokenizer_config.json: the special tokens by text, whether BOS/EOS are added, the chat template.
@@ -302,33 +310,36 @@ extension BPEVocabulary {
             w.string(chatTemplateSource)
         }
         w.raw("\n}\n")
-        return Data(w.text.utf8)
+        return w.data
     }
 }
 
-/// Builds JSON text piece by piece, escaping strings as RFC 8259 asks.
+/// Builds JSON text piece by piece, escaping strings as RFC 8259 asks. Bytes, not String appends:
+/// a vocabulary file is a few megabytes.
 struct JSONText {
-    var text = ""
+    private(set) var bytes: [UInt8] = []
 
-    mutating func raw(_ s: String) { text += s }
+    var text: String { String(decoding: bytes, as: UTF8.self) }
+    var data: Data { Data(bytes) }
+
+    mutating func raw(_ s: String) { bytes.append(contentsOf: s.utf8) }
 
     mutating func string(_ s: String) {
-        text += "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": text += "\\\""
-            case "\\": text += "\\\\"
-            case "\n": text += "\\n"
-            case "\r": text += "\\r"
-            case "\t": text += "\\t"
+        bytes.append(0x22)
+        for b in s.utf8 {
+            switch b {
+            case 0x22: bytes.append(contentsOf: [0x5C, 0x22])
+            case 0x5C: bytes.append(contentsOf: [0x5C, 0x5C])
+            case 0x0A: bytes.append(contentsOf: [0x5C, 0x6E])
+            case 0x0D: bytes.append(contentsOf: [0x5C, 0x72])
+            case 0x09: bytes.append(contentsOf: [0x5C, 0x74])
+            case 0..<0x20, 0x7F:
+                let hex = Array("0123456789abcdef".utf8)
+                bytes.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 15)]])
             default:
-                if u.value < 0x20 || u.value == 0x7F {
-                    text += String(format: "\\u%04x", u.value)
-                } else {
-                    text.unicodeScalars.append(u)
-                }
+                bytes.append(b) // UTF-8 passes through unescaped
             }
         }
-        text += "\""
+        bytes.append(0x22)
     }
 }

@@ -21,32 +21,9 @@ public struct GenerationJob: Sendable {
     }
 }
 
-/// Small, fast, reproducible random numbers (SplitMix64); the same seed gives the same stream everywhere.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
-    public var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9e3779b97f4a7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58476d1ce4e5b9
-        z = (z ^ (z >> 27)) &* 0x94d049bb133111eb
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1) with 53 random bits.
-    public mutating func unit() -> Double { Double(next() >> 11) * (1.0 / 9007199254740992.0) }
-
-    /// Mixes several values into one seed (for per-record, per-phase seeds).
-    public static func mix(_ values: [UInt64]) -> UInt64 {
-        var g = SplitMix64(seed: 0x5eed)
-        var h: UInt64 = 0
-        for v in values { g.state ^= v; h ^= g.next() }
-        return h
-    }
-}
-
 /// Batched autoregressive generation over `LanguageModel.forward`: all contexts are prefilled in one
 /// call, then every unfinished sequence advances one token per call.
-public struct Generator {
+public struct BatchGenerator {
     public let model: LanguageModel
     public var batchSize: Int
 
@@ -84,7 +61,7 @@ public struct Generator {
             let logits = try model.forward(inputs, hooks: nil, logits: .last)
             var next: [Int] = [], nextInputs: [SequenceInput] = []
             for (slot, s) in active.enumerated() {
-                let token = Int32(Generator.choose(logits[slot].pointer, count: vocab, decoding: decoding, rng: &rngs[s]))
+                let token = Int32(BatchGenerator.choose(logits[slot].pointer, count: vocab, decoding: decoding, rng: &rngs[s]))
                 generated[s].append(token)
                 if generated[s].count >= jobs[s].maxNewTokens || stop(offset + s, generated[s]) { continue }
                 next.append(s)
@@ -115,7 +92,7 @@ public struct Generator {
             }
             let m = Double(top[0].0)
             let weights = top.map { exp(Double($0.0) - m) }
-            var u = rng.unit() * weights.reduce(0, +)
+            var u = rng.nextUnit() * weights.reduce(0, +)
             for (w, t) in zip(weights, top) {
                 if u < w { return t.1 }
                 u -= w

@@ -3,15 +3,15 @@ import Foundation
 /// A parsed JSON value that keeps object keys in file order and numbers as their source text.
 /// Used for safetensors headers, where Foundation's parser would silently merge duplicate tensor
 /// names and round 64-bit offsets through Double.
-indirect enum JSONValue: Equatable {
+indirect enum OrderedJSON: Equatable {
     case null
     case bool(Bool)
     case number(String)
     case string(String)
-    case array([JSONValue])
-    case object([(String, JSONValue)])
+    case array([OrderedJSON])
+    case object([(String, OrderedJSON)])
 
-    static func == (a: JSONValue, b: JSONValue) -> Bool {
+    static func == (a: OrderedJSON, b: OrderedJSON) -> Bool {
         switch (a, b) {
         case (.null, .null): return true
         case let (.bool(x), .bool(y)): return x == y
@@ -76,7 +76,7 @@ struct JSONParser {
     private var i = 0
     private let maxDepth = 64
 
-    static func parse(_ bytes: UnsafeRawBufferPointer) throws -> JSONValue {
+    static func parse(_ bytes: UnsafeRawBufferPointer) throws -> OrderedJSON {
         var p = JSONParser(bytes: bytes)
         p.skipSpace()
         let value = try p.value(depth: 0)
@@ -100,13 +100,13 @@ struct JSONParser {
         }
     }
 
-    private mutating func value(depth: Int) throws -> JSONValue {
+    private mutating func value(depth: Int) throws -> OrderedJSON {
         guard depth < maxDepth else { throw fail("nested more than \(maxDepth) levels deep") }
         guard i < bytes.count else { throw fail("unexpected end of text") }
         switch bytes[i] {
         case UInt8(ascii: "{"):
             i += 1
-            var members: [(String, JSONValue)] = []
+            var members: [(String, OrderedJSON)] = []
             var seen = Set<String>()
             skipSpace()
             if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
@@ -128,7 +128,7 @@ struct JSONParser {
             }
         case UInt8(ascii: "["):
             i += 1
-            var items: [JSONValue] = []
+            var items: [OrderedJSON] = []
             skipSpace()
             if i < bytes.count, bytes[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
             while true {
@@ -150,7 +150,7 @@ struct JSONParser {
         }
     }
 
-    private mutating func number() throws -> JSONValue {
+    private mutating func number() throws -> OrderedJSON {
         let start = i
         func digits() -> Int {
             let s = i

@@ -1,0 +1,40 @@
+import ArgumentParser
+import Engram
+import Foundation
+
+struct TraceCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "trace",
+        abstract: "Causal tracing: which hidden states carry a fact (writes PREFIX.json and PREFIX.svg).")
+
+    @OptionGroup var model: ModelArgument
+    @Option(help: "The prompt, e.g. 'The Eiffel Tower is located in the city of'.") var prompt: String
+    @Option(help: "The subject inside the prompt, e.g. 'The Eiffel Tower'.") var subject: String
+    @Option(help: "The answer to trace (default: the model's own top token).") var target: String?
+    @Option(help: "Output prefix: writes PREFIX.json and PREFIX.svg.") var out: String
+    @Option(help: "Noised copies of the prompt.") var samples = 10
+    @Option(help: "Noise standard deviation (default: 3 × std of the token embeddings).") var noise: Float?
+    @Option(help: "Layers restored together for the mlp and attention grids.") var window = 10
+    @Option(help: "Kinds to trace: residual, mlp, attention (comma-separated).") var kinds = "residual,mlp,attention"
+
+    func run() throws {
+        let (_, lm, tokenizer) = try model.load()
+        var options = CausalTrace.Options()
+        options.samples = samples
+        options.noise = noise
+        options.window = window
+        options.kinds = try kinds.split(separator: ",").map {
+            guard let k = CausalTrace.Kind(rawValue: String($0)) else { throw ValidationError("--kinds: unknown kind '\($0)'") }
+            return k
+        }
+        let progress = ProgressReporter("tracing")
+        let result = try CausalTrace(model: lm, tokenizer: tokenizer).run(prompt: prompt, subject: subject, target: target,
+                                                                          options: options, progress: progress.update)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(result).write(to: URL(fileURLWithPath: out + ".json"), options: .atomic)
+        try Data(TraceHeatmap.svg(result).utf8).write(to: URL(fileURLWithPath: out + ".svg"), options: .atomic)
+        printError(String(format: "answer '%@': p(clean) %.3f, p(corrupted) %.3f; wrote %@.json and %@.svg",
+                          result.answer, result.cleanProbability, result.corruptedProbability, out, out))
+    }
+}
