@@ -7,6 +7,9 @@ public struct GenerationOptions: Sendable {
     public var stop: [String]
     /// End at the vocabulary's end-of-generation tokens (EOS, end of turn).
     public var stopAtEndOfGeneration: Bool
+    /// Polled before every token; when it returns true, generation stops by throwing `CancellationError`
+    /// (a server's time limit, a client that went away).
+    public var isCancelled: (@Sendable () -> Bool)?
 
     public init(maxTokens: Int = 64, sampling: SamplingParameters = .greedy, stop: [String] = [], stopAtEndOfGeneration: Bool = true) {
         self.maxTokens = maxTokens
@@ -39,10 +42,8 @@ public final class Generator {
         self.tokenizer = tokenizer
     }
 
-    /// `isCancelled` is polled before every token; when it returns true, generation stops by throwing
-    /// `CancellationError` (a server's time limit, a client that went away).
     public func generate(prompt: [Int32], options: GenerationOptions, hooks: Hooks? = nil,
-                         isCancelled: (() -> Bool)? = nil, onText: ((String) -> Void)? = nil) throws -> GenerationResult {
+                         onText: ((String) -> Void)? = nil) throws -> GenerationResult {
         try options.sampling.validate()
         guard !prompt.isEmpty else { throw EngramError.invalidArgument("the prompt is empty (no tokens)") }
         guard options.maxTokens >= 0 else { throw EngramError.invalidArgument("max tokens must be ≥ 0") }
@@ -59,7 +60,7 @@ public final class Generator {
         var finish = FinishReason.length
         let decodeStart = clock.now
         while tokens.count < options.maxTokens {
-            if let isCancelled, isCancelled() { throw CancellationError() }
+            if let isCancelled = options.isCancelled, isCancelled() { throw CancellationError() }
             let next = sampler.sample(logits.pointer, count: logits.cols)
             if options.stopAtEndOfGeneration && tokenizer.isEndOfGeneration(next) { finish = .endOfGeneration; break }
             tokens.append(next)

@@ -22,6 +22,9 @@ public struct CausalTrace {
         public var window = 10
         public var seed: UInt64 = 1
         public var kinds: [Kind] = Kind.allCases
+        /// Polled before every restoration run; when it returns true the trace stops by throwing
+        /// `CancellationError` (a server's time limit).
+        public var isCancelled: (@Sendable () -> Bool)?
         public init() {}
     }
 
@@ -57,10 +60,9 @@ public struct CausalTrace {
     }
 
     /// Traces `prompt`; the answer is the model's own top token unless `target` is given (then its
-    /// first token, with a leading space as continuations have). `isCancelled` is polled before every
-    /// restoration run; when it returns true the trace stops by throwing `CancellationError`.
+    /// first token, with a leading space as continuations have).
     public func run(prompt: String, subject: String, target: String? = nil, options: Options = Options(),
-                    isCancelled: (() -> Bool)? = nil, progress: ((Int, Int) -> Void)? = nil) throws -> Result {
+                    progress: ((Int, Int) -> Void)? = nil) throws -> Result {
         guard options.samples >= 1 else { throw EngramError.invalidArgument("samples must be ≥ 1") }
         guard let subjectBytes = SubjectLocator.byteRange(of: subject, in: prompt) else {
             throw EngramError.invalidArgument("subject '\(subject)' does not occur in the prompt '\(prompt)'")
@@ -119,7 +121,7 @@ public struct CausalTrace {
             // Tokens before the subject are clean already: restoring them changes nothing.
             for t in range.lowerBound..<T {
                 for l in 0..<L {
-                    if let isCancelled, isCancelled() { throw CancellationError() }
+                    if let isCancelled = options.isCancelled, isCancelled() { throw CancellationError() }
                     let sites: [HookSite]
                     switch kind {
                     case .residual: sites = [.residual(l)]
