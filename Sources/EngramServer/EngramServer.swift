@@ -105,7 +105,7 @@ public final class EngramServer: @unchecked Sendable {
     // MARK: Access control
 
     /// Loopback servers answer read-only routes to anyone on the machine; state-changing routes (and,
-    /// on any other address, every API route) need the bearer token. A loopback server also checks the
+    /// on any other address or with `requireTokenForReads`, every API route) need the bearer token. A loopback server also checks the
     /// Host header, so that a web page on another site cannot reach it through DNS rebinding.
     func authorize(_ request: Request, changesState: Bool) throws {
         if configuration.isLoopback, let host = request.head.authority {
@@ -115,7 +115,7 @@ public final class EngramServer: @unchecked Sendable {
                                type: "permission_error", code: "host_not_allowed")
             }
         }
-        guard changesState || !configuration.isLoopback else { return }
+        guard changesState || configuration.readsNeedToken else { return }
         guard let token = configuration.token else {
             throw APIError(.forbidden, "editing is disabled because no token is configured: start the server with --token-file FILE " +
                            "(a file holding the token) or set ENGRAM_SERVER_TOKEN, then send 'Authorization: Bearer <token>'",
@@ -188,7 +188,8 @@ struct APIMiddleware: RouterMiddleware {
         ]
         if let failure { metadata["error"] = .string(failure) }
         if response.headers[.contentType] == "text/event-stream" { metadata["streaming"] = "true" }
-        server.logger.info("request", metadata: metadata)
+        // The context's logger carries Hummingbird's request id.
+        context.logger.info("request", metadata: metadata)
         return response
     }
 }

@@ -97,19 +97,25 @@ final class ModelState: @unchecked Sendable {
     /// when `body` throws. The caller renders prompts with `edited: false` inside.
     func withoutEdits<T>(_ body: () throws -> T) throws -> T {
         guard edits.contains(where: { $0.applied != nil }) else { return try body() }
+        // Put back whatever was reverted, also if a revert fails half way: `reapply` restores list order.
+        defer { reapply(from: 0) }
         for e in edits.reversed() where e.applied != nil {
             try e.applied?.revert()
             e.applied = nil
         }
-        defer { reapply(from: 0) }
         return try body()
     }
 
     /// Reverts the weight patches at `index` and above, runs `change`, and applies the enabled ones again.
     private func restack(from index: Int, _ change: () -> Void) throws {
-        for e in edits[index...].reversed() where e.applied != nil {
-            try e.applied?.revert()
-            e.applied = nil
+        do {
+            for e in edits[index...].reversed() where e.applied != nil {
+                try e.applied?.revert()
+                e.applied = nil
+            }
+        } catch {
+            reapply(from: index) // back to the state before the call
+            throw error
         }
         change()
         reapply(from: index)

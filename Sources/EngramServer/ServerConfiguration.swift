@@ -40,6 +40,9 @@ public struct ServerConfiguration: Sendable {
     public var port = 8080
     /// The bearer token for state-changing routes; nil = those routes are refused.
     public var token: String?
+    /// Whether read-only API routes need the token too (always so on a non-loopback address; on a
+    /// machine shared with other users, loopback is not private either).
+    public var requireTokenForReads = false
     public var limits = ServerLimits()
     /// The id `/v1/models` reports and responses carry.
     public var modelID: String
@@ -52,6 +55,8 @@ public struct ServerConfiguration: Sendable {
 
     /// Whether `host` only accepts connections from this machine.
     public var isLoopback: Bool { ServerConfiguration.isLoopback(host) }
+
+    public var readsNeedToken: Bool { requireTokenForReads || !isLoopback }
 
     public static func isLoopback(_ host: String) -> Bool {
         let h = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")).lowercased()

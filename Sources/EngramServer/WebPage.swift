@@ -59,7 +59,7 @@ enum WebPage {
       <label for="probe-prompt">Prompt</label>
       <textarea id="probe-prompt">The Eiffel Tower is located in the city of</textarea>
       <label for="probe-candidates">Candidate answers (one per line)</label>
-      <textarea id="probe-candidates">Paris
+      <textarea id="probe-candidates" rows="3" style="min-height:76px">Paris
 Rome</textarea>
       <div class="row" style="margin-top:8px">
         <label class="fixed" style="margin:0;font-weight:400"><input type="checkbox" id="probe-compare" checked> compare with the unedited model</label>
@@ -96,6 +96,8 @@ Rome</textarea>
         <div><label for="edit-method">Method</label><select id="edit-method"></select></div>
         <div><label for="edit-token">Token</label><input type="password" id="edit-token" placeholder="bearer token for editing"></div>
       </div>
+      <label for="edit-hyper">Hyper-parameters (JSON)</label>
+      <input type="text" id="edit-hyper" value="{}">
       <div class="row" style="margin-top:10px"><span class="muted" id="method-help"></span><button class="fixed" id="edit-add">Add edit</button></div>
       <div id="edit-error" class="error"></div>
     </section>
@@ -142,7 +144,8 @@ async function loadMethods() {
 }
 function showMethodHelp() {
   const m = methods.find((x) => x.name === $("edit-method").value);
-  $("method-help").textContent = m ? (m.changes_weights ? "changes weights" : "prompt-side: no weights change") : "";
+  $("method-help").textContent = m ? (m.changes_weights ? "changes weights" : "prompt-side: no weights change") +
+    (m.parameters.length ? " · " + m.parameters.map((p) => p.name + (p.default !== undefined ? "=" + p.default : "")).join(", ") : "") : "";
 }
 
 function candidateList() {
@@ -216,7 +219,9 @@ async function addEdit() {
   $("edit-error").textContent = "";
   $("edit-add").disabled = true;
   try {
-    await api("POST", "/v1/edits", {method: $("edit-method").value, requests: [{
+    let hyper;
+    try { hyper = JSON.parse($("edit-hyper").value || "{}"); } catch (e) { throw new Error("hyper-parameters: " + e.message); }
+    await api("POST", "/v1/edits", {method: $("edit-method").value, hyper_parameters: hyper, requests: [{
       prompt: $("edit-prompt").value, subject: $("edit-subject").value, target_new: $("edit-target").value}]}, true);
     await refreshEdits();
   } catch (e) { $("edit-error").textContent = e.message; }
@@ -230,6 +235,7 @@ async function refreshEdits() {
     <div class="edit ${e.enabled ? "" : "off"}">
       <div class="fact">${e.requests.map((r) => esc(r.prompt) + " → <u>" + esc(r.target_new) + "</u>").join("<br>")}</div>
       <div class="muted">${esc(e.id)} · ${esc(e.method)} · ${e.enabled ? "in force" : "disabled"} · ${e.patch.bytes} bytes</div>
+      <div class="muted">${Object.entries(e.hyper_parameters).map(([k, v]) => esc(k) + "=" + esc(v)).join(", ")}</div>
       <div class="row" style="margin-top:6px">
         <button class="secondary fixed" data-act="${e.enabled ? "disable" : "enable"}" data-id="${esc(e.id)}">${e.enabled ? "Disable" : "Enable"}</button>
         <button class="danger fixed" data-act="delete" data-id="${esc(e.id)}">Delete</button>

@@ -22,6 +22,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Port to listen on (0 = any free port).") var port = 8080
     @Option(name: .customLong("token-file"), help: "File whose first line is the bearer token for editing (at least 16 characters).")
     var tokenFile: String?
+    @Flag(name: .customLong("require-token"), help: "Require the token on every API route, read-only ones too (for machines shared with other users).")
+    var requireToken = false
     @Option(name: .customLong("ike-pool"), help: "Edit file whose records serve as IKE demonstrations (default: a small built-in set).")
     var ikePool: String?
     @Option(name: .customLong("save-patches"), help: "Folder where each new edit's patch file is also written.") var savePatches: String?
@@ -50,6 +52,7 @@ struct ServeCommand: AsyncParsableCommand {
         config.host = host
         config.port = port
         config.token = try ServerConfiguration.loadToken(file: tokenFile)
+        config.requireTokenForReads = requireToken
         config.patchDirectory = savePatches
         config.limits.maxBodyBytes = maxBodyBytes
         config.limits.maxPromptTokens = maxPromptTokens
@@ -57,8 +60,9 @@ struct ServeCommand: AsyncParsableCommand {
         config.limits.queueDepth = queueDepth
         config.limits.timeoutSeconds = timeout
         if let ikePool { config.demonstrationPool = try EditFile.load(ikePool).requests }
-        if !config.isLoopback && config.token == nil {
-            throw ValidationError("--host \(host) is not a loopback address: configure a token (--token-file or ENGRAM_SERVER_TOKEN) first")
+        if config.readsNeedToken && config.token == nil {
+            throw ValidationError((requireToken ? "--require-token" : "--host \(host) is not a loopback address") +
+                                  ": configure a token (--token-file or ENGRAM_SERVER_TOKEN) first")
         }
         if let file = tokenFile, let attributes = try? FileManager.default.attributesOfItem(atPath: file),
            let mode = attributes[.posixPermissions] as? Int, mode & 0o077 != 0 {

@@ -53,7 +53,7 @@ enum RawHTTP {
                         host: String? = nil) async throws -> RawHTTPResponse {
         var head = "\(method) \(path) HTTP/1.1\r\nHost: \(host ?? "127.0.0.1:\(port)")\r\nConnection: close\r\n"
         var headers = headers
-        if let body, headers["Content-Type"] == nil { headers["Content-Type"] = "application/json" }
+        if body != nil, headers["Content-Type"] == nil { headers["Content-Type"] = "application/json" }
         for (k, v) in headers.sorted(by: { $0.key < $1.key }) { head += "\(k): \(v)\r\n" }
         if let body { head += "Content-Length: \(body.count)\r\n" } else if method == "POST" || method == "DELETE" { head += "Content-Length: 0\r\n" }
         head += "\r\n"
@@ -80,7 +80,7 @@ enum RawHTTP {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard connected == 0 else { throw Failure(description: "connect to port \(port) failed (errno \(errno))") }
-        try raw.withUnsafeBytes { buffer in
+        raw.withUnsafeBytes { buffer in
             var sent = 0
             while sent < buffer.count {
                 let n = Glibc.send(fd, buffer.baseAddress! + sent, buffer.count - sent, Int32(MSG_NOSIGNAL))
@@ -207,12 +207,17 @@ final class TestServer: @unchecked Sendable {
 
     /// Deletes every edit (restoring the shared model's weights), shuts down gracefully and waits.
     func stop() async throws {
-        let list = try await get("/v1/edits").json()
+        let list = try await get("/v1/edits", headers: auth).json()
         for edit in list["data"] as? [[String: Any]] ?? [] {
             if let id = edit["id"] as? String { _ = try await delete("/v1/edits/\(id)") }
         }
-        await group.triggerGracefulShutdown()
+        await shutdownOnly()
         try await task.value
+    }
+
+    func shutdownOnly() async {
+        await group.triggerGracefulShutdown()
+        _ = try? await task.value
         server.shutdown()
     }
 

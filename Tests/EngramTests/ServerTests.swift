@@ -182,10 +182,12 @@ final class ServerTests: XCTestCase {
         var options = CausalTrace.Options()
         options.samples = 1
         options.kinds = [.residual]
-        let direct = try CausalTrace(model: lm, tokenizer: tokenizer).run(prompt: "The capital of France is", subject: "France", options: options)
+        options.noise = 0.1 // given, so neither run spends time measuring the embedding spread
+        // The subject is the last token, so one position is restored per layer: a quick trace.
+        let direct = try CausalTrace(model: lm, tokenizer: tokenizer).run(prompt: "The capital city of France", subject: "France", options: options)
 
         let s = try await TestServer()
-        let r = try await s.post("/v1/trace", ["prompt": "The capital of France is", "subject": "France", "samples": 1, "kinds": ["residual"]])
+        let r = try await s.post("/v1/trace", ["prompt": "The capital city of France", "subject": "France", "samples": 1, "kinds": ["residual"], "noise": 0.1])
         XCTAssertEqual(r.status, 200, r.text)
         let trace = try XCTUnwrap(try r.json()["trace"] as? [String: Any])
         XCTAssertEqual(trace["subject_range"] as? [Int], direct.subjectRange)
@@ -240,6 +242,58 @@ final class ServerTests: XCTestCase {
         let r6 = try await RawHTTP.request(port: s.port, "GET", "/health", host: "localhost:\(s.port)").status
         XCTAssertEqual(r6, 200)
         try await s.stop()
+    }
+
+    func testTokenForReadsAndSavedPatchFiles() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("engram-patches-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let s = try await TestServer { c in
+            c.requireTokenForReads = true
+            c.patchDirectory = dir.path
+        }
+        let anonymous = try await s.post("/v1/probe", ["prompt": "Hello", "top_k": 1])
+        XCTAssertEqual(anonymous.status, 401)
+        let listed = try await s.get("/v1/models")
+        XCTAssertEqual(listed.status, 401)
+        let health = try await s.get("/health")
+        XCTAssertEqual(health.status, 200, "liveness stays open")
+        let probed = try await s.post("/v1/probe", ["prompt": "Hello", "top_k": 1], headers: s.auth)
+        XCTAssertEqual(probed.status, 200)
+
+        let created = try await s.post("/v1/edits", ["method": "IKE", "requests": [["prompt": "The Eiffel Tower is in", "subject": "The Eiffel Tower",
+                                                                                      "target_new": "Rome", "case_id": 7]]], headers: s.auth)
+        XCTAssertEqual(created.status, 201, created.text)
+        let id = try XCTUnwrap((try created.json()["edit"] as? [String: Any])?["id"] as? String)
+        let one = try await s.get("/v1/edits/\(id)", headers: s.auth)
+        XCTAssertEqual(one.status, 200)
+        let request = try XCTUnwrap(((try one.json()["edit"] as? [String: Any])?["requests"] as? [[String: Any]])?.first)
+        XCTAssertEqual(request["case_id"] as? String, "7")
+        XCTAssertEqual(request["target_new"] as? String, "Rome")
+        let download = try await s.get("/v1/edits/\(id)/patch", headers: s.auth)
+        let saved = try Data(contentsOf: dir.appendingPathComponent("\(id).patch.safetensors"))
+        XCTAssertEqual(saved, download.body, "the saved file holds the patch bytes the route serves")
+        try await s.stop()
+    }
+
+    func testLoopbackNamesAndTokenSources() throws {
+        for host in ["127.0.0.1", "127.1.2.3", "localhost", "::1", "[::1]", "LOCALHOST"] {
+            XCTAssertTrue(ServerConfiguration.isLoopback(host), host)
+        }
+        for host in ["0.0.0.0", "192.168.1.10", "127.0.0.300", "example.com", "::", "10.0.0.1", "127.0.0"] {
+            XCTAssertFalse(ServerConfiguration.isLoopback(host), host)
+        }
+        XCTAssertNil(try ServerConfiguration.loadToken(file: nil, environment: [:]))
+        XCTAssertEqual(try ServerConfiguration.loadToken(file: nil, environment: ["ENGRAM_SERVER_TOKEN": " abcdefghijklmnop\n"]), "abcdefghijklmnop")
+        XCTAssertThrowsError(try ServerConfiguration.loadToken(file: nil, environment: ["ENGRAM_SERVER_TOKEN": "short"]))
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("engram-token-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        try "  0123456789abcdef0123  \nsecond line\n".write(toFile: file, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try ServerConfiguration.loadToken(file: file, environment: ["ENGRAM_SERVER_TOKEN": "ignored-because-a-file-is-given"]),
+                       "0123456789abcdef0123")
+        try "tiny\n".write(toFile: file, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try ServerConfiguration.loadToken(file: file, environment: [:]))
+        XCTAssertThrowsError(try ServerConfiguration.loadToken(file: file + ".missing", environment: [:]))
     }
 
     // MARK: Bad input
