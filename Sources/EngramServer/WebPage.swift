@@ -2,7 +2,7 @@
 /// No build step and no external resources, so it works offline and on loopback.
 ///
 /// Query parameters pre-fill it (shareable probes): `prompt`, `candidates` (separated by `|`),
-/// `compare=1`, and `run=1` to probe and complete on load.
+/// `compare=1`, `stream=0|1`, and `run=1` to probe and complete on load.
 enum WebPage {
     static let html = #"""
 <!doctype html>
@@ -76,6 +76,7 @@ Rome</textarea>
       <div class="row" style="margin-top:8px">
         <label class="fixed" style="margin:0;font-weight:400">max tokens <input type="number" id="gen-max" value="24" min="1" max="1024" style="width:80px"></label>
         <label class="fixed" style="margin:0;font-weight:400"><input type="checkbox" id="gen-chat"> chat</label>
+        <label class="fixed" style="margin:0;font-weight:400"><input type="checkbox" id="gen-stream" checked> stream</label>
         <span></span>
         <button class="fixed" id="gen-run">Generate</button>
       </div>
@@ -189,9 +190,15 @@ async function generate() {
   const prompt = $("gen-prompt").value, chat = $("gen-chat").checked;
   $("gen-out").innerHTML = chat ? "" : `<span class="prompt">${esc(prompt)}</span>`;
   const path = chat ? "/v1/chat/completions" : "/v1/completions";
-  const body = {max_tokens: Number($("gen-max").value) || 24, temperature: 0, stream: true};
+  const stream = $("gen-stream").checked;
+  const body = {max_tokens: Number($("gen-max").value) || 24, temperature: 0, stream};
   if (chat) body.messages = [{role: "user", content: prompt}]; else body.prompt = prompt;
   try {
+    if (!stream) {
+      const r = await api("POST", path, body);
+      $("gen-out").insertAdjacentText("beforeend", chat ? r.choices[0].message.content : r.choices[0].text);
+      return;
+    }
     const res = await fetch(path, {method: "POST", headers: headers(), body: JSON.stringify(body)});
     if (!res.ok) { const d = await res.json().catch(() => ({})); throw new Error((d.error && d.error.message) || res.statusText); }
     const reader = res.body.getReader(), decoder = new TextDecoder();
@@ -267,6 +274,7 @@ $("edit-token").value = sessionStorage.getItem("engram-token") || "";
   if (q.get("prompt")) { $("probe-prompt").value = q.get("prompt"); $("gen-prompt").value = q.get("prompt"); }
   if (q.get("candidates")) $("probe-candidates").value = q.get("candidates").split("|").join("\n");
   if (q.get("compare")) $("probe-compare").checked = q.get("compare") === "1";
+  if (q.get("stream")) $("gen-stream").checked = q.get("stream") === "1";
   try { await Promise.all([loadMethods(), refreshEdits()]); } catch (e) { $("edit-error").textContent = e.message; }
   if (q.get("run") === "1") { await probe(); await generate(); }
 })();
