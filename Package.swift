@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 // Numeric code is unusably slow without optimisation, so the library is built with -O even in
@@ -14,6 +14,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .library(name: "Engram", targets: ["Engram"]),
+        .library(name: "EngramServer", targets: ["EngramServer"]),
         .executable(name: "engram", targets: ["engram"]),
     ],
     dependencies: [
@@ -21,6 +22,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        // Default traits off: the server needs neither swift-configuration nor full Foundation codecs.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.20.0", traits: []),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.60.0"),
     ],
     targets: [
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS"),
@@ -40,10 +46,23 @@ let package = Package(
             ],
             swiftSettings: optimized
         ),
+        .target(
+            name: "EngramServer",
+            dependencies: [
+                "Engram",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: [.unsafeFlags(["-enable-testing"], .when(configuration: .release))]
+        ),
         .executableTarget(
             name: "engram",
             dependencies: [
                 "Engram",
+                "EngramServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -56,7 +75,12 @@ let package = Package(
         ),
         .testTarget(
             name: "EngramTests",
-            dependencies: ["Engram"],
+            dependencies: [
+                "Engram", "EngramServer",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: optimized
         ),
     ],

@@ -3,11 +3,12 @@ import Engram
 import Foundation
 
 @main
-struct EngramCommand: ParsableCommand {
+struct EngramCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "engram",
         abstract: "Run, inspect, edit and evaluate language models.",
-        subcommands: [GenerateCommand.self, TokenizeCommand.self, InspectCommand.self, ConvertCommand.self, TraceCommand.self, StatsCommand.self, EditCommand.self, PatchCommand.self, EvalCommand.self]
+        subcommands: [GenerateCommand.self, TokenizeCommand.self, InspectCommand.self, ConvertCommand.self, TraceCommand.self,
+                      StatsCommand.self, EditCommand.self, PatchCommand.self, EvalCommand.self, ServeCommand.self]
     )
 }
 

@@ -50,9 +50,19 @@ export CMAKE_ARGS="-DGGML_NATIVE=ON -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_VULK
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
 "${PIP[@]}" install --no-binary llama-cpp-python "llama-cpp-python==0.3.36"
 
+# The server checks: the official openai client (Tests/openai_client_check.py) and what
+# `python -m llama_cpp.server` needs (benchmarks/server_load.py --peer).
+"${PIP[@]}" install \
+  "openai==3.54.0" \
+  "fastapi==0.165.0" \
+  "uvicorn==0.54.0" \
+  "sse-starlette==3.7.0" \
+  "starlette-context==0.5.1" \
+  "pydantic-settings==2.16.3"
+
 "$VENV/bin/python" - <<'PY'
 import importlib.metadata as md
-for p in ["numpy", "gguf", "safetensors", "torch", "transformers", "accelerate", "llama_cpp_python", "psutil"]:
+for p in ["numpy", "gguf", "safetensors", "torch", "transformers", "accelerate", "llama_cpp_python", "psutil", "openai", "fastapi"]:
     print(f"{p}=={md.version(p)}")
 import llama_cpp, torch, transformers, gguf  # import check
 print("imports ok")

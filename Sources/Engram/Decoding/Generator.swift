@@ -7,6 +7,9 @@ public struct GenerationOptions: Sendable {
     public var stop: [String]
     /// End at the vocabulary's end-of-generation tokens (EOS, end of turn).
     public var stopAtEndOfGeneration: Bool
+    /// Polled before every token; when it returns true, generation stops by throwing `CancellationError`
+    /// (a server's time limit, a client that went away).
+    public var isCancelled: (@Sendable () -> Bool)?
 
     public init(maxTokens: Int = 64, sampling: SamplingParameters = .greedy, stop: [String] = [], stopAtEndOfGeneration: Bool = true) {
         self.maxTokens = maxTokens
@@ -57,6 +60,7 @@ public final class Generator {
         var finish = FinishReason.length
         let decodeStart = clock.now
         while tokens.count < options.maxTokens {
+            if let isCancelled = options.isCancelled, isCancelled() { throw CancellationError() }
             let next = sampler.sample(logits.pointer, count: logits.cols)
             if options.stopAtEndOfGeneration && tokenizer.isEndOfGeneration(next) { finish = .endOfGeneration; break }
             tokens.append(next)

@@ -22,6 +22,9 @@ public struct CausalTrace {
         public var window = 10
         public var seed: UInt64 = 1
         public var kinds: [Kind] = Kind.allCases
+        /// Polled before every restoration run; when it returns true the trace stops by throwing
+        /// `CancellationError` (a server's time limit).
+        public var isCancelled: (@Sendable () -> Bool)?
         public init() {}
     }
 
@@ -118,6 +121,7 @@ public struct CausalTrace {
             // Tokens before the subject are clean already: restoring them changes nothing.
             for t in range.lowerBound..<T {
                 for l in 0..<L {
+                    if let isCancelled = options.isCancelled, isCancelled() { throw CancellationError() }
                     let sites: [HookSite]
                     switch kind {
                     case .residual: sites = [.residual(l)]

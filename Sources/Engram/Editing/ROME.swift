@@ -2,7 +2,7 @@ import Foundation
 
 /// ROME hyper-parameters (editing-methods.md §2.5), EasyEdit key names.
 public struct ROMEHyperParameters: MethodHyperParameters, Equatable {
-    public var layers: [Int] = [5]
+    public var layers: [Int] = [4]
     public var fact_token = "subject_last"
     public var v_num_grad_steps = 25
     public var v_lr: Float = 0.5

@@ -1,0 +1,300 @@
+import Engram
+import Foundation
+
+/// A parsed `/v1/completions` or `/v1/chat/completions` request.
+struct CompletionRequest {
+    enum Prompt {
+        case text(String)
+        case tokens([Int32])
+    }
+
+    enum Kind { case completion, chat }
+
+    var kind: Kind
+    /// Completions: one generation per prompt. Chat: empty.
+    var prompts: [Prompt] = []
+    var messages: [ChatMessage] = []
+    var options: GenerationOptions
+    var stream: Bool
+    var includeUsage: Bool
+
+    /// OpenAI parameters accepted only at their neutral value (the server cannot honour others).
+    private static func requireNeutral(_ r: FieldReader) throws {
+        if let n = try r.int("n", in: 1...Int.max), n != 1 { throw APIError.unsupported(r.fieldPath("n"), "only n = 1 is supported") }
+        for key in ["presence_penalty", "frequency_penalty"] {
+            if let v = try r.double(key, in: -2...2), v != 0 { throw APIError.unsupported(key, "penalties are not supported (only 0)") }
+        }
+        if let bias = try r.object("logit_bias") {
+            if bias.hasAnyField { throw APIError.unsupported("logit_bias", "logit_bias is not supported") }
+        }
+        r.ignore("user", "service_tier", "store", "metadata")
+    }
+
+    private static func sampling(_ r: FieldReader, limits: ServerLimits, defaultMaxTokens: Int, vocab: Int) throws -> (GenerationOptions, Bool, Bool) {
+        var maxTokens = try r.int("max_tokens", in: 0...limits.maxTokens)
+        if let m = try r.int("max_completion_tokens", in: 0...limits.maxTokens) { maxTokens = m }
+        let temperature = try r.double("temperature", in: 0...2) ?? 1
+        let topP = try r.double("top_p", in: 0...1) ?? 1
+        guard topP > 0 else { throw APIError.invalidField("top_p", "must be greater than 0") }
+        let topK = try r.int("top_k", in: 0...vocab) ?? 0
+        let seed = try r.uint64("seed") ?? UInt64.random(in: 0...UInt64.max)
+        let stop = try r.strings("stop", maxCount: 4) ?? []
+        if let i = stop.firstIndex(where: \.isEmpty) { throw APIError.invalidField("stop[\(i)]", "must not be empty") }
+        let stream = try r.bool("stream") ?? false
+        var includeUsage = false
+        if let so = try r.object("stream_options") {
+            includeUsage = try so.bool("include_usage") ?? false
+            try so.finish()
+        }
+        let options = GenerationOptions(maxTokens: maxTokens ?? defaultMaxTokens,
+                                        sampling: SamplingParameters(temperature: Float(temperature), topK: topK, topP: Float(topP), seed: seed),
+                                        stop: stop)
+        return (options, stream, includeUsage)
+    }
+
+    static func completion(_ data: Data, limits: ServerLimits, vocab: Int) throws -> CompletionRequest {
+        let r = try FieldReader.body(data)
+        _ = try r.string("model")
+        guard let promptValue = r.value("prompt") else { throw APIError.missingField("prompt") }
+        let prompts = try parsePrompts(promptValue, vocab: vocab, maxPrompts: limits.maxPromptsPerRequest)
+        if try r.bool("echo") == true { throw APIError.unsupported("echo", "echo is not supported") }
+        if let lp = try r.int("logprobs", in: 0...20), lp > 0 { throw APIError.unsupported("logprobs", "logprobs are not returned here; use POST /v1/probe") }
+        if let bestOf = try r.int("best_of", in: 1...Int.max), bestOf != 1 { throw APIError.unsupported("best_of", "only best_of = 1 is supported") }
+        if let suffix = try r.string("suffix"), !suffix.isEmpty { throw APIError.unsupported("suffix", "suffix is not supported") }
+        try requireNeutral(r)
+        let (options, stream, includeUsage) = try sampling(r, limits: limits, defaultMaxTokens: min(16, limits.maxTokens), vocab: vocab)
+        try r.finish()
+        return CompletionRequest(kind: .completion, prompts: prompts, options: options, stream: stream, includeUsage: includeUsage)
+    }
+
+    static func chat(_ data: Data, limits: ServerLimits, vocab: Int) throws -> CompletionRequest {
+        let r = try FieldReader.body(data)
+        _ = try r.string("model")
+        guard let items = try r.array("messages", maxCount: 1000) else { throw APIError.missingField("messages") }
+        guard !items.isEmpty else { throw APIError.invalidField("messages", "must hold at least one message") }
+        let messages = try items.enumerated().map { i, item in try parseMessage(item, path: "messages[\(i)]") }
+        if try r.bool("logprobs") == true { throw APIError.unsupported("logprobs", "logprobs are not returned here; use POST /v1/probe") }
+        if try r.int("top_logprobs", in: 0...20) != nil { throw APIError.unsupported("top_logprobs", "logprobs are not returned here; use POST /v1/probe") }
+        if let format = try r.object("response_format") {
+            let type = try format.requiredString("type")
+            guard type == "text" else { throw APIError.unsupported("response_format.type", "only \"text\" is supported") }
+            try format.finish()
+        }
+        for key in ["tools", "tool_choice", "functions", "function_call"] where r.has(key) {
+            throw APIError.unsupported(key, "tool calling is not supported")
+        }
+        r.ignore("parallel_tool_calls")
+        try requireNeutral(r)
+        let (options, stream, includeUsage) = try sampling(r, limits: limits, defaultMaxTokens: limits.maxTokens, vocab: vocab)
+        try r.finish()
+        return CompletionRequest(kind: .chat, messages: messages, options: options, stream: stream, includeUsage: includeUsage)
+    }
+
+    /// A string, an array of strings, an array of token ids, or an array of such arrays.
+    static func parsePrompts(_ value: JSONInput, vocab: Int, maxPrompts: Int) throws -> [Prompt] {
+        func tokens(_ items: [JSONInput], path: String) throws -> [Int32] {
+            try items.enumerated().map { i, item in
+                guard case let .int(t) = item, t >= 0, t < vocab else {
+                    throw APIError.invalidField("\(path)[\(i)]", "expected a token id in 0..<\(vocab), got \(item.kind)")
+                }
+                return Int32(t)
+            }
+        }
+        switch value {
+        case let .string(s): return [.text(s)]
+        case let .array(items):
+            guard !items.isEmpty else { throw APIError.invalidField("prompt", "must not be an empty array") }
+            if case .int = items[0] { return [.tokens(try tokens(items, path: "prompt"))] }
+            guard items.count <= maxPrompts else { throw APIError.invalidField("prompt", "at most \(maxPrompts) prompts per request, got \(items.count)") }
+            return try items.enumerated().map { i, item in
+                switch item {
+                case let .string(s): return .text(s)
+                case let .array(ids): return .tokens(try tokens(ids, path: "prompt[\(i)]"))
+                default: throw APIError.invalidField("prompt[\(i)]", "expected a string or an array of token ids, got \(item.kind)")
+                }
+            }
+        default:
+            throw APIError.invalidField("prompt", "expected a string, an array of strings or token ids, got \(value.kind)")
+        }
+    }
+
+    static func parseMessage(_ value: JSONInput, path: String) throws -> ChatMessage {
+        let m = try FieldReader(value, path: path)
+        let role = try m.requiredString("role")
+        guard ["system", "user", "assistant", "developer"].contains(role) else {
+            throw APIError.invalidField(m.fieldPath("role"), "expected system, developer, user or assistant, got '\(role)'")
+        }
+        var content = ""
+        switch m.value("content") {
+        case nil: throw APIError.missingField(m.fieldPath("content"))
+        case let .string(s)?: content = s
+        case let .array(parts)?:
+            for (i, part) in parts.enumerated() {
+                let p = try FieldReader(part, path: "\(m.fieldPath("content"))[\(i)]")
+                let type = try p.requiredString("type")
+                guard type == "text" else { throw APIError.unsupported(p.fieldPath("type"), "only text parts are supported, got '\(type)'") }
+                content += try p.requiredString("text", nonEmpty: false)
+                try p.finish()
+            }
+        case let other?: throw APIError.invalidField(m.fieldPath("content"), "expected a string or an array of text parts, got \(other.kind)")
+        }
+        m.ignore("name")
+        try m.finish()
+        return ChatMessage(role: role == "developer" ? "system" : role, content: content)
+    }
+}
+
+// MARK: - Running
+
+/// One generation's outcome, as the wire types need it.
+struct CompletionOutcome: Sendable {
+    var index: Int
+    var text: String
+    var finishReason: String
+    var promptTokens: Int
+    var completionTokens: Int
+}
+
+/// Streamed pieces of a generation, in order.
+enum CompletionEvent: Sendable {
+    case text(index: Int, String)
+    case finished(CompletionOutcome)
+}
+
+extension ModelState {
+    /// The token ids of one prompt, with the prompt-side edits in force.
+    func encode(_ prompt: CompletionRequest.Prompt, limit: Int, param: String) throws -> [Int32] {
+        var ids: [Int32]
+        switch prompt {
+        case let .text(text):
+            ids = tokenizer.encode(render(text), addSpecial: true)
+        case let .tokens(t):
+            ids = context == nil ? t : tokenizer.encode(render(""), addSpecial: true) + t
+        }
+        try checkPromptLength(ids.count, limit: limit, param: param)
+        return ids
+    }
+
+    /// A chat rendered in the model's template; prompt-side edits are put into the last user message.
+    func encodeChat(_ messages: [ChatMessage], limit: Int) throws -> [Int32] {
+        var messages = messages
+        if let last = messages.lastIndex(where: { $0.role == "user" }) {
+            messages[last].content = render(messages[last].content)
+        }
+        let text = tokenizer.renderChat(messages, addGenerationPrompt: true)
+        let ids = tokenizer.encode(text, addSpecial: false, parseSpecial: true)
+        try checkPromptLength(ids.count, limit: limit, param: "messages")
+        return ids
+    }
+
+    func checkPromptLength(_ count: Int, limit: Int, param: String) throws {
+        guard count > 0 else { throw APIError.invalidField(param, "the prompt has no tokens") }
+        guard count <= limit else {
+            throw APIError(.badRequest, "the prompt has \(count) tokens, more than the limit of \(limit) (server option --max-prompt-tokens)",
+                           param: param, code: "context_length_exceeded")
+        }
+    }
+
+    /// Runs every generation of the request in order, reporting text as it becomes final.
+    func run(_ request: CompletionRequest, limits: ServerLimits, control: ModelWorker.JobControl,
+             prepared: (() -> Void)? = nil, onEvent: @escaping (CompletionEvent) -> Void) throws {
+        let inputs: [[Int32]]
+        switch request.kind {
+        case .chat: inputs = [try encodeChat(request.messages, limit: limits.maxPromptTokens)]
+        case .completion:
+            inputs = try request.prompts.enumerated().map { i, p in
+                try encode(p, limit: limits.maxPromptTokens, param: request.prompts.count == 1 ? "prompt" : "prompt[\(i)]")
+            }
+        }
+        prepared?()
+        let generator = Generator(model: model, tokenizer: tokenizer)
+        var options = request.options
+        options.isCancelled = { control.isCancelled }
+        for (i, ids) in inputs.enumerated() {
+            let result = try generator.generate(prompt: ids, options: options, onText: { piece in onEvent(.text(index: i, piece)) })
+            onEvent(.finished(CompletionOutcome(index: i, text: result.text, finishReason: result.finishReason == .length ? "length" : "stop",
+                                                promptTokens: ids.count, completionTokens: result.tokens.count)))
+        }
+    }
+}
+
+// MARK: - Wire types (OpenAI)
+
+struct Usage: Encodable {
+    var promptTokens: Int
+    var completionTokens: Int
+    var totalTokens: Int
+
+    init(_ outcomes: [CompletionOutcome]) {
+        promptTokens = outcomes.reduce(0) { $0 + $1.promptTokens }
+        completionTokens = outcomes.reduce(0) { $0 + $1.completionTokens }
+        totalTokens = promptTokens + completionTokens
+    }
+}
+
+/// `text_completion` objects, whole or as stream chunks (where `finish_reason` is null until the end).
+struct CompletionBody: Encodable {
+    struct Choice: Encodable {
+        var text: String
+        var index: Int
+        var finishReason: String?
+
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(text, forKey: .text)
+            try c.encode(index, forKey: .index)
+            try c.encodeNil(forKey: .logprobs)
+            try c.encode(finishReason, forKey: .finishReason)
+        }
+
+        enum CodingKeys: String, CodingKey { case text, index, logprobs, finishReason }
+    }
+
+    var id: String
+    var object = "text_completion"
+    var created: Int
+    var model: String
+    var systemFingerprint: String
+    var choices: [Choice]
+    var usage: Usage?
+}
+
+/// `chat.completion` and `chat.completion.chunk` objects.
+struct ChatBody: Encodable {
+    struct Message: Encodable {
+        var role: String?
+        var content: String?
+    }
+
+    struct Choice: Encodable {
+        var index: Int
+        var message: Message?
+        var delta: Message?
+        var finishReason: String?
+
+        func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(index, forKey: .index)
+            try c.encodeIfPresent(message, forKey: .message)
+            try c.encodeIfPresent(delta, forKey: .delta)
+            try c.encodeNil(forKey: .logprobs)
+            try c.encode(finishReason, forKey: .finishReason)
+        }
+
+        enum CodingKeys: String, CodingKey { case index, message, delta, logprobs, finishReason }
+    }
+
+    var id: String
+    var object: String
+    var created: Int
+    var model: String
+    var systemFingerprint: String
+    var choices: [Choice]
+    var usage: Usage?
+}
+
+enum ResponseID {
+    static func make(_ prefix: String) -> String {
+        prefix + "-" + (0..<12).map { _ in String("0123456789abcdefghijklmnopqrstuvwxyz".randomElement()!) }.joined()
+    }
+}

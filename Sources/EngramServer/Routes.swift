@@ -1,0 +1,196 @@
+import Engram
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+extension EngramServer {
+    func addRoutes(to router: Router<BasicRequestContext>) {
+        router.get("/") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-cache"],
+                     body: ResponseBody(byteBuffer: ByteBuffer(string: WebPage.html)))
+        }
+        router.get("/health") { [self] _, _ in
+            let load = worker.load
+            let snapshot = currentSnapshot
+            return JSONOutput.response(Health(model: configuration.modelID, uptimeSeconds: Int(Date().timeIntervalSince(started)),
+                                              queueWaiting: load.waiting, queueRunning: load.running, queueLimit: configuration.limits.queueDepth,
+                                              editsInForce: snapshot.active, stateVersion: snapshot.version,
+                                              editingEnabled: configuration.token != nil))
+        }
+
+        router.get("/v1/models") { [self] request, _ in
+            try authorize(request, changesState: false)
+            return JSONOutput.response(ModelList(data: [.init(id: configuration.modelID, created: Int(started.timeIntervalSince1970))]))
+        }
+        router.get("/v1/models/:model") { [self] request, context in
+            try authorize(request, changesState: false)
+            let id = context.parameters.get("model") ?? ""
+            guard id == configuration.modelID else { throw APIError.notFound("no model '\(id)'; this server serves '\(configuration.modelID)'") }
+            return JSONOutput.response(ModelList.Model(id: id, created: Int(started.timeIntervalSince1970)))
+        }
+
+        router.post("/v1/completions") { [self] request, _ in
+            try authorize(request, changesState: false)
+            let parsed = try CompletionRequest.completion(try await body(of: request), limits: configuration.limits, vocab: state.model.config.vocab)
+            return try await complete(parsed)
+        }
+        router.post("/v1/chat/completions") { [self] request, _ in
+            try authorize(request, changesState: false)
+            let parsed = try CompletionRequest.chat(try await body(of: request), limits: configuration.limits, vocab: state.model.config.vocab)
+            return try await complete(parsed)
+        }
+
+        router.post("/v1/probe") { [self] request, _ in
+            try authorize(request, changesState: false)
+            let parsed = try ProbeRequest.parse(try await body(of: request), limits: configuration.limits)
+            let limits = configuration.limits
+            let response = try await onWorker { [state, configuration] _ in
+                let current = try state.probe(parsed, edited: true, limits: limits)
+                let unedited = parsed.compareUnedited ? try state.withoutEdits { try state.probe(parsed, edited: false, limits: limits) } : nil
+                return ProbeResponse(model: configuration.modelID, prompt: parsed.prompt, current: current, unedited: unedited,
+                                     editsInForce: state.activeIDs, stateVersion: state.version)
+            }
+            return JSONOutput.response(response)
+        }
+
+        router.post("/v1/trace") { [self] request, _ in
+            try authorize(request, changesState: false)
+            let parsed = try TraceRequest.parse(try await body(of: request), limits: configuration.limits, layers: state.model.config.layers)
+            let limits = configuration.limits
+            let response = try await onWorker { [state, configuration] control in
+                TraceResponse(model: configuration.modelID, trace: try state.trace(parsed, limits: limits, control: control),
+                              editsInForce: state.activeIDs, stateVersion: state.version)
+            }
+            return JSONOutput.response(response)
+        }
+
+        addEditRoutes(to: router)
+    }
+
+    // MARK: Edits
+
+    func addEditRoutes(to router: Router<BasicRequestContext>) {
+        router.get("/v1/methods") { [self] request, _ in
+            try authorize(request, changesState: false)
+            return JSONOutput.response(MethodListResponse(configuration.methods))
+        }
+        router.get("/v1/edits") { [self] request, _ in
+            try authorize(request, changesState: false)
+            let list = try await onWorker { [state] _ in
+                EditListResponse(data: state.edits.map(EditBody.init), editsInForce: state.activeIDs, stateVersion: state.version)
+            }
+            return JSONOutput.response(list)
+        }
+        router.post("/v1/edits") { [self] request, _ in
+            try authorize(request, changesState: true)
+            let isPatchFile = request.headers[.contentType].map { $0.lowercased().hasPrefix("application/octet-stream") } ?? false
+            let data = try await body(of: request, limit: isPatchFile ? configuration.limits.maxPatchBytes : nil)
+            let response: EditResponse, fileData: Data
+            if isPatchFile {
+                let patch: EditPatch
+                do { patch = try EditPatch.parse(data, file: "request body") } catch {
+                    throw APIError(.badRequest, "the body is not a valid Engram patch file: \(error)", code: "invalid_patch")
+                }
+                (response, fileData) = try await addEdit(source: "upload") { _, _ in (patch, data) }
+            } else {
+                let parsed = try EditCreateRequest.parse(data, registry: configuration.methods, limits: configuration.limits)
+                let context = EditMethodContext(checkpointLocation: state.checkpointLocation, demonstrationPool: configuration.demonstrationPool)
+                (response, fileData) = try await addEdit(source: "request") { model, tokenizer in
+                    let editor = try parsed.method.makeEditor(parsed.values, context)
+                    let patch = try editor.edit(parsed.requests, model: model, tokenizer: tokenizer)
+                    return (patch, try patch.fileData())
+                }
+            }
+            if let dir = configuration.patchDirectory {
+                let path = (dir as NSString).appendingPathComponent("\(response.edit.id).patch.safetensors")
+                do { try fileData.write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
+                    logger.warning("cannot save the patch", metadata: ["file": .string(path), "error": .string(error.localizedDescription)])
+                }
+            }
+            return JSONOutput.response(response, status: .created)
+        }
+        router.get("/v1/edits/:id") { [self] request, context in
+            try authorize(request, changesState: false)
+            let id = context.parameters.get("id") ?? ""
+            return JSONOutput.response(try await onWorker { [state] _ in
+                guard let e = state.entry(id) else { throw APIError.notFound("no edit '\(id)'") }
+                return EditResponse(edit: EditBody(e), editsInForce: state.activeIDs, stateVersion: state.version)
+            })
+        }
+        router.get("/v1/edits/:id/patch") { [self] request, context in
+            try authorize(request, changesState: false)
+            let id = context.parameters.get("id") ?? ""
+            let data = try await onWorker { [state] _ in
+                guard let e = state.entry(id) else { throw APIError.notFound("no edit '\(id)'") }
+                return e.fileData
+            }
+            return Response(status: .ok, headers: [.contentType: "application/octet-stream",
+                                                   .contentDisposition: "attachment; filename=\"\(id).patch.safetensors\""],
+                            body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+        }
+        router.delete("/v1/edits/:id") { [self] request, context in
+            try authorize(request, changesState: true)
+            let id = context.parameters.get("id") ?? ""
+            return JSONOutput.response(try await onWorker { [state] _ in
+                let e = try state.remove(id)
+                return EditResponse(edit: EditBody(e), editsInForce: state.activeIDs, stateVersion: state.version)
+            })
+        }
+        for (action, enabled) in [("enable", true), ("disable", false)] {
+            router.post("/v1/edits/:id/\(action)") { [self] request, context in
+                try authorize(request, changesState: true)
+                let id = context.parameters.get("id") ?? ""
+                return JSONOutput.response(try await onWorker { [state] _ in
+                    let e = try state.setEnabled(id, enabled)
+                    return EditResponse(edit: EditBody(e), editsInForce: state.activeIDs, stateVersion: state.version)
+                })
+            }
+        }
+    }
+
+    /// Computes and applies a patch in one model job: no request runs between the two.
+    private func addEdit(source: String, _ make: @escaping (LanguageModel, Tokenizer) throws -> (EditPatch, Data)) async throws -> (EditResponse, Data) {
+        let maxEdits = configuration.limits.maxEdits
+        return try await onWorker { [state] _ in
+            guard state.edits.count < maxEdits else {
+                throw APIError(.conflict, "the server holds \(maxEdits) edits already; delete some first", code: "too_many_edits")
+            }
+            let (patch, data): (EditPatch, Data)
+            do { (patch, data) = try make(state.model, state.tokenizer) } catch {
+                throw APIError.engram(error)
+            }
+            let entry: EditEntry
+            do { entry = try state.add(patch, fileData: data, source: source) } catch {
+                throw APIError(.badRequest, "the patch cannot be applied to this model: \(error)", code: "invalid_patch")
+            }
+            return (EditResponse(edit: EditBody(entry), editsInForce: state.activeIDs, stateVersion: state.version), data)
+        }
+    }
+}
+
+// MARK: - Wire types
+
+struct Health: Encodable {
+    var status = "ok"
+    var model: String
+    var uptimeSeconds: Int
+    var queueWaiting: Int
+    var queueRunning: Bool
+    var queueLimit: Int
+    var editsInForce: [String]
+    var stateVersion: Int
+    var editingEnabled: Bool
+}
+
+struct ModelList: Encodable {
+    struct Model: Encodable {
+        var id: String
+        var object = "model"
+        var created: Int
+        var ownedBy = "engram"
+    }
+
+    var object = "list"
+    var data: [Model]
+}

@@ -1,0 +1,427 @@
+import Engram
+@testable import EngramServer
+import Foundation
+import XCTest
+
+/// The server driven over real HTTP on an ephemeral loopback port, with the default model.
+/// Numbers are checked against independent computations on the same model (a plain forward pass,
+/// the generation loop called directly), and edits against exact equality after rollback.
+final class ServerTests: XCTestCase {
+    // MARK: Read-only routes
+
+    func testHealthModelsPageAndUnknownRoutes() async throws {
+        let s = try await TestServer()
+        let health = try await s.get("/health")
+        XCTAssertEqual(health.status, 200)
+        let h = try health.json()
+        XCTAssertEqual(h["status"] as? String, "ok")
+        XCTAssertEqual(h["model"] as? String, "smollm2")
+        XCTAssertEqual(h["editing_enabled"] as? Bool, true)
+
+        let models = try await s.get("/v1/models").json()
+        XCTAssertEqual(models["object"] as? String, "list")
+        XCTAssertEqual((models["data"] as? [[String: Any]])?.first?["id"] as? String, "smollm2")
+        let one = try await s.get("/v1/models/smollm2")
+        XCTAssertEqual(one.status, 200)
+        let r1 = try await s.get("/v1/models/gpt-4").status
+        XCTAssertEqual(r1, 404)
+
+        let page = try await s.get("/")
+        XCTAssertEqual(page.status, 200)
+        XCTAssertTrue(page.headers["content-type"]?.hasPrefix("text/html") ?? false)
+        XCTAssertTrue(page.text.contains("<title>Engram</title>") && page.text.contains("/v1/probe"))
+
+        let missing = try await s.get("/v1/nothing")
+        XCTAssertEqual(missing.status, 404)
+        XCTAssertEqual(missing.errorCode, "route_not_found")
+        let methods = try await s.get("/v1/methods").json()
+        XCTAssertEqual((methods["data"] as? [[String: Any]])?.map { $0["name"] as? String }, ["IKE"])
+
+        // One structured log line per request, with method, path and status.
+        let lines = s.logs.all.filter { $0.message == "request" }
+        XCTAssertTrue(lines.contains { $0.metadata["path"]?.description == "/v1/nothing" && $0.metadata["status"]?.description == "404" })
+        XCTAssertTrue(lines.contains { $0.metadata["path"]?.description == "/health" && $0.metadata["method"]?.description == "GET" })
+        try await s.stop()
+    }
+
+    // MARK: Completions
+
+    func testCompletionsMatchTheGenerationLoop() async throws {
+        let (_, lm, tokenizer) = try TestServer.defaultModel()
+        let prompt = "The capital of France is"
+        let reference = try Generator(model: lm, tokenizer: tokenizer)
+            .generate(prompt: tokenizer.encode(prompt, addSpecial: true), options: GenerationOptions(maxTokens: 8))
+
+        let s = try await TestServer()
+        let r = try await s.post("/v1/completions", ["model": "smollm2", "prompt": prompt, "max_tokens": 8, "temperature": 0])
+        XCTAssertEqual(r.status, 200, r.text)
+        let body = try r.json()
+        XCTAssertEqual(body["object"] as? String, "text_completion")
+        let choice = try XCTUnwrap((body["choices"] as? [[String: Any]])?.first)
+        XCTAssertEqual(choice["text"] as? String, reference.text)
+        XCTAssertEqual(choice["finish_reason"] as? String, reference.finishReason == .length ? "length" : "stop")
+        let usage = try XCTUnwrap(body["usage"] as? [String: Any])
+        XCTAssertEqual(usage["prompt_tokens"] as? Int, reference.promptTokens.count)
+        XCTAssertEqual(usage["completion_tokens"] as? Int, reference.tokens.count)
+
+        // Streamed: the pieces add up to the same text; OpenAI's chunk shape; ends with [DONE].
+        let streamed = try await s.post("/v1/completions", ["prompt": prompt, "max_tokens": 8, "temperature": 0, "stream": true,
+                                                            "stream_options": ["include_usage": true]])
+        XCTAssertEqual(streamed.status, 200)
+        XCTAssertEqual(streamed.headers["content-type"], "text/event-stream")
+        let events = streamed.events
+        XCTAssertEqual(events.last, "[DONE]")
+        let chunks = try events.dropLast().map { try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        XCTAssertTrue(chunks.allSatisfy { $0["object"] as? String == "text_completion" && $0["id"] as? String == chunks[0]["id"] as? String })
+        let choices = chunks.compactMap { ($0["choices"] as? [[String: Any]])?.first }
+        XCTAssertEqual(choices.map { $0["text"] as? String ?? "" }.joined(), reference.text)
+        XCTAssertEqual(choices.last?["finish_reason"] as? String, choice["finish_reason"] as? String)
+        XCTAssertTrue(choices.dropLast().allSatisfy { $0["finish_reason"] is NSNull })
+        XCTAssertEqual((chunks.last?["usage"] as? [String: Any])?["completion_tokens"] as? Int, reference.tokens.count)
+
+        // Stop strings are honoured and not returned.
+        let stopAt = String(reference.text.dropFirst(2).prefix(2))
+        if !stopAt.trimmingCharacters(in: .whitespaces).isEmpty {
+            let stopped = try await s.post("/v1/completions", ["prompt": prompt, "max_tokens": 8, "temperature": 0, "stop": [stopAt]]).json()
+            let text = (stopped["choices"] as? [[String: Any]])?.first?["text"] as? String
+            XCTAssertEqual(text, String(reference.text[..<reference.text.range(of: stopAt)!.lowerBound]))
+        }
+        try await s.stop()
+    }
+
+    func testChatCompletionsWholeAndStreamed() async throws {
+        let (_, lm, tokenizer) = try TestServer.defaultModel()
+        let messages = [ChatMessage(role: "user", content: "What is the capital of France?")]
+        let ids = tokenizer.encode(tokenizer.renderChat(messages), addSpecial: false, parseSpecial: true)
+        let reference = try Generator(model: lm, tokenizer: tokenizer).generate(prompt: ids, options: GenerationOptions(maxTokens: 12))
+
+        let s = try await TestServer()
+        let request: [String: Any] = ["model": "smollm2", "messages": [["role": "user", "content": "What is the capital of France?"]],
+                                      "max_tokens": 12, "temperature": 0]
+        let whole = try await s.post("/v1/chat/completions", request)
+        XCTAssertEqual(whole.status, 200, whole.text)
+        let body = try whole.json()
+        XCTAssertEqual(body["object"] as? String, "chat.completion")
+        let message = try XCTUnwrap(((body["choices"] as? [[String: Any]])?.first)?["message"] as? [String: Any])
+        XCTAssertEqual(message["role"] as? String, "assistant")
+        XCTAssertEqual(message["content"] as? String, reference.text)
+
+        var streaming = request
+        streaming["stream"] = true
+        let streamed = try await s.post("/v1/chat/completions", streaming)
+        let chunks = try streamed.events.dropLast().map { try XCTUnwrap(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        XCTAssertEqual(streamed.events.last, "[DONE]")
+        XCTAssertTrue(chunks.allSatisfy { $0["object"] as? String == "chat.completion.chunk" })
+        let deltas = chunks.compactMap { (($0["choices"] as? [[String: Any]])?.first)?["delta"] as? [String: Any] }
+        XCTAssertEqual(deltas.first?["role"] as? String, "assistant")
+        XCTAssertEqual(deltas.compactMap { $0["content"] as? String }.joined(), reference.text)
+        let finish = (chunks.last?["choices"] as? [[String: Any]])?.first?["finish_reason"] as? String
+        XCTAssertEqual(finish, reference.finishReason == .length ? "length" : "stop")
+
+        // Content given as text parts is the same conversation.
+        let parts = try await s.post("/v1/chat/completions", ["messages": [["role": "user", "content": [
+            ["type": "text", "text": "What is the capital "], ["type": "text", "text": "of France?"]]]], "max_tokens": 12, "temperature": 0]).json()
+        XCTAssertEqual(((parts["choices"] as? [[String: Any]])?.first?["message"] as? [String: Any])?["content"] as? String, reference.text)
+        try await s.stop()
+    }
+
+    // MARK: Probe and trace
+
+    /// The probe's numbers against one plain forward pass over prompt + candidate, read naively.
+    func testProbeMatchesAPlainForwardPass() async throws {
+        let (_, lm, tokenizer) = try TestServer.defaultModel()
+        let prompt = "The Eiffel Tower is located in the city of"
+        let candidates = ["Paris", "Rome", "New York City"]
+        var expected: [(logprobs: [Float], rank: Int)] = []
+        var nextLogProbs: [Float] = []
+        for c in candidates {
+            let e = try XCTUnwrap(TargetEncoding.encode(prompt: prompt, target: c, tokenizer: tokenizer)).item
+            let all = e.context + e.target
+            let logits = try lm.forward(all, cache: lm.makeCache(capacity: all.count), logits: .all)
+            var logprobs: [Float] = []
+            var rank = 0
+            for (j, t) in e.target.enumerated() {
+                let row = Array(UnsafeBufferPointer(start: logits.row(e.context.count - 1 + j), count: logits.cols))
+                let m = row.max()!
+                let logZ = log(row.reduce(Float(0)) { $0 + exp($1 - m) }) + m
+                logprobs.append(row[Int(t)] - logZ)
+                if j == 0 {
+                    rank = 1 + row.filter { $0 > row[Int(t)] }.count
+                    nextLogProbs = row.map { $0 - logZ }
+                }
+            }
+            expected.append((logprobs, rank))
+        }
+
+        let s = try await TestServer()
+        let r = try await s.post("/v1/probe", ["prompt": prompt, "candidates": candidates, "top_k": 5])
+        XCTAssertEqual(r.status, 200, r.text)
+        let body = try r.json()
+        XCTAssertNil(body["unedited"])
+        let current = try XCTUnwrap(body["current"] as? [String: Any])
+        let got = try XCTUnwrap(current["candidates"] as? [[String: Any]])
+        XCTAssertEqual(got.count, 3)
+        for (i, c) in got.enumerated() {
+            let tokens = try XCTUnwrap(c["tokens"] as? [[String: Any]])
+            let logprobs = tokens.compactMap { ($0["logprob"] as? NSNumber)?.floatValue }
+            XCTAssertEqual(logprobs.count, expected[i].logprobs.count)
+            for (a, b) in zip(logprobs, expected[i].logprobs) { XCTAssertEqual(a, b, accuracy: 2e-3) }
+            let sum = try XCTUnwrap((c["logprob"] as? NSNumber)?.floatValue)
+            XCTAssertEqual(sum, expected[i].logprobs.reduce(0, +), accuracy: 5e-3)
+            XCTAssertEqual(c["first_token_rank"] as? Int, expected[i].rank)
+        }
+        let top = try XCTUnwrap(current["top_k"] as? [[String: Any]])
+        let naiveTop = nextLogProbs.indices.sorted { nextLogProbs[$0] > nextLogProbs[$1] }.prefix(5)
+        XCTAssertEqual(top.compactMap { ($0["id"] as? NSNumber)?.intValue }, Array(naiveTop))
+        XCTAssertEqual(got[0]["first_token_rank"] as? Int, 1, "the model's top answer is Paris")
+        try await s.stop()
+    }
+
+    func testTraceMatchesADirectRun() async throws {
+        let (_, lm, tokenizer) = try TestServer.defaultModel()
+        var options = CausalTrace.Options()
+        options.samples = 1
+        options.kinds = [.residual]
+        options.noise = 0.1 // given, so neither run spends time measuring the embedding spread
+        // The subject is the last token, so one position is restored per layer: a quick trace.
+        let direct = try CausalTrace(model: lm, tokenizer: tokenizer).run(prompt: "The capital city of France", subject: "France", options: options)
+
+        let s = try await TestServer()
+        let r = try await s.post("/v1/trace", ["prompt": "The capital city of France", "subject": "France", "samples": 1, "kinds": ["residual"], "noise": 0.1])
+        XCTAssertEqual(r.status, 200, r.text)
+        let trace = try XCTUnwrap(try r.json()["trace"] as? [String: Any])
+        XCTAssertEqual(trace["subject_range"] as? [Int], direct.subjectRange)
+        XCTAssertEqual(trace["answer_id"] as? Int, Int(direct.answerId))
+        let grid = try XCTUnwrap((trace["grids"] as? [[String: Any]])?.first?["scores"] as? [[NSNumber]])
+        XCTAssertEqual(grid.count, direct.tokenIds.count)
+        XCTAssertEqual(grid.map { $0.map(\.floatValue) }, direct.grids[0].scores)
+
+        let badSubject = try await s.post("/v1/trace", ["prompt": "The capital of France is", "subject": "Spain"])
+        XCTAssertEqual(badSubject.status, 400)
+        XCTAssertEqual(badSubject.errorParam, "subject")
+        let tooMany = try await s.post("/v1/trace", ["prompt": "The capital of France is", "subject": "France", "samples": 50])
+        XCTAssertEqual(tooMany.status, 400)
+        XCTAssertEqual(tooMany.errorParam, "samples")
+        try await s.stop()
+    }
+
+    // MARK: Access control
+
+    func testEditingNeedsAConfiguredToken() async throws {
+        let open = try await TestServer(token: nil)
+        let refused = try await open.post("/v1/edits", ["method": "IKE", "requests": [["prompt": "A B", "subject": "A", "target_new": "C"]]])
+        XCTAssertEqual(refused.status, 403)
+        XCTAssertEqual(refused.errorCode, "no_token_configured")
+        XCTAssertTrue(refused.errorMessage?.contains("--token-file") == true && refused.errorMessage?.contains("ENGRAM_SERVER_TOKEN") == true)
+        let r2 = try await RawHTTP.request(port: open.port, "DELETE", "/v1/edits/edit-1").status
+        XCTAssertEqual(r2, 403)
+        // Read-only routes stay open on loopback.
+        let r3 = try await open.post("/v1/probe", ["prompt": "Hello", "top_k": 1]).status
+        XCTAssertEqual(r3, 200)
+        let r4 = try await open.get("/v1/edits").status
+        XCTAssertEqual(r4, 200)
+        try await open.stop()
+
+        let s = try await TestServer()
+        let edit: [String: Any] = ["method": "IKE", "requests": [["prompt": "The Eiffel Tower is in", "subject": "The Eiffel Tower", "target_new": "Rome"]]]
+        let missing = try await s.post("/v1/edits", edit)
+        XCTAssertEqual(missing.status, 401)
+        XCTAssertEqual(missing.errorCode, "missing_token")
+        XCTAssertEqual(missing.headers["www-authenticate"], "Bearer")
+        let wrong = try await s.post("/v1/edits", edit, headers: ["Authorization": "Bearer not-the-token-at-all"])
+        XCTAssertEqual(wrong.status, 401)
+        XCTAssertEqual(wrong.errorCode, "invalid_token")
+        let r5 = try await s.post("/v1/edits/edit-1/disable", [:] as [String: Any]).status
+        XCTAssertEqual(r5, 401)
+        let ok = try await s.post("/v1/edits", edit, headers: s.auth)
+        XCTAssertEqual(ok.status, 201, ok.text)
+        // A request addressed to another host name (DNS rebinding) is refused.
+        let rebound = try await RawHTTP.request(port: s.port, "GET", "/v1/edits", host: "evil.example:\(s.port)")
+        XCTAssertEqual(rebound.status, 403)
+        XCTAssertEqual(rebound.errorCode, "host_not_allowed")
+        let r6 = try await RawHTTP.request(port: s.port, "GET", "/health", host: "localhost:\(s.port)").status
+        XCTAssertEqual(r6, 200)
+        try await s.stop()
+    }
+
+    func testTokenForReadsAndSavedPatchFiles() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("engram-patches-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let s = try await TestServer { c in
+            c.requireTokenForReads = true
+            c.patchDirectory = dir.path
+        }
+        let anonymous = try await s.post("/v1/probe", ["prompt": "Hello", "top_k": 1])
+        XCTAssertEqual(anonymous.status, 401)
+        let listed = try await s.get("/v1/models")
+        XCTAssertEqual(listed.status, 401)
+        let health = try await s.get("/health")
+        XCTAssertEqual(health.status, 200, "liveness stays open")
+        let probed = try await s.post("/v1/probe", ["prompt": "Hello", "top_k": 1], headers: s.auth)
+        XCTAssertEqual(probed.status, 200)
+
+        let created = try await s.post("/v1/edits", ["method": "IKE", "requests": [["prompt": "The Eiffel Tower is in", "subject": "The Eiffel Tower",
+                                                                                      "target_new": "Rome", "case_id": 7]]], headers: s.auth)
+        XCTAssertEqual(created.status, 201, created.text)
+        let id = try XCTUnwrap((try created.json()["edit"] as? [String: Any])?["id"] as? String)
+        let one = try await s.get("/v1/edits/\(id)", headers: s.auth)
+        XCTAssertEqual(one.status, 200)
+        let request = try XCTUnwrap(((try one.json()["edit"] as? [String: Any])?["requests"] as? [[String: Any]])?.first)
+        XCTAssertEqual(request["case_id"] as? String, "7")
+        XCTAssertEqual(request["target_new"] as? String, "Rome")
+        let download = try await s.get("/v1/edits/\(id)/patch", headers: s.auth)
+        let saved = try Data(contentsOf: dir.appendingPathComponent("\(id).patch.safetensors"))
+        XCTAssertEqual(saved, download.body, "the saved file holds the patch bytes the route serves")
+        try await s.stop()
+    }
+
+    func testLoopbackNamesAndTokenSources() throws {
+        for host in ["127.0.0.1", "127.1.2.3", "localhost", "::1", "[::1]", "LOCALHOST"] {
+            XCTAssertTrue(ServerConfiguration.isLoopback(host), host)
+        }
+        for host in ["0.0.0.0", "192.168.1.10", "127.0.0.300", "example.com", "::", "10.0.0.1", "127.0.0"] {
+            XCTAssertFalse(ServerConfiguration.isLoopback(host), host)
+        }
+        XCTAssertNil(try ServerConfiguration.loadToken(file: nil, environment: [:]))
+        XCTAssertEqual(try ServerConfiguration.loadToken(file: nil, environment: ["ENGRAM_SERVER_TOKEN": " abcdefghijklmnop\n"]), "abcdefghijklmnop")
+        XCTAssertThrowsError(try ServerConfiguration.loadToken(file: nil, environment: ["ENGRAM_SERVER_TOKEN": "short"]))
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("engram-token-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        try "  0123456789abcdef0123  \nsecond line\n".write(toFile: file, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try ServerConfiguration.loadToken(file: file, environment: ["ENGRAM_SERVER_TOKEN": "ignored-because-a-file-is-given"]),
+                       "0123456789abcdef0123")
+        try "tiny\n".write(toFile: file, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try ServerConfiguration.loadToken(file: file, environment: [:]))
+        XCTAssertThrowsError(try ServerConfiguration.loadToken(file: file + ".missing", environment: [:]))
+    }
+
+    // MARK: Bad input
+
+    func testMalformedBodiesAreRejectedNamingTheField() async throws {
+        let s = try await TestServer()
+        func check(_ path: String, _ body: String, status: Int = 400, code: String? = nil, param: String? = nil,
+                   file: StaticString = #filePath, line: UInt = #line) async throws {
+            let r = try await s.postRaw(path, Data(body.utf8), headers: s.auth)
+            XCTAssertEqual(r.status, status, "\(body) → \(r.text)", file: file, line: line)
+            if let code { XCTAssertEqual(r.errorCode, code, r.text, file: file, line: line) }
+            if let param { XCTAssertEqual(r.errorParam, param, r.text, file: file, line: line) }
+        }
+        try await check("/v1/completions", "{\"prompt\": \"x\",", code: "invalid_json")
+        try await check("/v1/completions", "", code: "invalid_json")
+        try await check("/v1/completions", "[1, 2]", code: "invalid_json")
+        try await check("/v1/completions", "\u{FF}\u{FE}garbage")
+        try await check("/v1/completions", String(repeating: "[", count: 5000) + String(repeating: "]", count: 5000))
+        try await check("/v1/completions", #"{"prompt": "x", "max_tokenz": 3}"#, code: "unknown_field", param: "max_tokenz")
+        try await check("/v1/completions", #"{"prompt": "x", "max_tokens": "ten"}"#, code: "invalid_field", param: "max_tokens")
+        try await check("/v1/completions", #"{"prompt": "x", "max_tokens": 2.5}"#, param: "max_tokens")
+        try await check("/v1/completions", #"{"prompt": "x", "temperature": true}"#, param: "temperature")
+        try await check("/v1/completions", #"{"prompt": "x", "temperature": 9}"#, param: "temperature")
+        try await check("/v1/completions", #"{"prompt": 42}"#, param: "prompt")
+        try await check("/v1/completions", #"{"prompt": [1, 99999999]}"#, param: "prompt[1]")
+        try await check("/v1/completions", #"{"max_tokens": 3}"#, code: "missing_field", param: "prompt")
+        try await check("/v1/completions", #"{"prompt": "x", "n": 2}"#, code: "unsupported_value", param: "n")
+        try await check("/v1/completions", #"{"prompt": "x", "stop": ["a", 1]}"#, param: "stop[1]")
+        try await check("/v1/completions", #"{"prompt": "x", "stream_options": {"include_usage": 1}}"#, param: "stream_options.include_usage")
+        try await check("/v1/chat/completions", #"{"messages": [{"role": "user", "content": 5}]}"#, param: "messages[0].content")
+        try await check("/v1/chat/completions", #"{"messages": [{"role": "robot", "content": "hi"}]}"#, param: "messages[0].role")
+        try await check("/v1/chat/completions", #"{"messages": [{"role": "user", "content": "hi", "mood": "happy"}]}"#, param: "messages[0].mood")
+        try await check("/v1/chat/completions", #"{"messages": []}"#, param: "messages")
+        try await check("/v1/chat/completions", #"{"messages": [{"role": "user", "content": "hi"}], "tools": []}"#, param: "tools")
+        try await check("/v1/probe", #"{"prompt": "x", "candidates": "Paris"}"#, param: "candidates")
+        try await check("/v1/probe", #"{"prompt": "x", "candidates": [""]}"#, param: "candidates[0]")
+        try await check("/v1/probe", #"{"prompt": "x", "top_k": -1}"#, param: "top_k")
+        try await check("/v1/probe", #"{"prompt": "x", "compare_unedited": "yes"}"#, param: "compare_unedited")
+        try await check("/v1/trace", #"{"prompt": "The capital of France is", "subject": "France", "kinds": ["mlp", "ffn"]}"#, param: "kinds[1]")
+        try await check("/v1/edits", #"{"method": "IKE"}"#, code: "missing_field", param: "requests")
+        try await check("/v1/edits", #"{"method": "MAGIC", "requests": []}"#, param: "method")
+        try await check("/v1/edits", #"{"method": "IKE", "requests": [{"prompt": "A B", "subject": "A"}]}"#, code: "missing_field", param: "requests[0].target_new")
+        try await check("/v1/edits", #"{"method": "IKE", "requests": [{"prompt": "A B", "subject": "Z", "target_new": "C"}]}"#, param: "requests[0].subject")
+        try await check("/v1/edits", #"{"method": "IKE", "requests": [{"prompt": "A B", "subject": "A", "target_new": "C", "colour": 1}]}"#,
+                        code: "unknown_field", param: "requests[0].colour")
+        try await check("/v1/edits", #"{"method": "IKE", "requests": [{"prompt": "A B", "subject": "A", "target_new": "C"}], "hyper_parameters": {"k": 99}}"#,
+                        param: "hyper_parameters.k")
+        try await check("/v1/edits", #"{"method": "IKE", "requests": [{"prompt": "A B", "subject": "A", "target_new": "C"}], "hyper_parameters": {"layers": [5]}}"#,
+                        code: "unknown_field", param: "hyper_parameters.layers")
+        try await check("/v1/edits", "not a patch file", code: "invalid_json")
+        let upload = try await s.postRaw("/v1/edits", Data("not a patch file".utf8), headers: s.auth.merging(["Content-Type": "application/octet-stream"]) { $1 })
+        XCTAssertEqual(upload.status, 400)
+        XCTAssertEqual(upload.errorCode, "invalid_patch")
+        let r7 = try await s.post("/v1/edits/edit-77/enable", [:] as [String: Any], headers: s.auth).status
+        XCTAssertEqual(r7, 404)
+        let r8 = try await s.delete("/v1/edits/edit-77").status
+        XCTAssertEqual(r8, 404)
+        let r9 = try await s.get("/v1/edits/edit-77/patch").status
+        XCTAssertEqual(r9, 404)
+        // Still serving.
+        let r10 = try await s.get("/health").status
+        XCTAssertEqual(r10, 200)
+        try await s.stop()
+    }
+
+    // MARK: Limits
+
+    func testLimitsAreEnforcedWithClearErrors() async throws {
+        let s = try await TestServer { c in
+            c.limits.maxBodyBytes = 2048
+            c.limits.maxPromptTokens = 16
+            c.limits.maxTokens = 64
+        }
+        let big = try await s.post("/v1/completions", ["prompt": String(repeating: "word ", count: 1000)])
+        XCTAssertEqual(big.status, 413)
+        XCTAssertEqual(big.errorCode, "body_too_large")
+        // A Content-Length over the limit is refused before the body is read.
+        let announced = try await RawHTTP.send(port: s.port, raw: Data("POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 99999999\r\n\r\n{".utf8))
+        XCTAssertEqual(announced.status, 413)
+        // Chunked bodies are counted as they arrive.
+        var chunked = Data("POST /v1/probe HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".utf8)
+        for _ in 0..<4 { chunked.append(Data("400\r\n".utf8) + Data(repeating: 0x20, count: 1024) + Data("\r\n".utf8)) }
+        chunked.append(Data("0\r\n\r\n".utf8))
+        let r11 = try await RawHTTP.send(port: s.port, raw: chunked).status
+        XCTAssertEqual(r11, 413)
+
+        let long = try await s.post("/v1/completions", ["prompt": String(repeating: "one two three ", count: 20), "max_tokens": 1])
+        XCTAssertEqual(long.status, 400)
+        XCTAssertEqual(long.errorCode, "context_length_exceeded")
+        XCTAssertTrue(long.errorMessage?.contains("--max-prompt-tokens") == true)
+        let streamedLong = try await s.post("/v1/completions", ["prompt": String(repeating: "one two three ", count: 20), "stream": true])
+        XCTAssertEqual(streamedLong.status, 400, "errors found before the first token are plain responses, not streams")
+        let tooMany = try await s.post("/v1/completions", ["prompt": "Hi", "max_tokens": 65])
+        XCTAssertEqual(tooMany.status, 400)
+        XCTAssertEqual(tooMany.errorParam, "max_tokens")
+        let tooManyChat = try await s.post("/v1/chat/completions", ["messages": [["role": "user", "content": "Hi"]], "max_completion_tokens": 1000])
+        XCTAssertEqual(tooManyChat.errorParam, "max_completion_tokens")
+        try await s.stop()
+    }
+
+    func testQueueDepthAndTimeLimit() async throws {
+        // A time limit far below a long generation: whole requests get 408, streams end with an error event.
+        let slow = try await TestServer { c in
+            c.limits.timeoutSeconds = 0.4
+            c.limits.maxTokens = 2000
+        }
+        let timedOut = try await slow.post("/v1/completions", ["prompt": "Once upon a time", "max_tokens": 2000, "temperature": 0])
+        XCTAssertEqual(timedOut.status, 408)
+        XCTAssertEqual(timedOut.errorCode, "request_timeout")
+        let stream = try await slow.post("/v1/completions", ["prompt": "Once upon a time", "max_tokens": 2000, "temperature": 0, "stream": true])
+        XCTAssertEqual(stream.status, 200)
+        XCTAssertTrue(stream.events.contains { $0.contains("\"request_timeout\"") }, stream.text)
+        XCTAssertEqual(stream.events.last, "[DONE]")
+        try await slow.stop()
+
+        // One job may wait: of several simultaneous requests some are turned away with 429 at once.
+        let s = try await TestServer { c in c.limits.queueDepth = 1 }
+        let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<5 {
+                group.addTask { try await s.post("/v1/completions", ["prompt": "Once upon a time", "max_tokens": 24, "temperature": 0]).status }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        XCTAssertTrue(statuses.contains(200), "\(statuses)")
+        XCTAssertTrue(statuses.contains(429), "\(statuses)")
+        XCTAssertTrue(statuses.allSatisfy { $0 == 200 || $0 == 429 }, "\(statuses)")
+        let busy = try await s.post("/v1/completions", ["prompt": "Hi", "max_tokens": 1])
+        XCTAssertEqual(busy.status, 200, "the queue drains")
+        try await s.stop()
+    }
+}
