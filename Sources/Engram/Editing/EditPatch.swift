@@ -295,6 +295,25 @@ extension EditPatch {
                               metadata: ["engram.patch": description, "format": EditPatch.formatName], to: path)
     }
 
+    /// The patch file's bytes (what `write` stores).
+    public func fileData() throws -> Data {
+        let temporary = FileManager.default.temporaryDirectory.appendingPathComponent("engram-patch-\(UUID().uuidString).safetensors")
+        defer { try? FileManager.default.removeItem(at: temporary) }
+        try write(to: temporary.path)
+        return try Data(contentsOf: temporary)
+    }
+
+    /// Parses patch bytes (e.g. an upload); `file` names them in errors. The safetensors reader maps
+    /// files, so the bytes go through a private temporary file.
+    public static func parse(_ data: Data, file: String) throws -> EditPatch {
+        let temporary = FileManager.default.temporaryDirectory.appendingPathComponent("engram-patch-\(UUID().uuidString).safetensors")
+        try data.write(to: temporary)
+        defer { try? FileManager.default.removeItem(at: temporary) }
+        do { return try read(temporary.path) } catch let error as EngramError {
+            throw EngramError.format(file: file, detail: error.description.replacingOccurrences(of: temporary.path, with: file))
+        }
+    }
+
     public static func read(_ path: String) throws -> EditPatch {
         let file = try Safetensors.read(path: path)
         guard let text = file.metadata["engram.patch"] else {
