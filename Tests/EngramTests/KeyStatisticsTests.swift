@@ -38,3 +38,14 @@ final class KeyStatisticsTests: XCTestCase {
         XCTAssertEqual(back.layer, 2)
     }
 }
+
+final class TextCorpusTests: XCTestCase {
+    /// WikiText ships with CRLF line ends; "\r\n" is one Swift Character, so each line must still
+    /// become its own document (a single-document corpus made MEMIT's statistics rank-deficient).
+    func testCRLFLinesAreSeparateDocuments() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("corpus-\(UUID().uuidString).txt").path
+        try " = Title = \r\nFirst paragraph.\r\n\r\nSecond paragraph.\nThird paragraph.\r\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let corpus = try TextCorpus(path: path)
+        XCTAssertEqual(corpus.documents.sorted(), ["First paragraph.", "Second paragraph.", "Third paragraph."])
+    }
+}

@@ -48,12 +48,6 @@ final class LocateThenEditTests: XCTestCase {
     }
 
     func testMEMITAndAlphaEditWriteABatch() throws {
-        // Known defect: on the default model these batch updates currently drive P(target) towards 0
-        // instead of up (e.g. MEMIT eiffel 0.0057 → 8e-10). The assertion below is the one that must pass
-        // once it is fixed; it is skipped, visibly, so that CI reports it rather than hiding it.
-        guard ProcessInfo.processInfo.environment["ENGRAM_KNOWN_FAILURES"] == "1" else {
-            throw XCTSkip("MEMIT/AlphaEdit batch edits collapse the target probability (known defect, see the issue note)")
-        }
         let (ck, model, tokenizer) = try loadDefault()
         var hp = MEMITHyperParameters()
         hp.layers = [3, 4, 5, 6]

@@ -90,7 +90,9 @@ public struct TextCorpus: Sendable {
         }
         self.path = path
         sha256 = FileHash.sha256(data: data)
-        var docs = String(decoding: data, as: UTF8.self).split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        // Split on every newline form: "\r\n" is one Character in Swift, so splitting on "\n" alone
+        // would leave a CRLF file (like WikiText's) as a single document.
+        var docs = String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty && !($0.hasPrefix("=") && $0.hasSuffix("=")) }
         guard !docs.isEmpty else { throw EngramError.format(file: path, detail: "corpus has no text") }
         var rng = SplitMix64(seed: 1)
