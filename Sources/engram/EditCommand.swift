@@ -32,6 +32,8 @@ struct EditCommand: ParsableCommand {
         var result = try editor.edit(requests, model: lm, tokenizer: tokenizer)
         let seconds = (clock.now - start).seconds
         result.baseSHA256 = hash
+        try result.keepOriginals(from: ck)
+        if let type = ck.metadata["general.file_type"]?.int { result.metadata["base.general.file_type"] = String(type) }
         let applied = try result.apply(to: lm)
         let after = try EditDemo.measure(requests, model: lm, tokenizer: tokenizer, context: result.context)
         EditDemo.printTable(requests, before: before, after: after)
@@ -84,23 +86,28 @@ enum EditDemo {
 
 /// Writes a model's current weights for the patched tensors into a copy of its checkpoint.
 enum CheckpointOutput {
+    static func parseFormat(_ name: String) throws -> CheckpointFormat {
+        guard let f = CheckpointFormat(rawValue: name) else { throw ValidationError("--format must be gguf or safetensors") }
+        return f
+    }
+
+    /// A copy of the checkpoint with the model's current values of the patched weights.
     static func write(model: LanguageModel, checkpoint ck: Checkpoint, patch: EditPatch, to out: String, format: String?) throws {
-        let target = try format.map {
-            guard let f = CheckpointFormat(rawValue: $0) else { throw ValidationError("--format must be gguf or safetensors") }
-            return f
-        } ?? ck.format
         var replacing: [String: Matrix] = [:]
-        for d in patch.deltas {
-            switch d.weight {
-            case let .mlpDown(l): replacing["blk.\(l).ffn_down.weight"] = model.weight(.mlpDown(l))
-            }
-        }
+        for d in patch.deltas { replacing[d.weight.canonicalTensorName] = model.weight(d.weight) }
+        try write(checkpoint: ck, to: out, format: format, replacing: replacing)
+    }
+
+    static func write(checkpoint ck: Checkpoint, to out: String, format: String?, replacing: [String: Matrix] = [:],
+                      restoring: [String: StoredOriginal] = [:], extraMetadata: [(String, MetadataValue)] = []) throws {
+        let target = try format.map(parseFormat) ?? ck.format
         var extraFiles: [String: Data] = [:]
-        var extraMetadata: [(String, MetadataValue)] = []
+        var metadata = extraMetadata
         if target == .safetensors && ck.format == .gguf { extraFiles = try TokenizerConversion.huggingFaceFiles(from: ck.metadata) }
         if target == .gguf && ck.format == .safetensors {
-            extraMetadata = try TokenizerConversion.ggufMetadata(fromSidecars: ck.sidecars, file: ck.location)
+            metadata = try TokenizerConversion.ggufMetadata(fromSidecars: ck.sidecars, file: ck.location) + metadata
         }
-        try CheckpointConverter.convert(ck, to: target, out: out, replacing: replacing, extraFiles: extraFiles, extraMetadata: extraMetadata)
+        try CheckpointConverter.convert(ck, to: target, out: out, replacing: replacing, restoring: restoring,
+                                        extraFiles: extraFiles, extraMetadata: metadata)
     }
 }

@@ -52,34 +52,81 @@ struct PatchCommand: ParsableCommand {
 
     struct Revert: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Write a checkpoint with a patch's changes subtracted (W − ΔW; float rounding may differ from the original in the last bit).")
+            abstract: "Write a checkpoint with a patch's changes undone (the input is never modified).",
+            discussion: """
+            A patch written by `engram edit` keeps the base checkpoint's stored bytes of every weight it \
+            changes, so reverting an edited checkpoint writes them back: the weights come back bit for bit, \
+            in their original type. A patch without them (made in memory, e.g. by the server) is undone by \
+            subtracting ΔW in float32, which can differ from the original in the last bit.
+            """)
         @OptionGroup var model: ModelArgument
         @Argument(help: "Patch file.") var patch: String
         @Option(help: "Output checkpoint.") var out: String
         @Option(help: "Output format: gguf or safetensors (default: the input's).") var format: String?
+        @Flag(help: "Revert even if the checkpoint's weights do not hold the patch's edit.") var force = false
 
         func run() throws {
             let ck = try model.checkpoint()
-            var p = try EditPatch.read(patch)
-            p.deltas = p.deltas.map { d in
-                var negated = d
+            let p = try EditPatch.read(patch)
+            let lm = try ModelLoader.build(ck)
+            let edited = Set(p.deltas.map(\.weight))
+            if !edited.isEmpty, Set(p.originals.map(\.weight)) == edited {
+                if !force { try checkHoldsEdit(p, lm) }
+                var restoring: [String: StoredOriginal] = [:]
+                for o in p.originals { restoring[o.weight.canonicalTensorName] = o }
+                let target = try format.map { try CheckpointOutput.parseFormat($0) } ?? ck.format
+                var metadata: [(String, MetadataValue)] = []
+                if let type = p.metadata["base.general.file_type"].flatMap(UInt32.init), target == .gguf {
+                    metadata.append(("general.file_type", .uint32(type)))
+                }
+                try CheckpointOutput.write(checkpoint: ck, to: out, format: format, restoring: restoring, extraMetadata: metadata)
+                printError("wrote \(out) (original weights restored from the patch)")
+                return
+            }
+            var negated = p
+            negated.deltas = p.deltas.map { d in
+                var n = d
                 switch d.change {
                 case let .lowRank(r, u):
                     let minusR = r.copy()
                     for i in 0..<minusR.count { minusR.pointer[i] = -minusR.pointer[i] }
-                    negated.change = .lowRank(r: minusR, u: u)
+                    n.change = .lowRank(r: minusR, u: u)
                 case let .dense(m):
                     let minus = m.copy()
                     for i in 0..<minus.count { minus.pointer[i] = -minus.pointer[i] }
-                    negated.change = .dense(minus)
+                    n.change = .dense(minus)
                 }
-                return negated
+                return n
             }
-            let lm = try ModelLoader.build(ck)
-            let applied = try p.apply(to: lm)
-            try CheckpointOutput.write(model: lm, checkpoint: ck, patch: p, to: out, format: format)
+            let applied = try negated.apply(to: lm)
+            try CheckpointOutput.write(model: lm, checkpoint: ck, patch: negated, to: out, format: format)
             try applied.revert()
-            printError("wrote \(out)")
+            printError("wrote \(out) (W − ΔW: the patch holds no original weights, so the last bit may differ)")
+        }
+
+        /// The checkpoint must hold original + ΔW (to float32 rounding); otherwise writing the originals
+        /// back would silently discard whatever else changed these weights.
+        func checkHoldsEdit(_ p: EditPatch, _ lm: LanguageModel) throws {
+            for o in p.originals {
+                let w = lm.weight(o.weight)
+                var expected = [Float](repeating: 0, count: w.count)
+                guard o.shape.reduce(1, *) == w.count else {
+                    throw ValidationError("\(patch): original \(o.weight.name) has shape \(o.shape), the checkpoint's weight has \(w.rows)×\(w.cols)")
+                }
+                o.bytes.withUnsafeBytes { Dequantize.run(o.dtype, source: $0.baseAddress!, count: w.count, into: &expected) }
+                for d in p.deltas where d.weight == o.weight {
+                    let delta = d.denseDelta()
+                    for i in 0..<w.count { expected[i] += delta.pointer[i] }
+                }
+                var worst: Float = 0, scale: Float = 1e-12
+                for i in 0..<w.count {
+                    worst = max(worst, abs(w.pointer[i] - expected[i]))
+                    scale = max(scale, abs(expected[i]))
+                }
+                if worst > 1e-4 * scale {
+                    throw ValidationError("\(model.model): \(o.weight.name) does not hold this patch's edit (largest difference \(worst)); use --force to write the originals anyway")
+                }
+            }
         }
     }
 }

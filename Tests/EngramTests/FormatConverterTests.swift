@@ -63,6 +63,46 @@ final class FormatConverterTests: XCTestCase {
         try assertReferenceLogits(g, model, label: "safetensors → GGUF")
     }
 
+    /// Edit a quantized GGUF, write the edited checkpoint and a patch that keeps the originals, then
+    /// revert from the patch file: the edited weight comes back as the same Q8_0 bytes.
+    func testRevertingAnEditedFileRestoresTheQuantizedOriginal() throws {
+        var tiny = TinyModel.llama(seed: 35)
+        tiny.quantizeQ8(["model.layers.1.mlp.down_proj.weight"])
+        let tmp = TemporaryFolder()
+        try tiny.writeGGUF(to: tmp.file("base.gguf"))
+        let base = try ModelLoader.checkpoint(tmp.file("base.gguf"))
+        let model = try ModelLoader.build(base)
+        var rng = SeededRandom(seed: 7)
+        var patch = EditPatch(method: "test", requests: [], deltas: [
+            WeightDelta(weight: .mlpDown(1), change: .lowRank(r: Matrix(rows: 1, cols: 64, values: rng.values(64, scale: 0.1)),
+                                                              u: Matrix(rows: 1, cols: 128, values: rng.values(128, scale: 0.1)))),
+        ])
+        try patch.keepOriginals(from: base)
+        XCTAssertEqual(patch.originals.map(\.dtype), [.q8_0])
+        try patch.write(to: tmp.file("edit.patch"))
+        let applied = try patch.apply(to: model)
+        try CheckpointConverter.convert(base, to: .gguf, out: tmp.file("edited.gguf"), replacing: ["blk.1.ffn_down.weight": model.weight(.mlpDown(1))])
+        try applied.revert()
+
+        let loaded = try EditPatch.read(tmp.file("edit.patch"))
+        XCTAssertEqual(loaded.originals, patch.originals)
+        var restoring: [String: StoredOriginal] = [:]
+        for o in loaded.originals { restoring[o.weight.canonicalTensorName] = o }
+        let edited = try ModelLoader.checkpoint(tmp.file("edited.gguf"))
+        XCTAssertEqual(try edited.tensor("blk.1.ffn_down.weight").dtype, .f32)
+        try CheckpointConverter.convert(edited, to: .gguf, out: tmp.file("reverted.gguf"), restoring: restoring)
+        let reverted = try ModelLoader.checkpoint(tmp.file("reverted.gguf"))
+        for name in base.tensorNames {
+            XCTAssertEqual(try reverted.tensor(name).dtype, try base.tensor(name).dtype, name)
+            XCTAssertEqual(bytes(try reverted.tensor(name)), bytes(try base.tensor(name)), name)
+        }
+        // Into safetensors the quantized original becomes the values the base model computed with.
+        try CheckpointConverter.convert(edited, to: .safetensors, out: tmp.file("reverted-hf"), restoring: restoring)
+        let st = try Safetensors.read(path: tmp.file("reverted-hf/model.safetensors"))
+        let down = try st.storedTensor(XCTUnwrap(st.entry("model.layers.1.mlp.down_proj.weight"))).matrix().values
+        XCTAssertEqual(down, try base.tensor("blk.1.ffn_down.weight").matrix().values)
+    }
+
     /// An editor's output: replaced tensors written from floats, the rest copied byte for byte
     /// (quantized stay quantized in GGUF).
     func testReplacingTensors() throws {

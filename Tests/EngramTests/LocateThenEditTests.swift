@@ -53,7 +53,7 @@ final class LocateThenEditTests: XCTestCase {
         hp.layers = [3, 4, 5, 6]
         hp.mom2_n_samples = 300
         hp.clamp_norm_factor = 0.75
-        let stats = EditorRegistry.statistics(model: model, tokenizer: tokenizer, modelHash: try ck.contentHash(), documents: 300)
+        let stats = EditorRegistry.statistics(model: model, tokenizer: tokenizer, modelHash: try ck.contentHash())
         for editor in [MEMIT(hp, statistics: stats), AlphaEdit(hp, statistics: stats)] as [MEMIT] {
             let requests = [eiffel, louvre]
             let before = try requests.map { try probability(model, tokenizer, $0) }

@@ -8,6 +8,13 @@ extension EditableWeight {
         }
     }
 
+    /// The checkpoint tensor that holds this weight (canonical GGUF-style name).
+    public var canonicalTensorName: String {
+        switch self {
+        case let .mlpDown(l): return "blk.\(l).ffn_down.weight"
+        }
+    }
+
     public init?(name: String) {
         let parts = name.split(separator: ".")
         guard parts.count == 2, let l = Int(parts[1]), l >= 0 else { return nil }
@@ -141,9 +148,14 @@ public struct EditPatch: @unchecked Sendable {
     public var context: PromptContext?
     /// Anything else needed to reproduce the patch (seed, cached context templates, statistics id…).
     public var metadata: [String: String]
+    /// The base checkpoint's stored bytes of every edited weight, when the patch was made from a file:
+    /// reverting an edited checkpoint file writes these back, so the weights come back bit for bit in
+    /// their original type (subtracting ΔW in float32 would not, and a quantized tensor stays F32).
+    public var originals: [StoredOriginal]
 
     public init(method: String, hyperParameters: [String: String] = [:], requests: [EditRequest], baseSHA256: String? = nil,
-                deltas: [WeightDelta] = [], context: PromptContext? = nil, metadata: [String: String] = [:]) {
+                deltas: [WeightDelta] = [], context: PromptContext? = nil, metadata: [String: String] = [:],
+                originals: [StoredOriginal] = []) {
         self.method = method
         self.hyperParameters = hyperParameters
         self.requests = requests
@@ -151,6 +163,18 @@ public struct EditPatch: @unchecked Sendable {
         self.deltas = deltas
         self.context = context
         self.metadata = metadata
+        self.originals = originals
+    }
+
+    /// Records the base checkpoint's stored bytes of every weight this patch changes.
+    public mutating func keepOriginals(from ck: Checkpoint) throws {
+        var seen = Set<EditableWeight>()
+        originals = try deltas.compactMap { d in
+            guard seen.insert(d.weight).inserted else { return nil }
+            let t = try ck.tensor(d.weight.canonicalTensorName)
+            return StoredOriginal(weight: d.weight, dtype: t.dtype, shape: t.shape,
+                                  bytes: Data(bytes: t.data, count: t.byteCount))
+        }
     }
 
     /// Writes the deltas into the model's live weights, remembering the exact values overwritten.
@@ -170,6 +194,15 @@ public struct EditPatch: @unchecked Sendable {
         let fingerprints = originals.map { AppliedPatch.fingerprint(model.weight($0.0)) }
         return AppliedPatch(model: model, patch: self, originals: originals, fingerprints: fingerprints)
     }
+}
+
+/// One weight as the base checkpoint stored it: element type, shape and raw bytes (quantized blocks
+/// included), in the checkpoint's own layout.
+public struct StoredOriginal: Sendable, Equatable {
+    public var weight: EditableWeight
+    public var dtype: DType
+    public var shape: [Int]
+    public var bytes: Data
 }
 
 /// A patch in force on a model. `revert` copies back the saved original values, so the weights are
@@ -243,7 +276,8 @@ public final class EditSession {
 // MARK: - Patch files
 
 /// Patch files are safetensors files (written and read by `Safetensors`): each delta's float32 tensors
-/// are named `delta.N.r` and `delta.N.u` (low rank) or `delta.N.dense`, and the patch description
+/// are named `delta.N.r` and `delta.N.u` (low rank) or `delta.N.dense`, the base checkpoint's stored
+/// bytes of edited weights (if kept) are U8 tensors `original.N`, and the patch description
 /// (method, hyper-parameters, requests, base checkpoint hash, context, metadata, delta list) is JSON in
 /// `__metadata__["engram.patch"]`. Any safetensors tool can list the tensors.
 extension EditPatch {
@@ -257,6 +291,11 @@ extension EditPatch {
             var cols: Int
             var rank: Int?
         }
+        struct Original: Codable {
+            var weight: String
+            var dtype: String
+            var shape: [Int]
+        }
         var format: String
         var method: String
         var hyperParameters: [String: String]
@@ -265,6 +304,7 @@ extension EditPatch {
         var context: PromptContext?
         var metadata: [String: String]
         var deltas: [Delta]
+        var originals: [Original]?
     }
 
     /// The tensors and the description text, in file order.
@@ -282,7 +322,8 @@ extension EditPatch {
             }
         }
         let description = Description(format: EditPatch.formatName, method: method, hyperParameters: hyperParameters, requests: requests,
-                                      baseSHA256: baseSHA256, context: context, metadata: metadata, deltas: described)
+                                      baseSHA256: baseSHA256, context: context, metadata: metadata, deltas: described,
+                                      originals: originals.isEmpty ? nil : originals.map { .init(weight: $0.weight.name, dtype: $0.dtype.description, shape: $0.shape) })
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return (tensors, String(decoding: try encoder.encode(description), as: UTF8.self))
@@ -291,7 +332,10 @@ extension EditPatch {
     /// Saves the patch; the file appears whole or not at all. Equal patches give equal bytes.
     public func write(to path: String) throws {
         let (tensors, description) = try fileContents()
-        try Safetensors.write(tensors: try tensors.map { name, m in try WritableTensor.matrix(name: name, shape: [m.rows, m.cols], as: .f32, m) },
+        let raw = originals.enumerated().map { i, o in
+            WritableTensor.opaqueBytes(name: "original.\(i)", data: o.bytes)
+        }
+        try Safetensors.write(tensors: try tensors.map { name, m in try WritableTensor.matrix(name: name, shape: [m.rows, m.cols], as: .f32, m) } + raw,
                               metadata: ["engram.patch": description, "format": EditPatch.formatName], to: path)
     }
 
@@ -357,7 +401,24 @@ extension EditPatch {
                 throw EngramError.metadata(file: path, key: "deltas[\(i)].kind", detail: "unknown kind '\(d.kind)' (expected low_rank or dense)")
             }
         }
+        var originals: [StoredOriginal] = []
+        for (i, o) in (description.originals ?? []).enumerated() {
+            let key = "originals[\(i)]"
+            guard let weight = EditableWeight(name: o.weight) else { throw EngramError.metadata(file: path, key: "\(key).weight", detail: "unknown weight '\(o.weight)'") }
+            guard let dtype = DType.allCases.first(where: { $0.description == o.dtype }) else { throw EngramError.metadata(file: path, key: "\(key).dtype", detail: "unknown type '\(o.dtype)'") }
+            let elements = o.shape.reduce(1, *)
+            guard !o.shape.isEmpty, o.shape.allSatisfy({ $0 > 0 }), elements % dtype.blockSize == 0 else {
+                throw EngramError.metadata(file: path, key: "\(key).shape", detail: "\(o.shape) is not a valid \(o.dtype) shape")
+            }
+            let name = "original.\(i)"
+            guard let entry = file.entry(name) else { throw EngramError.tensor(file: path, tensor: name, detail: "missing") }
+            guard entry.dtypeName == "U8", entry.byteCount == elements / dtype.blockSize * dtype.blockBytes else {
+                throw EngramError.tensor(file: path, tensor: name, detail: "\(entry.dtypeName), \(entry.byteCount) bytes: expected U8 holding \(o.shape) of \(o.dtype)")
+            }
+            originals.append(StoredOriginal(weight: weight, dtype: dtype, shape: o.shape, bytes: Data(bytes: file.data(entry), count: entry.byteCount)))
+        }
         return EditPatch(method: description.method, hyperParameters: description.hyperParameters, requests: description.requests,
-                         baseSHA256: description.baseSHA256, deltas: deltas, context: description.context, metadata: description.metadata)
+                         baseSHA256: description.baseSHA256, deltas: deltas, context: description.context, metadata: description.metadata,
+                         originals: originals)
     }
 }

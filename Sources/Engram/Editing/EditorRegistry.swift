@@ -33,11 +33,12 @@ public enum EditorRegistry {
         }
     }
 
-    /// Statistics from the shipped corpus (or `corpus`), cached on disk per model hash.
+    /// Statistics from the shipped corpus (or `corpus`), cached on disk per model hash; the document
+    /// count comes from the method's `mom2_n_samples`.
     public static func statistics(model: LanguageModel, tokenizer: Tokenizer, modelHash: String, corpus: String? = nil,
-                                  documents: Int = 2000, progress: ((Int, Int) -> Void)? = nil) -> StatisticsProvider {
+                                  progress: ((Int, Int) -> Void)? = nil) -> StatisticsProvider {
         var loaded: TextCorpus?
-        return { layers in
+        return { layers, documents in
             guard let path = corpus ?? TextCorpus.defaultPath() else {
                 throw EngramError.invalidArgument("no statistics corpus: fixtures/wikitext-2/wiki.test.raw is missing and none was given")
             }

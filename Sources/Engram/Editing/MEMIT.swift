@@ -64,7 +64,7 @@ public class MEMIT: Editor {
 
     func moment(_ layer: Int) throws -> [Double] {
         if let c = momentCache[layer] { return c }
-        guard let stats = try statistics([layer])[layer] else {
+        guard let stats = try statistics([layer], hp.mom2_n_samples)[layer] else {
             throw EngramError.invalidArgument("\(name) needs key statistics for layer \(layer)")
         }
         let c = stats.moment()
@@ -105,7 +105,7 @@ public class MEMIT: Editor {
         // Statistics describe the unedited model: load them all before any weight changes.
         let missing = hp.layers.filter { momentCache[$0] == nil }
         if !missing.isEmpty {
-            for (l, stats) in try statistics(missing) { momentCache[l] = stats.moment() }
+            for (l, stats) in try statistics(missing, hp.mom2_n_samples) { momentCache[l] = stats.moment() }
         }
 
         // 1. Target z_i for the last layer's block output (δ added to the residual stream).

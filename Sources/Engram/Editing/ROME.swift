@@ -46,8 +46,9 @@ public struct ROMEHyperParameters: MethodHyperParameters, Equatable {
     }
 }
 
-/// Supplies `E[k kᵀ]` statistics for layers (computed or read from the cache).
-public typealias StatisticsProvider = (_ layers: [Int]) throws -> [Int: KeyStatistics]
+/// Supplies `E[k kᵀ]` statistics for layers over the first `documents` corpus documents (the method's
+/// `mom2_n_samples`), computed or read from the cache.
+public typealias StatisticsProvider = (_ layers: [Int], _ documents: Int) throws -> [Int: KeyStatistics]
 
 /// ROME (editing-methods.md §2): a rank-one update of one MLP down projection per request, so that the
 /// subject's key maps to a value that makes the model say the new target.
@@ -114,7 +115,7 @@ public final class ROME: Editor {
     func inverseMoment(layer: Int, model: LanguageModel, times x: [Double]) throws -> [Double] {
         let m = model.config.keyWidth
         if inverseCache[layer] == nil {
-            guard let statistics, let stats = try statistics([layer])[layer] else {
+            guard let statistics, let stats = try statistics([layer], hp.mom2_n_samples)[layer] else {
                 throw EngramError.invalidArgument("ROME with mom2_adjustment needs key statistics for layer \(layer)")
             }
             var identity = [Double](repeating: 0, count: m * m)

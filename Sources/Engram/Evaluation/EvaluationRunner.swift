@@ -118,6 +118,14 @@ public final class EvaluationRunner {
                     done += 1
                     continue
                 }
+                if patch.deltas.isEmpty && patch.context == nil {
+                    // Nothing changed (the unedited baseline): the model would answer exactly as before.
+                    results[i]!.post = unchangedOutcome(results[i]!, references[i] ?? [:])
+                    for (k, t) in results[i]!.texts where k.hasPrefix("pre.") { results[i]!.texts["post." + k.dropFirst(4)] = t }
+                    done += 1
+                    progress?(EvaluationProgress(phase: "edit", completed: done, total: indices.count))
+                    continue
+                }
                 if patch.deltas.isEmpty {
                     pending += inputs([i], patch.context, "post")
                     if pending.count >= recordsPerGroup { try flush() }
@@ -171,6 +179,19 @@ public final class EvaluationRunner {
             r.warnings = Array(Set(r.warnings)).sorted()
             return r
         })
+    }
+
+    /// The "after" metrics of a record whose patch changed nothing: its "before" metrics, and locality 1
+    /// for every locality group that has a reference (every prediction agrees with itself).
+    func unchangedOutcome(_ r: RecordResult, _ reference: [String: [[Int32]?]]) -> [String: Double] {
+        var metrics = r.pre
+        var any = false
+        for (key, refs) in reference where refs.contains(where: { !($0 ?? []).isEmpty }) {
+            metrics["knowedit.locality.\(key)"] = 1
+            any = true
+        }
+        if any { metrics["knowedit.locality"] = 1 }
+        return metrics
     }
 
     func evaluate(_ inputs: [PhaseInput], _ planner: MetricPlanner) throws -> [PhaseOutcome] {

@@ -11,21 +11,38 @@ public enum CheckpointConverter {
     ///     output format has it (quantized tensors stay quantized in GGUF and become F32 in safetensors).
     ///   - replacing: canonical tensor names → new values in the canonical layout; written as `dtype`,
     ///     or as the tensor's own type if that is F32/F16/BF16, else F32.
+    ///   - restoring: canonical tensor names → stored bytes written back unchanged in their own type
+    ///     (a patch's originals); safetensors gets their values in the output tensor's type.
     ///   - extraFiles: files written beside the safetensors (e.g. a generated tokenizer.json); they
     ///     override the checkpoint's own sidecars of the same name. Ignored for GGUF.
     ///   - extraMetadata: GGUF keys added to (or overriding) the checkpoint's metadata, e.g. the
     ///     `tokenizer.ggml.*` keys when converting a Hugging Face folder. Ignored for safetensors.
     public static func convert(_ ck: Checkpoint, to format: CheckpointFormat, out: String, dtype: DType? = nil,
-                               replacing: [String: Matrix] = [:], extraFiles: [String: Data] = [:],
-                               extraMetadata: [(String, MetadataValue)] = []) throws {
+                               replacing: [String: Matrix] = [:], restoring: [String: StoredOriginal] = [:],
+                               extraFiles: [String: Data] = [:], extraMetadata: [(String, MetadataValue)] = []) throws {
         if let dtype, dtype.isQuantized {
             throw EngramError.invalidArgument("output type \(dtype) is not supported: conversion writes F32, F16 or BF16 (quantized tensors are copied unchanged when no type is given)")
         }
         try checkReplacements(ck, replacing)
+        for (name, o) in restoring.sorted(by: { $0.key < $1.key }) {
+            guard let t = ck.tensors[name], t.elementCount == o.shape.reduce(1, *) else {
+                throw EngramError.tensor(file: ck.location, tensor: name, detail: "cannot be restored: the checkpoint has no such tensor of \(o.shape.reduce(1, *)) elements")
+            }
+        }
         try refuseOverwritingInput(ck, out: out, format: format)
         switch format {
-        case .gguf: try writeGGUF(ck, out: out, dtype: dtype, replacing: replacing, extraMetadata: extraMetadata)
-        case .safetensors: try writeHuggingFace(ck, out: out, dtype: dtype, replacing: replacing, extraFiles: extraFiles)
+        case .gguf: try writeGGUF(ck, out: out, dtype: dtype, replacing: replacing, restoring: restoring, extraMetadata: extraMetadata)
+        case .safetensors:
+            // Safetensors has no quantized blocks: originals go in as the values the base model computed
+            // with, written in the output tensor's type.
+            var replacing = replacing
+            for (name, o) in restoring {
+                let cols = ck.tensors[name]!.shape.last ?? 1
+                let m = Matrix(rows: o.shape.reduce(1, *) / cols, cols: cols)
+                o.bytes.withUnsafeBytes { Dequantize.run(o.dtype, source: $0.baseAddress!, count: m.count, into: m.pointer) }
+                replacing[name] = m
+            }
+            try writeHuggingFace(ck, out: out, dtype: dtype, replacing: replacing, extraFiles: extraFiles)
         }
     }
 
@@ -70,7 +87,7 @@ public enum CheckpointConverter {
     // MARK: GGUF
 
     static func writeGGUF(_ ck: Checkpoint, out: String, dtype: DType?, replacing: [String: Matrix],
-                          extraMetadata: [(String, MetadataValue)]) throws {
+                          restoring: [String: StoredOriginal], extraMetadata: [(String, MetadataValue)]) throws {
         var metadata = Metadata(file: out)
         for key in ck.metadata.keys { metadata[key] = ck.metadata[key] }
         for (key, value) in extraMetadata { metadata[key] = value }
@@ -84,6 +101,7 @@ public enum CheckpointConverter {
                 let type = outputType(t, dtype: dtype, replaced: true, allowQuantized: true)
                 return try WritableTensor.matrix(name: name, shape: t.shape, as: type, m)
             }
+            if let o = restoring[name] { return WritableTensor.bytes(name: name, dtype: o.dtype, shape: o.shape, data: o.bytes) }
             return try WritableTensor.stored(t, as: outputType(t, dtype: dtype, replaced: false, allowQuantized: true))
         }
         try GGUFWriter.write(metadata: metadata, tensors: tensors, to: out)

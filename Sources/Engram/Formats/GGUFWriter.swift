@@ -24,6 +24,9 @@ public enum GGUFWriter {
         var offsets: [Int] = []
         var offset = 0
         for t in tensors {
+            guard !t.isOpaqueBytes else {
+                throw EngramError.tensor(file: path, tensor: t.name, detail: "opaque bytes have no GGUF element type")
+            }
             guard t.name.utf8.count <= maxNameBytes else {
                 throw EngramError.tensor(file: path, tensor: t.name, detail: "name is longer than \(maxNameBytes) bytes, which llama.cpp refuses")
             }

@@ -155,11 +155,11 @@ public enum Safetensors {
         }
         var offset = 0
         for t in tensors {
-            guard let dtypeName = t.dtype.safetensorsName else {
+            guard let dtypeName = t.isOpaqueBytes ? "U8" : t.dtype.safetensorsName else {
                 throw EngramError.tensor(file: path, tensor: t.name, detail: "\(t.dtype) cannot be stored in safetensors (F32, F16, BF16); dequantize it first")
             }
             guard t.name != "__metadata__" else { throw EngramError.tensor(file: path, tensor: t.name, detail: "name is reserved") }
-            guard t.byteCount == t.elementCount * t.dtype.blockBytes else {
+            guard t.byteCount == t.elementCount * (t.isOpaqueBytes ? 1 : t.dtype.blockBytes) else {
                 throw EngramError.tensor(file: path, tensor: t.name, detail: "\(t.byteCount) bytes do not match shape \(t.shape) of \(t.dtype)")
             }
             let shape = t.shape.map(String.init).joined(separator: ",")

@@ -9,6 +9,9 @@ public struct WritableTensor {
     public let dtype: DType
     public let shape: [Int]
     public let byteCount: Int
+    /// Set for bytes that safetensors stores as a plain U8 vector (e.g. quantized blocks kept in a
+    /// patch); `dtype` is then not what the bytes are.
+    public private(set) var isOpaqueBytes = false
     let produce: (AtomicFile) throws -> Void
 
     public var elementCount: Int { shape.reduce(1, *) }
@@ -32,6 +35,13 @@ public struct WritableTensor {
 
     public static func bytes(name: String, dtype: DType, shape: [Int], data: Data) -> WritableTensor {
         WritableTensor(name: name, dtype: dtype, shape: shape, byteCount: data.count) { file in try file.write(data) }
+    }
+
+    /// Bytes stored as a U8 vector in safetensors, whatever they encode (GGUF refuses them).
+    public static func opaqueBytes(name: String, data: Data) -> WritableTensor {
+        var t = bytes(name: name, dtype: .f32, shape: [data.count], data: data)
+        t.isOpaqueBytes = true
+        return t
     }
 
     /// Float32 values converted to `dtype` (F32, F16 or BF16) while they are written.
