@@ -33,7 +33,6 @@ struct EditCommand: ParsableCommand {
         let seconds = (clock.now - start).seconds
         result.baseSHA256 = hash
         try result.keepOriginals(from: ck)
-        if let type = ck.metadata["general.file_type"]?.int { result.metadata["base.general.file_type"] = String(type) }
         let applied = try result.apply(to: lm)
         let after = try EditDemo.measure(requests, model: lm, tokenizer: tokenizer, context: result.context)
         EditDemo.printTable(requests, before: before, after: after)

@@ -27,6 +27,11 @@ struct PatchCommand: ParsableCommand {
                 print("  \(d.weight.name) [\(d.rows), \(d.cols)] \(kind)")
             }
             if let c = p.context { print("prompt context: \(c.facts.count) fact(s)") }
+            if p.originals.isEmpty {
+                print("original weights: not kept (revert subtracts ΔW)")
+            } else {
+                print("original weights kept for an exact revert: " + p.originals.map { "\($0.weight.name) (\($0.dtype), \($0.bytes.count) bytes)" }.joined(separator: ", "))
+            }
         }
     }
 
@@ -74,12 +79,7 @@ struct PatchCommand: ParsableCommand {
                 if !force { try checkHoldsEdit(p, lm) }
                 var restoring: [String: StoredOriginal] = [:]
                 for o in p.originals { restoring[o.weight.canonicalTensorName] = o }
-                let target = try format.map { try CheckpointOutput.parseFormat($0) } ?? ck.format
-                var metadata: [(String, MetadataValue)] = []
-                if let type = p.metadata["base.general.file_type"].flatMap(UInt32.init), target == .gguf {
-                    metadata.append(("general.file_type", .uint32(type)))
-                }
-                try CheckpointOutput.write(checkpoint: ck, to: out, format: format, restoring: restoring, extraMetadata: metadata)
+                try CheckpointOutput.write(checkpoint: ck, to: out, format: format, restoring: restoring)
                 printError("wrote \(out) (original weights restored from the patch)")
                 return
             }

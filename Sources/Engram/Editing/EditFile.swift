@@ -499,6 +499,18 @@ final class RecordReader {
                            rephrasePrompts: rephrase, locality: locality)
     }
 
+    /// The elements of a list that are objects, each with its path ("field[i]"); others are reported.
+    func objects(_ list: [Any], field: String) -> [(String, [String: Any])] {
+        list.enumerated().compactMap { i, element in
+            let path = "\(field)[\(i)]"
+            guard let object = element as? [String: Any] else {
+                issue(path, "expected an object, found \(EditFile.describe(element))")
+                return nil
+            }
+            return (path, object)
+        }
+    }
+
     func readHops(_ value: Any?, field: String) -> [SingleHop] {
         guard let value, !(value is NSNull) else { return [] }
         guard let list = value as? [Any] else {
@@ -506,12 +518,7 @@ final class RecordReader {
             return []
         }
         var hops: [SingleHop] = []
-        for (i, element) in list.enumerated() {
-            let path = "\(field)[\(i)]"
-            guard let h = element as? [String: Any] else {
-                issue(path, "expected an object, found \(EditFile.describe(element))")
-                continue
-            }
+        for (path, h) in objects(list, field: field) {
             let q = string(h, "question", path: "\(path).question")
             let c = string(h, "cloze", path: "\(path).cloze")
             let a = string(h, "answer", path: "\(path).answer")
@@ -526,12 +533,7 @@ final class RecordReader {
         var requests: [EditRequest] = []
         if let list = o["requested_rewrite"] as? [Any] {
             if list.isEmpty { issue("requested_rewrite", "is an empty list (a case needs at least one edit)") }
-            for (j, element) in list.enumerated() {
-                let path = "requested_rewrite[\(j)]"
-                guard let rw = element as? [String: Any] else {
-                    issue(path, "expected an object, found \(EditFile.describe(element))")
-                    continue
-                }
+            for (j, (path, rw)) in objects(list, field: "requested_rewrite").enumerated() {
                 let subject = string(rw, "subject", path: "\(path).subject")
                 let template = string(rw, "prompt", path: "\(path).prompt")
                 let target = string(rw, "target_new", path: "\(path).target_new")

@@ -91,8 +91,10 @@ public enum CheckpointConverter {
         var metadata = Metadata(file: out)
         for key in ck.metadata.keys { metadata[key] = ck.metadata[key] }
         for (key, value) in extraMetadata { metadata[key] = value }
-        if ck.format == .gguf, dtype != nil || !replacing.isEmpty {
-            // The file type no longer describes the tensors; llama.cpp only uses it for display.
+        if ck.format == .gguf, dtype != nil {
+            // The file type no longer describes the tensors; llama.cpp only uses it for display. An edit
+            // keeps it: like any "mostly Q4_1" file, it then holds a few F32 tensors, and reverting the
+            // edit gives back the original file byte for byte.
             metadata["general.file_type"] = nil
         }
         let tensors = try ck.tensorNames.map { name -> WritableTensor in

@@ -1,8 +1,8 @@
 import Foundation
 
-/// RMSNorm and LayerNorm with the statistics the backward pass needs. The forward maths is the same
-/// as `Kernels.rmsNorm` / `Kernels.layerNorm` (same order of operations), so a tape that starts from a
-/// hidden state produced by the model's own forward continues it without a seam.
+/// RMSNorm and LayerNorm with the statistics the backward pass needs. The forward is the model's own
+/// (`Kernels.rmsNorm` / `Kernels.layerNorm`), so a tape that starts from a hidden state produced by the
+/// model's forward continues it without a seam.
 ///
 /// Statistics layout: two floats per row, `(mean, rstd)`; RMSNorm stores mean = 0.
 enum NormOps {
@@ -10,29 +10,9 @@ enum NormOps {
                         into out: UnsafeMutablePointer<Float>, stats: UnsafeMutablePointer<Float>) {
         switch norm {
         case let .rms(w):
-            for r in 0..<rows {
-                let xr = x + r * width, yr = out + r * width
-                var sum: Float = 0
-                for i in 0..<width { sum += xr[i] * xr[i] }
-                let scale = 1 / (sum / Float(width) + eps).squareRoot()
-                for i in 0..<width { yr[i] = xr[i] * scale * w.pointer[i] }
-                stats[2 * r] = 0
-                stats[2 * r + 1] = scale
-            }
+            Kernels.rmsNorm(x, weight: w.pointer, rows: rows, width: width, eps: eps, into: out, stats: stats)
         case let .layer(w, b):
-            for r in 0..<rows {
-                let xr = x + r * width, yr = out + r * width
-                var mean: Float = 0
-                for i in 0..<width { mean += xr[i] }
-                mean /= Float(width)
-                var variance: Float = 0
-                for i in 0..<width { let d = xr[i] - mean; variance += d * d }
-                variance /= Float(width)
-                let scale = 1 / (variance + eps).squareRoot()
-                for i in 0..<width { yr[i] = (xr[i] - mean) * scale * w.pointer[i] + b.pointer[i] }
-                stats[2 * r] = mean
-                stats[2 * r + 1] = scale
-            }
+            Kernels.layerNorm(x, weight: w.pointer, bias: b.pointer, rows: rows, width: width, eps: eps, into: out, stats: stats)
         }
     }
 

@@ -3,21 +3,24 @@ import Foundation
 /// Element-wise and row-wise kernels. Plain loops over raw pointers: with -Ounchecked the
 /// compiler vectorizes them; they are a small share of the time next to the matrix products.
 public enum Kernels {
-    /// `out[i] = x[i] / rms(x) * weight[i]`, row by row. eps as in the model config.
+    /// `out[i] = x[i] / rms(x) * weight[i]`, row by row. eps as in the model config. With `stats`, each
+    /// row's `(mean, 1/rms)` is stored there (mean = 0), for the backward pass.
     public static func rmsNorm(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, rows: Int, width: Int,
-                               eps: Float, into out: UnsafeMutablePointer<Float>) {
+                               eps: Float, into out: UnsafeMutablePointer<Float>, stats: UnsafeMutablePointer<Float>? = nil) {
         for r in 0..<rows {
             let xr = x + r * width, yr = out + r * width
             var sum: Float = 0
             for i in 0..<width { sum += xr[i] * xr[i] }
             let scale = 1 / (sum / Float(width) + eps).squareRoot()
             for i in 0..<width { yr[i] = xr[i] * scale * weight[i] }
+            if let stats { stats[2 * r] = 0; stats[2 * r + 1] = scale }
         }
     }
 
-    /// LayerNorm with affine weight and bias (GPT-2).
+    /// LayerNorm with affine weight and bias (GPT-2). With `stats`, each row's `(mean, 1/std)`.
     public static func layerNorm(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>,
-                                 rows: Int, width: Int, eps: Float, into out: UnsafeMutablePointer<Float>) {
+                                 rows: Int, width: Int, eps: Float, into out: UnsafeMutablePointer<Float>,
+                                 stats: UnsafeMutablePointer<Float>? = nil) {
         for r in 0..<rows {
             let xr = x + r * width, yr = out + r * width
             var mean: Float = 0
@@ -28,6 +31,7 @@ public enum Kernels {
             variance /= Float(width)
             let scale = 1 / (variance + eps).squareRoot()
             for i in 0..<width { yr[i] = (xr[i] - mean) * scale * weight[i] + bias[i] }
+            if let stats { stats[2 * r] = mean; stats[2 * r + 1] = scale }
         }
     }
 
