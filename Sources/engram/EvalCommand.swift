@@ -18,6 +18,7 @@ struct EvalCommand: ParsableCommand {
         @Option(name: .customLong("protocol"), help: "single, batch or sequential.") var editingProtocol = "single"
         @Option(name: .customLong("batch-size"), help: "Edits applied together (batch and sequential).") var batchSize = 1
         @Option(help: "Sequential: evaluate immediate, final or both.") var timing = "both"
+        @Option(name: .customLong("forward-batch"), help: "Sequences per forward pass when scoring (1: no batching).") var forwardBatch = 8
         @Option(help: "Evaluate only the first N records.") var limit: Int?
         @Option(help: "Evaluate shard i of n, written i/n.") var shard: String?
         @Flag(name: .customLong("no-fluency"), help: "Skip the 100-token fluency generations.") var noFluency = false
@@ -43,6 +44,7 @@ struct EvalCommand: ParsableCommand {
             o.sequentialTiming = t
             o.editBatchSize = p == .single ? 1 : batchSize
             o.limit = limit
+            o.forwardBatchSize = forwardBatch
             o.fluency = !noFluency
             if let shard {
                 let parts = shard.split(separator: "/").compactMap { Int($0) }

@@ -1,0 +1,187 @@
+"""What the two EasyEdit runners share: importing EasyEdit's ROME and evaluation modules from the fetched
+tree (without its package __init__ chain, which imports every editor and trainer), the model, the
+records, and a CounterFact probability scorer. EasyEdit itself is never copied into this repository."""
+import importlib.machinery
+import importlib.util
+import json
+import argparse
+import os
+import sys
+import types
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "peers"))
+import benchcommon  # noqa: E402  (machine facts, peak RSS, Timer)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ENGRAM_HOME = os.environ.get("ENGRAM_HOME", os.path.expanduser("~/.cache/engram"))
+DEFAULT_TREE = os.path.join(ENGRAM_HOME, "bench", "EasyEdit")
+DEFAULT_MODEL = os.path.join(ENGRAM_HOME, "bench", "SmolLM2-135M-Instruct-hf")
+DEFAULT_DATA = os.path.join(HERE, "..", "..", "..", "shared", "data", "counterfact", "counterfact-edit.dev-0-299.json")
+
+
+def setup(doc, default_limit):
+    """The runners' shared start: arguments, threads, EasyEdit's modules, ROME hyper-parameters, the model.
+    Returns (args, hp, model, tok, load_timer, rome_main, compute_edit_quality, stubbed)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--tree", default=DEFAULT_TREE, help="EasyEdit work tree (setup-easyedit.sh)")
+    ap.add_argument("--model", default=DEFAULT_MODEL, help="Hugging Face folder")
+    ap.add_argument("--hparams", default=os.path.join(HERE, "rome-smollm2.yaml"))
+    ap.add_argument("--data", default=DEFAULT_DATA)
+    ap.add_argument("--limit", type=int, default=default_limit)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    set_threads(args.threads)
+    rome_main, ROMEHyperParams, compute_edit_quality, stubbed = import_easyedit(args.tree)
+    hp = ROMEHyperParams.from_hparams(args.hparams)
+    hp.model_name = args.model
+    with benchcommon.Timer() as load:
+        model, tok = load_model(args.model)
+    return args, hp, model, tok, load, rome_main, compute_edit_quality, stubbed
+
+
+def _module(name, path=None, **attrs):
+    m = types.ModuleType(name)
+    m.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
+    m.__path__ = [path] if path else []
+    m.__spec__.submodule_search_locations = m.__path__
+    m.__dict__.update(attrs)
+    sys.modules[name] = m
+    return m
+
+
+def _not_on_this_path(name):
+    def fail(*args, **kwargs):
+        raise RuntimeError(f"{name} is stubbed by benchmarks/editing (not used by ROME or compute_edit_quality)")
+    return fail
+
+
+def import_easyedit(tree):
+    """Returns (rome_main, ROMEHyperParams, compute_edit_quality, stubbed third-party names)."""
+    import torch  # noqa: F401  real packages first, so that their availability checks see the real environment
+    import transformers  # noqa: F401
+    root = os.path.join(tree, "easyeditor")
+    # Package shells instead of easyeditor/__init__.py (and models/, evaluate/ __init__), whose star imports
+    # pull in every method, the trainers and their dependencies (peft, sentence-transformers, zhipuai, ...).
+    _module("easyeditor", root)
+    _module("easyeditor.models", os.path.join(root, "models"))
+    _module("easyeditor.evaluate", os.path.join(root, "evaluate"))
+    # Imported by evaluate.py / evaluate_utils.py, never called by compute_edit_quality for ROME.
+    _module("easyeditor.trainer")
+    _module("easyeditor.models.melo")
+    _module("easyeditor.models.melo.melo", LORA=type("LORA", (), {}))
+    # Third-party modules imported at module level on this path but not called (compute_v imports
+    # matplotlib.style.context; layer_stats needs datasets only for mom2 statistics, off here;
+    # evaluate_utils imports scipy, nltk and sklearn for fluency and F1). Stubbed only when absent.
+    third_party = {
+        "matplotlib": {"matplotlib.style": {"context": None}},
+        "datasets": {"datasets": {"load_dataset": _not_on_this_path("datasets.load_dataset")}},
+        "scipy": {}, "nltk": {},
+        "sklearn": {"sklearn.metrics": {"f1_score": _not_on_this_path("sklearn.metrics.f1_score")}},
+    }
+    stubbed = []
+    for top, subs in third_party.items():
+        if importlib.util.find_spec(top) is None:
+            _module(top)
+            for name, attrs in subs.items():
+                _module(name, **attrs)
+            stubbed.append(top)
+    from easyeditor.models.rome import rome_main
+    from easyeditor.models.rome.rome_hparams import ROMEHyperParams
+    from easyeditor.evaluate.evaluate import compute_edit_quality
+    return rome_main, ROMEHyperParams, compute_edit_quality, stubbed
+
+
+def easyedit_commit(tree):
+    try:
+        return open(os.path.join(tree, ".engram-commit")).read().strip()
+    except OSError:
+        return None
+
+
+def set_threads(threads):
+    import torch
+    torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def load_model(model_dir):
+    """Model and tokenizer as EasyEdit's BaseEditor prepares them for ROME on a LLaMA-family model:
+    float32, pad = eos, right padding."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok.pad_token_id = tok.eos_token_id
+    tok.padding_side = "right"
+    return model, tok
+
+
+def load_records(path, limit):
+    with open(path) as f:
+        records = json.load(f)
+    return records[:limit]
+
+
+def request(record):
+    """A flattened CounterFact record as the request dict EasyEdit's editor builds (one neighborhood probe)."""
+    return {
+        "prompt": record["prompt"],
+        "subject": record["subject"],
+        "target_new": record["target_new"],
+        "ground_truth": record["ground_truth"],
+        "rephrase_prompt": record["rephrase_prompt"],
+        "portability": {},
+        "locality": {"neighborhood": {"prompt": record["locality_prompt"],
+                                      "ground_truth": record["locality_ground_truth"]}},
+    }
+
+
+def target_nll(model, tok, prompt, target):
+    """Mean NLL of the target's tokens after the prompt: text = prompt + ' ' + target tokenized whole, split
+    at the prompt's own token count (the convention Engram's CounterFact scores use)."""
+    import torch
+    text = prompt + (target if target[:1].isspace() else " " + target)
+    ids = tok(text, return_tensors="pt").input_ids
+    n = len(tok(prompt).input_ids)
+    with torch.no_grad():
+        logp = torch.log_softmax(model(ids).logits[0].float(), dim=-1)
+    gold = ids[0, n:]
+    return float(-logp[n - 1:-1].gather(1, gold[:, None]).mean())
+
+
+def counterfact_scores(model, tok, record):
+    """CounterFact ES/PS/NS of one record (1 or 0 each): is the new target more probable than the true one
+    on the prompt and the paraphrase, and the true one more probable on the neighborhood prompt."""
+    new, true = record["target_new"], record["ground_truth"]
+
+    def nll(prompt):
+        return target_nll(model, tok, prompt, new), target_nll(model, tok, prompt, true)
+
+    (en, et), (pn, pt), (nn, nt) = nll(record["prompt"]), nll(record["rephrase_prompt"]), nll(record["locality_prompt"])
+    return {"efficacy": float(en < et), "paraphrase": float(pn < pt), "neighborhood": float(nn > nt)}
+
+
+def mean(xs):
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def write_json(path, out):
+    text = json.dumps(out, indent=2)
+    if path:
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text + "\n")
+        os.replace(tmp, path)
+    return text
+
+
+def machine(threads):
+    import torch
+    return {"cpu_model": benchcommon.cpu_model(), "logical_cpus": os.cpu_count(),
+            "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+            "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+            "torch_threads": torch.get_num_threads(), "requested_threads": threads,
+            "loadavg": open("/proc/loadavg").read().split()[:3]}
