@@ -32,13 +32,14 @@ struct EditCommand: ParsableCommand {
         var result = try editor.edit(requests, model: lm, tokenizer: tokenizer)
         let seconds = (clock.now - start).seconds
         result.baseSHA256 = hash
-        try result.keepOriginals(from: ck)
         let applied = try result.apply(to: lm)
         let after = try EditDemo.measure(requests, model: lm, tokenizer: tokenizer, context: result.context)
         EditDemo.printTable(requests, before: before, after: after)
         printError(String(format: "%@: %d request(s) in %.1f s (%.2f s per request)", editor.name, requests.count, seconds, seconds / Double(requests.count)))
 
         if let patch {
+            // The base's stored bytes of the edited weights, so that `patch revert` on a file is exact.
+            try result.keepOriginals(from: ck)
             try result.write(to: patch)
             printError("wrote patch \(patch)")
         }

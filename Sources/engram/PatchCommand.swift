@@ -113,7 +113,7 @@ struct PatchCommand: ParsableCommand {
                 guard o.shape.reduce(1, *) == w.count else {
                     throw ValidationError("\(patch): original \(o.weight.name) has shape \(o.shape), the checkpoint's weight has \(w.rows)×\(w.cols)")
                 }
-                o.bytes.withUnsafeBytes { Dequantize.run(o.dtype, source: $0.baseAddress!, count: w.count, into: &expected) }
+                o.values(into: &expected)
                 for d in p.deltas where d.weight == o.weight {
                     let delta = d.denseDelta()
                     for i in 0..<w.count { expected[i] += delta.pointer[i] }

@@ -203,6 +203,11 @@ public struct StoredOriginal: Sendable, Equatable {
     public var dtype: DType
     public var shape: [Int]
     public var bytes: Data
+
+    /// The stored values as float32 (dequantized if quantized): what the base model computed with.
+    public func values(into out: UnsafeMutablePointer<Float>) {
+        bytes.withUnsafeBytes { Dequantize.run(dtype, source: $0.baseAddress!, count: shape.reduce(1, *), into: out) }
+    }
 }
 
 /// A patch in force on a model. `revert` copies back the saved original values, so the weights are
@@ -406,13 +411,12 @@ extension EditPatch {
             let key = "originals[\(i)]"
             guard let weight = EditableWeight(name: o.weight) else { throw EngramError.metadata(file: path, key: "\(key).weight", detail: "unknown weight '\(o.weight)'") }
             guard let dtype = DType.allCases.first(where: { $0.description == o.dtype }) else { throw EngramError.metadata(file: path, key: "\(key).dtype", detail: "unknown type '\(o.dtype)'") }
-            let elements = o.shape.reduce(1, *)
-            guard !o.shape.isEmpty, o.shape.allSatisfy({ $0 > 0 }), elements % dtype.blockSize == 0 else {
+            guard !o.shape.isEmpty, o.shape.allSatisfy({ $0 > 0 }), let byteCount = dtype.byteCount(elements: o.shape.reduce(1, *)) else {
                 throw EngramError.metadata(file: path, key: "\(key).shape", detail: "\(o.shape) is not a valid \(o.dtype) shape")
             }
             let name = "original.\(i)"
             guard let entry = file.entry(name) else { throw EngramError.tensor(file: path, tensor: name, detail: "missing") }
-            guard entry.dtypeName == "U8", entry.byteCount == elements / dtype.blockSize * dtype.blockBytes else {
+            guard entry.dtypeName == "U8", entry.byteCount == byteCount else {
                 throw EngramError.tensor(file: path, tensor: name, detail: "\(entry.dtypeName), \(entry.byteCount) bytes: expected U8 holding \(o.shape) of \(o.dtype)")
             }
             originals.append(StoredOriginal(weight: weight, dtype: dtype, shape: o.shape, bytes: Data(bytes: file.data(entry), count: entry.byteCount)))

@@ -39,7 +39,7 @@ public enum CheckpointConverter {
             for (name, o) in restoring {
                 let cols = ck.tensors[name]!.shape.last ?? 1
                 let m = Matrix(rows: o.shape.reduce(1, *) / cols, cols: cols)
-                o.bytes.withUnsafeBytes { Dequantize.run(o.dtype, source: $0.baseAddress!, count: m.count, into: m.pointer) }
+                o.values(into: m.pointer)
                 replacing[name] = m
             }
             try writeHuggingFace(ck, out: out, dtype: dtype, replacing: replacing, extraFiles: extraFiles)
