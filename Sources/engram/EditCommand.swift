@@ -15,6 +15,7 @@ struct EditCommand: ParsableCommand {
     @Option(help: "Format of --out: gguf or safetensors.") var format: String?
     @Option(help: "Write the patch (low-rank factors, requests, method, base sha256) here.") var patch: String?
     @Option(help: "Edit only the first N requests.") var limit: Int?
+    @Option(name: .customLong("value-cache"), help: "Folder where ROME/MEMIT/AlphaEdit keep searched target values for reuse.") var valueCache: String?
 
     func run() throws {
         let (ck, lm, tokenizer) = try model.load()
@@ -25,7 +26,9 @@ struct EditCommand: ParsableCommand {
         let hash = try ck.contentHash()
         let stats = EditorRegistry.statistics(model: lm, tokenizer: tokenizer, modelHash: hash,
                                               progress: ProgressReporter("key statistics (documents)").update)
-        let editor = try EditorRegistry.make(method: method, hyperParameters: hparams, pool: file.requests, statistics: stats)
+        let cache = try valueCache.map { try ValueCache(directory: $0, modelID: hash) }
+        let editor = try EditorRegistry.make(method: method, hyperParameters: hparams, pool: file.requests, statistics: stats,
+                                             valueCache: cache)
 
         let before = try EditDemo.measure(requests, model: lm, tokenizer: tokenizer, context: nil)
         let clock = ContinuousClock(), start = clock.now

@@ -21,6 +21,7 @@ struct EvalCommand: ParsableCommand {
         @Option(name: .customLong("forward-batch"), help: "Sequences per forward pass when scoring (1: no batching).") var forwardBatch = 8
         @Option(help: "Evaluate only the first N records.") var limit: Int?
         @Option(help: "Evaluate shard i of n, written i/n.") var shard: String?
+        @Option(name: .customLong("value-cache"), help: "Folder where ROME/MEMIT/AlphaEdit keep searched target values for reuse.") var valueCache: String?
         @Flag(name: .customLong("no-fluency"), help: "Skip the 100-token fluency generations.") var noFluency = false
         @Option(help: "Write the results (deterministic JSON) here.") var json: String?
         @Option(help: "Write the Markdown report here.") var report: String?
@@ -56,7 +57,9 @@ struct EvalCommand: ParsableCommand {
             let hash = try ck.contentHash()
             let stats = EditorRegistry.statistics(model: lm, tokenizer: tokenizer, modelHash: hash,
                                                   progress: ProgressReporter("key statistics (documents)").update)
-            let editor = try EditorRegistry.make(method: method, hyperParameters: hparams, pool: file.requests, statistics: stats)
+            let cache = try valueCache.map { try ValueCache(directory: $0, modelID: hash) }
+            let editor = try EditorRegistry.make(method: method, hyperParameters: hparams, pool: file.requests, statistics: stats,
+                                                 valueCache: cache)
             let runner = EvaluationRunner(model: lm, tokenizer: tokenizer, editor: editor, file: file, modelSHA256: hash, options: o)
             var bars: [String: ProgressReporter] = [:]
             runner.progress = { p in
@@ -66,6 +69,7 @@ struct EvalCommand: ParsableCommand {
             }
             let result = try runner.run()
             if let json { try result.write(to: json) }
+            if let cache { FileHandle.standardError.write(Data("value cache \(cache.directory): \(cache.hits) reused, \(cache.misses) searched\n".utf8)) }
             let markdown = result.markdownReport()
             if let report { try Data(markdown.utf8).write(to: URL(fileURLWithPath: report), options: .atomic) }
             print(markdown)

@@ -94,6 +94,36 @@ final class GradientFiniteDifferenceTests: XCTestCase {
         }
     }
 
+    /// Requests searched together (stacked rows, one δ each) give what each gives searched alone:
+    /// the same target_init, the same losses step by step (so the same stopping step) and the same
+    /// value, for every architecture and for a group that stops early while the others go on.
+    func testBatchedValueSearchEqualsOneByOne() throws {
+        for (name, config) in InMemoryTinyModels.all {
+            let model = try InMemoryTinyModels.model(config, seed: 8)
+            let groups = (0..<3).map { i -> ValueSearchGroup in
+                let (rewriting, essence) = prompts(vocab: config.vocab, seed: 20 + UInt64(i))
+                return ValueSearchGroup(rewriting: Array(rewriting.prefix(2 + i)), essence: i == 1 ? [] : essence)
+            }
+            // A loose stopping threshold for the first group only is not expressible; instead the
+            // budget is long enough that some groups stop early on these tiny models and some do not.
+            var hp = ValueSearchHyperparameters(steps: 12, learningRate: 0.5)
+            hp.earlyStopLoss = 0.5
+            for site in [HookSite.mlpOutput(1), .residual(0)] {
+                let together = try ValueSearch(model: model, site: site, groups: groups).runAll(hp)
+                XCTAssertEqual(together.count, groups.count)
+                for (g, group) in groups.enumerated() {
+                    let alone = try ValueSearch(model: model, site: site, rewriting: group.rewriting, essence: group.essence).run(hp)
+                    let label = "\(name) \(site) request \(g)"
+                    XCTAssertEqual(together[g].losses.count, alone.losses.count, label)
+                    XCTAssertEqual(together[g].stoppedEarly, alone.stoppedEarly, label)
+                    for (a, b) in zip(together[g].losses, alone.losses) { XCTAssertEqual(a.total, b.total, accuracy: 1e-4 * max(1, abs(b.total)), label) }
+                    for (a, b) in zip(together[g].targetInit, alone.targetInit) { XCTAssertEqual(a, b, accuracy: 1e-5, label) }
+                    for (a, b) in zip(together[g].value, alone.value) { XCTAssertEqual(a, b, accuracy: 1e-4, label) }
+                }
+            }
+        }
+    }
+
     /// dL/dW_down against central differences on single entries, for one and for two layers at once
     /// (the lowest at layer 0, where the tape starts from the embeddings).
     func testDownProjectionGradient() throws {

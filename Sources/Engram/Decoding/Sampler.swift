@@ -63,14 +63,35 @@ public struct Sampler: Sendable {
         return Int32(best)
     }
 
+    /// The `k` largest logits in the order a stable sort by descending logit gives (ties: lower id
+    /// first), found in one pass with a small insertion-sorted list: sorting the whole vocabulary for
+    /// every sampled token was the bulk of short generations' time.
+    static func topK(_ logits: UnsafePointer<Float>, count: Int, k: Int) -> [(id: Int32, logit: Float)] {
+        var best: [(id: Int32, logit: Float)] = []
+        best.reserveCapacity(k + 1)
+        for i in 0..<count {
+            let x = logits[i]
+            if best.count == k && !(x > best[k - 1].logit) { continue }
+            // After every equal logit already kept: a later id never overtakes an equal earlier one.
+            var at = best.count
+            while at > 0 && best[at - 1].logit < x { at -= 1 }
+            best.insert((Int32(i), x), at: at)
+            if best.count > k { best.removeLast() }
+        }
+        return best
+    }
+
     public mutating func sample(_ logits: UnsafePointer<Float>, count: Int) -> Int32 {
         let p = parameters
         if p.temperature == 0 { return Sampler.argmax(logits, count: count) }
         // Candidates sorted by logit, cut to top-k.
-        var candidates = (0..<count).map { (id: Int32($0), logit: logits[$0]) }
-        if p.topK > 0 && p.topK < count {
-            candidates = Array(candidates.sorted { $0.logit > $1.logit }.prefix(p.topK))
+        var candidates: [(id: Int32, logit: Float)]
+        if p.topK > 0 && p.topK <= 64 && p.topK < count {
+            candidates = Sampler.topK(logits, count: count, k: p.topK)
+        } else if p.topK > 0 && p.topK < count {
+            candidates = Array((0..<count).map { (id: Int32($0), logit: logits[$0]) }.sorted { $0.logit > $1.logit }.prefix(p.topK))
         } else {
+            candidates = (0..<count).map { (id: Int32($0), logit: logits[$0]) }
             candidates.sort { $0.logit > $1.logit }
         }
         let maxLogit = candidates[0].logit

@@ -9,8 +9,9 @@ public enum EditorRegistry {
     /// - Parameters:
     ///   - pool: requests IKE may draw demonstrations from (the other records of the data file).
     ///   - statistics: key statistics for ROME (with mom2_adjustment), MEMIT and AlphaEdit.
+    ///   - valueCache: where ROME, MEMIT and AlphaEdit keep their `v*`/`z` between runs.
     public static func make(method: String, hyperParameters path: String?, pool: [EditRequest] = [],
-                            statistics: StatisticsProvider?) throws -> Editor {
+                            statistics: StatisticsProvider?, valueCache: ValueCache? = nil) throws -> Editor {
         func file(_ name: String) -> String? { path ?? HyperParameterFile.defaultPath(method: name) }
         func needStatistics() throws -> StatisticsProvider {
             guard let statistics else { throw EngramError.invalidArgument("method '\(method)' needs key statistics") }
@@ -21,13 +22,19 @@ public enum EditorRegistry {
         case "ike": return IKE(pool: pool)
         case "rome":
             let hp = try file("rome").map { try HyperParameterFile.load(ROMEHyperParameters.self, path: $0) } ?? ROMEHyperParameters()
-            return ROME(hp, statistics: statistics)
+            let rome = ROME(hp, statistics: statistics)
+            rome.valueCache = valueCache
+            return rome
         case "memit":
             let hp = try file("memit").map { try HyperParameterFile.load(MEMITHyperParameters.self, path: $0) } ?? MEMITHyperParameters()
-            return MEMIT(hp, statistics: try needStatistics())
+            let memit = MEMIT(hp, statistics: try needStatistics())
+            memit.valueCache = valueCache
+            return memit
         case "alphaedit":
             let hp = try file("alphaedit").map { try HyperParameterFile.load(MEMITHyperParameters.self, path: $0) } ?? MEMITHyperParameters()
-            return AlphaEdit(hp, statistics: try needStatistics())
+            let alphaEdit = AlphaEdit(hp, statistics: try needStatistics())
+            alphaEdit.valueCache = valueCache
+            return alphaEdit
         default:
             throw EngramError.invalidArgument("unknown method '\(method)' (known: \(methods.joined(separator: ", ")))")
         }

@@ -115,11 +115,9 @@ public enum LocateThenEdit {
         return out
     }
 
-    /// `v*` (ROME, site `.mlpOutput(l)`) or `z` (MEMIT/AlphaEdit, site `.residual(l)`) for one request:
-    /// rewriting prompts are every template filled with the prompt, followed by the target; the KL
-    /// prompt is "{subject} is a".
-    public static func valueSearch(model: LanguageModel, tokenizer: Tokenizer, request: EditRequest, templates: [String],
-                                   site: HookSite, hyperParameters: ValueSearchHyperparameters) throws -> ValueSearchResult {
+    /// One request's value-search prompts: every template filled with the prompt, followed by the
+    /// target; the KL prompt is "{subject} is a".
+    static func searchGroup(tokenizer: Tokenizer, request: EditRequest, templates: [String]) throws -> ValueSearchGroup {
         let target = try targetTokens(request.targetNew, tokenizer: tokenizer)
         let rewriting = try templates.map { template -> ValueSearchPrompt in
             let filled = try fill(template, request: request, tokenizer: tokenizer)
@@ -127,9 +125,44 @@ public enum LocateThenEdit {
         }
         let essenceRequest = EditRequest(caseID: request.caseID, prompt: request.subject + " is a", subject: request.subject, targetNew: request.targetNew)
         let essence = try fill("{}", request: essenceRequest, tokenizer: tokenizer)
-        let search = try ValueSearch(model: model, site: site, rewriting: rewriting,
-                                     essence: [ValueSearchPrompt(tokens: essence.tokens, lookup: essence.lookup)])
-        return try search.run(hyperParameters)
+        return ValueSearchGroup(rewriting: rewriting, essence: [ValueSearchPrompt(tokens: essence.tokens, lookup: essence.lookup)])
+    }
+
+    /// Rows a batched value search may stack: bounds the tape's memory (≈ 0.5 MB per row on a 30-layer
+    /// 135M model) while keeping its matrix products large enough to run near full speed.
+    static let searchRowBudget = 384
+
+    /// `v*` (ROME, site `.mlpOutput(l)`) or `z` (MEMIT/AlphaEdit, site `.residual(l)`) for each request,
+    /// all on the model as it is now. Values found in `cache` are reused; the others are searched
+    /// together in batches of at most `searchRowBudget` rows and stored there.
+    public static func targetValues(model: LanguageModel, tokenizer: Tokenizer, requests: [EditRequest], templates: [String],
+                                    site: HookSite, hyperParameters hp: ValueSearchHyperparameters,
+                                    cache: ValueCache? = nil) throws -> [[Float]] {
+        var values = [[Float]?](repeating: nil, count: requests.count)
+        var keys: [[String: String]] = []
+        if let cache {
+            let weights = ValueCache.weightsFingerprint(model)
+            keys = requests.map { ValueCache.describe(modelID: cache.modelID, weights: weights, site: site, hp: hp, templates: templates, request: $0) }
+            for i in requests.indices { values[i] = cache.lookup(keys[i]) }
+        }
+        var pending: [(index: Int, group: ValueSearchGroup, rows: Int)] = []
+        func flush() throws {
+            guard !pending.isEmpty else { return }
+            let results = try ValueSearch(model: model, site: site, groups: pending.map(\.group)).runAll(hp)
+            for (p, result) in zip(pending, results) {
+                values[p.index] = result.value
+                if let cache { try cache.store(result.value, for: keys[p.index]) }
+            }
+            pending = []
+        }
+        for i in requests.indices where values[i] == nil {
+            let group = try searchGroup(tokenizer: tokenizer, request: requests[i], templates: templates)
+            let rows = (group.rewriting + group.essence).reduce(0) { $0 + ($1.targetPositions.max() ?? $1.lookup) + 1 - $1.lookup }
+            if pending.reduce(0, { $0 + $1.rows }) + rows > searchRowBudget { try flush() }
+            pending.append((i, group, rows))
+        }
+        try flush()
+        return values.map { $0! }
     }
 }
 

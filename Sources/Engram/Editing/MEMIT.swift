@@ -53,6 +53,8 @@ public class MEMIT: Editor {
     public let hp: MEMITHyperParameters
     let statistics: StatisticsProvider
     var momentCache: [Int: [Double]] = [:]
+    /// Where `z` values are kept between runs (optional).
+    public var valueCache: ValueCache?
 
     public init(_ hp: MEMITHyperParameters = MEMITHyperParameters(), statistics: @escaping StatisticsProvider) {
         self.hp = hp
@@ -110,10 +112,8 @@ public class MEMIT: Editor {
 
         // 1. Target z_i for the last layer's block output (δ added to the residual stream).
         let searchTemplates = groups.flatMap { $0 }
-        let z: [[Float]] = try requests.map { r in
-            try LocateThenEdit.valueSearch(model: model, tokenizer: tokenizer, request: r, templates: searchTemplates,
-                                           site: .residual(lastLayer), hyperParameters: hp.valueSearch).value
-        }
+        let z = try LocateThenEdit.targetValues(model: model, tokenizer: tokenizer, requests: requests, templates: searchTemplates,
+                                                site: .residual(lastLayer), hyperParameters: hp.valueSearch, cache: valueCache)
         let unprefixed = try requests.map { try LocateThenEdit.fill("{}", request: $0, tokenizer: tokenizer) }
         let filledGroups = try groups.map { g in try requests.map { r in try g.map { try LocateThenEdit.fill($0, request: r, tokenizer: tokenizer) } } }
 

@@ -57,6 +57,8 @@ public final class ROME: Editor {
     let statistics: StatisticsProvider?
     /// `C⁻¹` per layer (float32, as the reference caches it).
     var inverseCache: [Int: [Double]] = [:]
+    /// Where `v*` values are kept between runs (optional).
+    public var valueCache: ValueCache?
 
     public init(_ hp: ROMEHyperParameters = ROMEHyperParameters(), statistics: StatisticsProvider? = nil) {
         self.hp = hp
@@ -97,8 +99,8 @@ public final class ROME: Editor {
         guard uNorm > 0 else { throw EngramError.invalidArgument("request \(request.caseID): the subject's key is zero at layer \(layer)") }
         u = u.map { $0 / uNorm }
 
-        let search = try LocateThenEdit.valueSearch(model: model, tokenizer: tokenizer, request: request, templates: templates,
-                                                   site: .mlpOutput(layer), hyperParameters: hp.valueSearch)
+        let value = try LocateThenEdit.targetValues(model: model, tokenizer: tokenizer, requests: [request], templates: templates,
+                                                    site: .mlpOutput(layer), hyperParameters: hp.valueSearch, cache: valueCache)[0]
         // r = (v* − W k) / (kᵀ u)   (original) or with k* in both places (r-ROME).
         let key = hp.rome_key_mode == "rrome" ? kStar : k
         let w = model.weight(.mlpDown(layer))
@@ -106,7 +108,7 @@ public final class ROME: Editor {
         BLAS.gemv(trans: false, m: w.rows, n: w.cols, a: w.pointer, lda: w.cols, x: key, y: &current)
         let denominator = zip(key, u).reduce(0.0) { $0 + Double($1.0) * $1.1 }
         guard abs(denominator) > 1e-12 else { throw EngramError.invalidArgument("request \(request.caseID): key is orthogonal to u at layer \(layer)") }
-        let r = (0..<w.rows).map { Float(Double(search.value[$0] - current[$0]) / denominator) }
+        let r = (0..<w.rows).map { Float(Double(value[$0] - current[$0]) / denominator) }
         return WeightDelta(weight: .mlpDown(layer), change: .lowRank(r: Matrix(rows: 1, cols: w.rows, values: r),
                                                                        u: Matrix(rows: 1, cols: w.cols, values: u.map(Float.init))))
     }

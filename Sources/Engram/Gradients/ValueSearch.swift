@@ -67,9 +67,26 @@ public struct ValueSearchResult: Sendable {
     public var stoppedEarly: Bool
 }
 
+/// One request's prompts in a value search. Requests searched together share the forward and backward
+/// passes (their rows are stacked, which keeps the matrix products efficient), but each has its own
+/// `δ`, loss, optimiser state and stopping step, so the result equals searching them one by one.
+public struct ValueSearchGroup: Sendable, Equatable {
+    public var rewriting: [ValueSearchPrompt]
+    public var essence: [ValueSearchPrompt]
+    /// The rewriting prompt whose lookup defines `target_init` (the reference uses the first, un-prefixed one).
+    public var targetInitRow: Int
+
+    public init(rewriting: [ValueSearchPrompt], essence: [ValueSearchPrompt], targetInitRow: Int = 0) {
+        self.rewriting = rewriting
+        self.essence = essence
+        self.targetInitRow = targetInitRow
+    }
+}
+
 /// Optimises `δ ∈ R^d` added at one hook site of layer `l` (the MLP output for ROME, the block output
 /// for MEMIT and AlphaEdit) at each prompt's lookup position, so that the model predicts the targets
-/// while its "essence" prediction stays put. Spec §2.3 (ROME) and §3 step 1 (MEMIT `z`).
+/// while its "essence" prediction stays put. Spec §2.3 (ROME) and §3 step 1 (MEMIT `z`). Several
+/// requests (groups) can be searched at once, each with its own `δ`.
 ///
 /// Why it is fast: `δ` only changes blocks above `l`, and only at positions from the lookup on.
 /// The constructor runs the unchanged part once: every position before the lookup through all blocks
@@ -83,32 +100,36 @@ public struct ValueSearchResult: Sendable {
 public final class ValueSearch {
     public let site: HookSite
     public let layer: Int
-    /// The hook site's original value at the lookup of rewriting prompt `targetInitRow`.
-    public let targetInit: [Float]
-    public let rewriting: [ValueSearchPrompt]
-    public let essence: [ValueSearchPrompt]
+    public let groups: [ValueSearchGroup]
+    /// Per group: the hook site's original value at the lookup of its `targetInitRow` prompt.
+    public let targetInits: [[Float]]
+    /// The first group's `target_init`.
+    public var targetInit: [Float] { targetInits[0] }
 
     private let tape: DecoderTape
     private let input: FloatBuffer        // residual stream after block l at the recomputed rows, δ = 0
-    private let perturbed: FloatBuffer    // `input` with δ added at the lookup rows
-    private let lookupRows: [Int]         // tape row of each sequence's lookup
-    private let labels: [(output: Int, token: Int, weight: Float)]
-    private let essenceOutputs: [Int]
-    private var initialLogProbs: [[Float]] = []
+    private let perturbed: FloatBuffer    // `input` with each group's δ added at its lookup rows
+    private let lookupRows: [[Int]]       // per group, the tape row of each of its sequences' lookup
+    private let labels: [(group: Int, output: Int, token: Int, weight: Float)]
+    private let essenceOutputs: [(group: Int, output: Int)]
+    private var initialLogProbs: [[Float]] = []   // per essence output
     private let dLogits: FloatBuffer
-    private var lastForwardDelta: [Float]?
+    private var lastForwardDeltas: [[Float]]?
     private let d: Int
+
+    /// One request (the common case).
+    public convenience init(model: LanguageModel, site: HookSite, rewriting: [ValueSearchPrompt], essence: [ValueSearchPrompt],
+                            targetInitRow: Int = 0) throws {
+        try self.init(model: model, site: site, groups: [ValueSearchGroup(rewriting: rewriting, essence: essence, targetInitRow: targetInitRow)])
+    }
 
     /// The model's weights must not change while the search is in use: the unchanged part is cached.
     ///
     /// - Parameters:
     ///   - site: `.mlpOutput(l)` (ROME) or `.residual(l)` (MEMIT, AlphaEdit).
-    ///   - rewriting: the prompts with targets.
-    ///   - essence: the KL prompts (ROME and MEMIT use one, "{subject} is a"); the KL term is their mean.
-    ///   - targetInitRow: the rewriting prompt whose lookup defines `target_init` (the reference uses the
-    ///     first, un-prefixed one).
-    public init(model: LanguageModel, site: HookSite, rewriting: [ValueSearchPrompt], essence: [ValueSearchPrompt],
-                targetInitRow: Int = 0) throws {
+    ///   - groups: per request, the prompts with targets and the KL ("essence") prompts (ROME and MEMIT
+    ///     use one, "{subject} is a"; the KL term is their mean).
+    public init(model: LanguageModel, site: HookSite, groups: [ValueSearchGroup]) throws {
         let weights = try DecoderWeights(model)
         let c = weights.config
         let l: Int
@@ -117,43 +138,47 @@ public final class ValueSearch {
         default: throw EngramError.invalidArgument("value search adds δ at .mlpOutput(l) or .residual(l), not at \(site)")
         }
         guard (0..<c.layers).contains(l) else { throw EngramError.invalidArgument("value search layer \(l) is outside 0..<\(c.layers)") }
-        guard !rewriting.isEmpty else { throw EngramError.invalidArgument("value search needs at least one rewriting prompt") }
-        guard rewriting.indices.contains(targetInitRow) else {
-            throw EngramError.invalidArgument("targetInitRow \(targetInitRow) is outside the \(rewriting.count) rewriting prompts")
-        }
-        for (i, p) in (rewriting + essence).enumerated() {
-            let kind = i < rewriting.count ? "rewriting prompt \(i)" : "essence prompt \(i - rewriting.count)"
-            guard p.tokens.indices.contains(p.lookup) else {
-                throw EngramError.invalidArgument("\(kind): lookup \(p.lookup) is outside its \(p.tokens.count) tokens")
+        guard !groups.isEmpty else { throw EngramError.invalidArgument("value search needs at least one request") }
+        for (g, group) in groups.enumerated() {
+            let request = groups.count > 1 ? "request \(g): " : ""
+            guard !group.rewriting.isEmpty else { throw EngramError.invalidArgument("\(request)value search needs at least one rewriting prompt") }
+            guard group.rewriting.indices.contains(group.targetInitRow) else {
+                throw EngramError.invalidArgument("\(request)targetInitRow \(group.targetInitRow) is outside the \(group.rewriting.count) rewriting prompts")
             }
-            if i < rewriting.count {
-                guard !p.targets.isEmpty, p.targetPositions.count == p.targets.count else {
-                    throw EngramError.invalidArgument("\(kind): \(p.targets.count) targets for \(p.targetPositions.count) labelled positions")
+            for (i, p) in (group.rewriting + group.essence).enumerated() {
+                let kind = request + (i < group.rewriting.count ? "rewriting prompt \(i)" : "essence prompt \(i - group.rewriting.count)")
+                guard p.tokens.indices.contains(p.lookup) else {
+                    throw EngramError.invalidArgument("\(kind): lookup \(p.lookup) is outside its \(p.tokens.count) tokens")
                 }
-                for t in p.targetPositions {
-                    guard p.tokens.indices.contains(t) else {
-                        throw EngramError.invalidArgument("\(kind): labelled position \(t) is outside its \(p.tokens.count) tokens")
+                if i < group.rewriting.count {
+                    guard !p.targets.isEmpty, p.targetPositions.count == p.targets.count else {
+                        throw EngramError.invalidArgument("\(kind): \(p.targets.count) targets for \(p.targetPositions.count) labelled positions")
                     }
-                    // A label before the lookup would not depend on δ; the reference layout never has one.
-                    guard t >= p.lookup else {
-                        throw EngramError.invalidArgument("\(kind): labelled position \(t) precedes the lookup \(p.lookup)")
+                    for t in p.targetPositions {
+                        guard p.tokens.indices.contains(t) else {
+                            throw EngramError.invalidArgument("\(kind): labelled position \(t) is outside its \(p.tokens.count) tokens")
+                        }
+                        // A label before the lookup would not depend on δ; the reference layout never has one.
+                        guard t >= p.lookup else {
+                            throw EngramError.invalidArgument("\(kind): labelled position \(t) precedes the lookup \(p.lookup)")
+                        }
                     }
                 }
-            }
-            for t in p.targets where !(0..<Int32(c.vocab)).contains(t) {
-                throw EngramError.invalidArgument("\(kind): target id \(t) is outside the vocabulary (0..<\(c.vocab))")
+                for t in p.targets where !(0..<Int32(c.vocab)).contains(t) {
+                    throw EngramError.invalidArgument("\(kind): target id \(t) is outside the vocabulary (0..<\(c.vocab))")
+                }
             }
         }
         self.site = site
         layer = l
-        self.rewriting = rewriting
-        self.essence = essence
+        self.groups = groups
         d = c.hidden
 
-        // Each sequence is recomputed from its lookup to its last needed position: the last label for
-        // rewriting prompts, the lookup itself for essence prompts (later positions cannot affect it).
-        let all = rewriting + essence
-        let ends = rewriting.map { $0.targetPositions.max()! + 1 } + essence.map { $0.lookup + 1 }
+        // All sequences, group by group: each group's rewriting prompts, then its essence prompts.
+        // Each is recomputed from its lookup to its last needed position: the last label for rewriting
+        // prompts, the lookup itself for essence prompts (later positions cannot affect it).
+        let all = groups.flatMap { $0.rewriting + $0.essence }
+        let ends = groups.flatMap { $0.rewriting.map { $0.targetPositions.max()! + 1 } + $0.essence.map { $0.lookup + 1 } }
         let caches = zip(all, ends).map { p, end in KVCache(config: c, capacity: max(end, 1)) }
 
         // Positions before each lookup, through every block: their keys and values stay fixed.
@@ -166,13 +191,19 @@ public final class ValueSearch {
         var starts = [Int](), row0 = 0
         for (p, end) in zip(all, ends) { starts.append(row0); row0 += end - p.lookup }
         let n = row0
+        var firstSequence: [Int] = [], s0 = 0
+        for group in groups { firstSequence.append(s0); s0 += group.rewriting.count + group.essence.count }
         let captured = FloatBuffer(count: n * c.hidden, zeroed: false)
-        var initValue: [Float] = []
+        var initValues = [[Float]](repeating: [], count: groups.count)
         var hooks = Hooks()
         hooks.stopAfterLayer = l
-        let initSequence = targetInitRow, initPosition = rewriting[targetInitRow].lookup
         hooks.on(site) { rows in
-            if let r = rows.rowIndex(sequence: initSequence, position: initPosition) { initValue = rows.values(row: r) }
+            for (g, group) in groups.enumerated() {
+                let sequence = firstSequence[g] + group.targetInitRow
+                if let r = rows.rowIndex(sequence: sequence, position: group.rewriting[group.targetInitRow].lookup) {
+                    initValues[g] = rows.values(row: r)
+                }
+            }
         }
         hooks.on(.residual(l)) { rows in
             captured.pointer.update(from: rows.pointer, count: rows.rows * rows.width)
@@ -180,26 +211,30 @@ public final class ValueSearch {
         _ = try model.forward(zip(all.indices, ends).map { i, end in
             SequenceInput(tokens: Array(all[i].tokens[all[i].lookup..<end]), cache: caches[i])
         }, hooks: hooks, logits: .none)
-        targetInit = initValue
+        targetInits = initValues
         input = captured
         perturbed = FloatBuffer(count: n * c.hidden, zeroed: false)
-        lookupRows = starts
 
-        var outputs: [Int] = [], labels: [(Int, Int, Float)] = []
-        for (i, p) in rewriting.enumerated() {
-            // The reference divides each prompt's summed log-probabilities by the target length and
-            // averages over prompts.
-            let weight = 1 / (Float(p.targets.count) * Float(rewriting.count))
-            for (t, position) in zip(p.targets, p.targetPositions) {
-                labels.append((outputs.count, Int(t), weight))
-                outputs.append(starts[i] + position - p.lookup)
+        var outputs: [Int] = [], labels: [(group: Int, output: Int, token: Int, weight: Float)] = [], essenceOutputs: [(group: Int, output: Int)] = []
+        var lookupRows: [[Int]] = []
+        for (g, group) in groups.enumerated() {
+            let first = firstSequence[g]
+            lookupRows.append(Array(starts[first..<(first + group.rewriting.count + group.essence.count)]))
+            for (i, p) in group.rewriting.enumerated() {
+                // The reference divides each prompt's summed log-probabilities by the target length and
+                // averages over prompts.
+                let weight = 1 / (Float(p.targets.count) * Float(group.rewriting.count))
+                for (t, position) in zip(p.targets, p.targetPositions) {
+                    labels.append((g, outputs.count, Int(t), weight))
+                    outputs.append(starts[first + i] + position - p.lookup)
+                }
+            }
+            for j in group.essence.indices {
+                essenceOutputs.append((g, outputs.count))
+                outputs.append(starts[first + group.rewriting.count + j])
             }
         }
-        var essenceOutputs: [Int] = []
-        for j in essence.indices {
-            essenceOutputs.append(outputs.count)
-            outputs.append(starts[rewriting.count + j])
-        }
+        self.lookupRows = lookupRows
         self.labels = labels
         self.essenceOutputs = essenceOutputs
         tape = try DecoderTape(weights: weights, firstLayer: l + 1,
@@ -209,83 +244,108 @@ public final class ValueSearch {
 
         // P_init: the essence distributions with δ = 0.
         let logits = tape.forward(input: input.pointer)
-        lastForwardDelta = [Float](repeating: 0, count: d)
-        initialLogProbs = essenceOutputs.map { LossOps.logSoftmax(logits + $0 * c.vocab, vocab: c.vocab) }
+        lastForwardDeltas = [[Float]](repeating: [Float](repeating: 0, count: d), count: groups.count)
+        initialLogProbs = essenceOutputs.map { LossOps.logSoftmax(logits + $0.output * c.vocab, vocab: c.vocab) }
     }
 
-    /// The objective at `δ` and, when asked, its gradient with respect to `δ`.
+    /// The objective at `δ` and, when asked, its gradient with respect to `δ` (one-request searches).
     public func evaluate(delta: [Float], klFactor: Float, weightDecay: Float, gradient: Bool = true) throws -> (loss: ValueSearchLoss, gradient: [Float]?) {
-        let loss = try forwardLoss(delta: delta, klFactor: klFactor, weightDecay: weightDecay)
-        return (loss, gradient ? backwardDelta(delta: delta, weightDecay: weightDecay) : nil)
+        guard groups.count == 1 else { throw EngramError.invalidArgument("evaluate(delta:) is for a one-request search; this one has \(groups.count)") }
+        let active = [true]
+        let loss = try forwardLoss(deltas: [delta], active: active, klFactor: klFactor, weightDecay: weightDecay)[0]
+        return (loss, gradient ? backwardDeltas(deltas: [delta], active: active, weightDecay: weightDecay)[0] : nil)
     }
 
-    /// Runs the forward at `δ` (skipped when the tape already holds it), returns the loss and leaves
-    /// `∂loss/∂logits` in `dLogits` for `backwardDelta`.
-    private func forwardLoss(delta: [Float], klFactor: Float, weightDecay: Float) throws -> ValueSearchLoss {
-        guard delta.count == d else { throw EngramError.invalidArgument("δ has \(delta.count) values, the model's hidden width is \(d)") }
+    /// Runs the forward at every group's `δ` (skipped when the tape already holds them), returns each
+    /// group's loss and leaves `∂loss/∂logits` of the active groups in `dLogits` for `backwardDeltas`.
+    private func forwardLoss(deltas: [[Float]], active: [Bool], klFactor: Float, weightDecay: Float) throws -> [ValueSearchLoss] {
+        for delta in deltas where delta.count != d {
+            throw EngramError.invalidArgument("δ has \(delta.count) values, the model's hidden width is \(d)")
+        }
         let vocab = tape.vocab
         let logits: UnsafePointer<Float>
-        if lastForwardDelta == delta {
+        if lastForwardDeltas == deltas {
             logits = UnsafePointer(tape.logits.pointer)
         } else {
             perturbed.pointer.update(from: input.pointer, count: input.count)
-            for r in lookupRows { for i in 0..<d { perturbed.pointer[r * d + i] += delta[i] } }
+            for (g, delta) in deltas.enumerated() {
+                for r in lookupRows[g] { for i in 0..<d { perturbed.pointer[r * d + i] += delta[i] } }
+            }
             logits = tape.forward(input: perturbed.pointer)
-            lastForwardDelta = delta
+            lastForwardDeltas = deltas
         }
         dLogits.pointer.update(repeating: 0, count: dLogits.count)
-        var nll: Double = 0
-        for (o, token, w) in labels {
-            nll += LossOps.crossEntropy(logits + o * vocab, vocab: vocab, token: token, weight: w, dLogits: dLogits.pointer + o * vocab)
+        var nll = [Double](repeating: 0, count: groups.count), kl = nll
+        for (g, o, token, w) in labels where active[g] {
+            nll[g] += LossOps.crossEntropy(logits + o * vocab, vocab: vocab, token: token, weight: w, dLogits: dLogits.pointer + o * vocab)
         }
-        var kl: Double = 0
-        let klWeight = essence.isEmpty ? 0 : klFactor / Float(essence.count)
-        for (j, o) in essenceOutputs.enumerated() {
-            kl += initialLogProbs[j].withUnsafeBufferPointer {
+        for (j, (g, o)) in essenceOutputs.enumerated() where active[g] {
+            let klWeight = klFactor / Float(groups[g].essence.count)
+            kl[g] += initialLogProbs[j].withUnsafeBufferPointer {
                 LossOps.klFromInitial(logits + o * vocab, initialLogProbs: $0.baseAddress!, vocab: vocab, weight: klWeight,
                                       dLogits: dLogits.pointer + o * vocab)
             }
         }
-        let wd = weightDecay * Self.norm(delta) / (Self.norm(targetInit) * Self.norm(targetInit))
-        return ValueSearchLoss(total: Float(nll + kl) + wd, nll: Float(nll), kl: Float(kl), weightDecay: wd)
+        return groups.indices.map { g in
+            let initNorm = Self.norm(targetInits[g])
+            let wd = weightDecay * Self.norm(deltas[g]) / (initNorm * initNorm)
+            return ValueSearchLoss(total: Float(nll[g] + kl[g]) + wd, nll: Float(nll[g]), kl: Float(kl[g]), weightDecay: wd)
+        }
     }
 
-    /// `∂loss/∂δ` for the `δ` of the last `forwardLoss`.
-    private func backwardDelta(delta: [Float], weightDecay: Float) -> [Float] {
+    /// `∂loss/∂δ` of every active group for the `δ`s of the last `forwardLoss` (zeros for inactive ones).
+    private func backwardDeltas(deltas: [[Float]], active: [Bool], weightDecay: Float) -> [[Float]] {
         let dInput = tape.backward(dLogits: dLogits.pointer)
-        var g = [Float](repeating: 0, count: d)
-        for r in lookupRows { for i in 0..<d { g[i] += dInput[r * d + i] } }
-        // ‖δ‖ has no gradient at 0; torch's norm backward gives 0 there, and so do we.
-        let deltaNorm = Self.norm(delta)
-        if deltaNorm > 0 {
-            let s = weightDecay / (deltaNorm * Self.norm(targetInit) * Self.norm(targetInit))
-            for i in 0..<d { g[i] += s * delta[i] }
+        return groups.indices.map { g in
+            var grad = [Float](repeating: 0, count: d)
+            guard active[g] else { return grad }
+            for r in lookupRows[g] { for i in 0..<d { grad[i] += dInput[r * d + i] } }
+            // ‖δ‖ has no gradient at 0; torch's norm backward gives 0 there, and so do we.
+            let deltaNorm = Self.norm(deltas[g]), initNorm = Self.norm(targetInits[g])
+            if deltaNorm > 0 {
+                let s = weightDecay / (deltaNorm * initNorm * initNorm)
+                for i in 0..<d { grad[i] += s * deltas[g][i] }
+            }
+            return grad
         }
-        return g
     }
 
-    /// The reference loop: Adam on δ from zero; stop when the loss is below the threshold or at the
-    /// last step (before its backward); after each step, clamp ‖δ‖ to `clamp_norm_factor·‖target_init‖`.
+    /// The one-request loop (see `runAll`).
     public func run(_ hp: ValueSearchHyperparameters) throws -> ValueSearchResult {
-        var delta = [Float](repeating: 0, count: d)
-        var adam = Adam(count: d, learningRate: hp.learningRate)
-        let maxNorm = hp.clampNormFactor * Self.norm(targetInit)
-        var losses: [ValueSearchLoss] = []
-        var stoppedEarly = false
+        try runAll(hp)[0]
+    }
+
+    /// The reference loop, per group: Adam on δ from zero; stop when the loss is below the threshold or
+    /// at the last step (before its backward); after each step, clamp ‖δ‖ to
+    /// `clamp_norm_factor·‖target_init‖`. A group that has stopped keeps its δ while the others go on.
+    public func runAll(_ hp: ValueSearchHyperparameters) throws -> [ValueSearchResult] {
+        let count = groups.count
+        var deltas = [[Float]](repeating: [Float](repeating: 0, count: d), count: count)
+        var adams = (0..<count).map { _ in Adam(count: d, learningRate: hp.learningRate) }
+        let maxNorms = targetInits.map { hp.clampNormFactor * Self.norm($0) }
+        var losses = [[ValueSearchLoss]](repeating: [], count: count)
+        var stoppedEarly = [Bool](repeating: false, count: count)
+        var active = [Bool](repeating: true, count: count)
         for step in 0..<max(hp.steps, 1) {
-            let loss = try forwardLoss(delta: delta, klFactor: hp.klFactor, weightDecay: hp.weightDecay)
-            losses.append(loss)
-            if loss.total < hp.earlyStopLoss { stoppedEarly = true; break }
-            if step >= hp.steps - 1 { break }
-            let g = backwardDelta(delta: delta, weightDecay: hp.weightDecay)
-            delta.withUnsafeMutableBufferPointer { p in
-                g.withUnsafeBufferPointer { adam.update(p.baseAddress!, gradient: $0.baseAddress!) }
+            let stepLosses = try forwardLoss(deltas: deltas, active: active, klFactor: hp.klFactor, weightDecay: hp.weightDecay)
+            for g in 0..<count where active[g] {
+                losses[g].append(stepLosses[g])
+                if stepLosses[g].total < hp.earlyStopLoss { stoppedEarly[g] = true; active[g] = false }
             }
-            let n = Self.norm(delta)
-            if n > maxNorm { for i in 0..<d { delta[i] *= maxNorm / n } }
+            if step >= hp.steps - 1 || !active.contains(true) { break }
+            let gradients = backwardDeltas(deltas: deltas, active: active, weightDecay: hp.weightDecay)
+            for g in 0..<count where active[g] {
+                deltas[g].withUnsafeMutableBufferPointer { p in
+                    gradients[g].withUnsafeBufferPointer { adams[g].update(p.baseAddress!, gradient: $0.baseAddress!) }
+                }
+                let n = Self.norm(deltas[g])
+                if n > maxNorms[g] { for i in 0..<d { deltas[g][i] *= maxNorms[g] / n } }
+            }
         }
-        return ValueSearchResult(value: zip(targetInit, delta).map { $0 + $1 }, delta: delta, targetInit: targetInit,
-                                 losses: losses, stoppedEarly: stoppedEarly)
+        return (0..<count).map { g in
+            ValueSearchResult(value: zip(targetInits[g], deltas[g]).map { $0 + $1 }, delta: deltas[g], targetInit: targetInits[g],
+                              losses: losses[g], stoppedEarly: stoppedEarly[g])
+        }
     }
 
     static func norm(_ v: [Float]) -> Float {
