@@ -139,22 +139,39 @@ enum Attention {
 
 /// Computes the requested logit rows from the final hidden states (already normalised).
 enum OutputHead {
+    /// Logits of the requested rows of every sequence, from one matrix product over all of them: the
+    /// head (vocab × d, the largest matrix of a small model) is read once per pass rather than once per
+    /// sequence, which made batched generation memory-bound. Each sequence's matrix is a view into
+    /// the shared result.
     static func logits(_ normed: UnsafePointer<Float>, layout: BatchLayout, request: LogitRows,
                        weight: Matrix, bias: Matrix? = nil) -> [Matrix] {
-        let d = weight.cols
-        return (0..<layout.lengths.count).map { s in
+        let d = weight.cols, vocab = weight.rows
+        var rows: [Int] = [], counts: [Int] = []
+        for s in layout.lengths.indices {
             let n = layout.lengths[s], r0 = layout.rowStart[s]
             switch request {
-            case .none: return Matrix(rows: 0, cols: weight.rows)
-            case .last, .all:
-                guard n > 0 else { return Matrix(rows: 0, cols: weight.rows) }
-                let first = request == .last ? r0 + n - 1 : r0
-                let count = request == .last ? 1 : n
-                let out = Matrix(rows: count, cols: weight.rows)
-                BLAS.linear(normed + first * d, rows: count, weight: weight, into: out.pointer)
-                if let bias { Kernels.addBias(out.pointer, bias: bias.pointer, rows: count, width: weight.rows) }
-                return out
+            case .none: counts.append(0)
+            case .last where n > 0: rows.append(r0 + n - 1); counts.append(1)
+            case .all: rows += r0..<(r0 + n); counts.append(n)
+            default: counts.append(0)
             }
+        }
+        let total = rows.count
+        let result = FloatBuffer(count: total * vocab, zeroed: false)
+        if total > 0 {
+            if rows == Array(rows[0]..<(rows[0] + total)) {
+                BLAS.linear(normed + rows[0] * d, rows: total, weight: weight, into: result.pointer)
+            } else {
+                let gathered = FloatBuffer(count: total * d, zeroed: false)
+                for (i, r) in rows.enumerated() { (gathered.pointer + i * d).update(from: normed + r * d, count: d) }
+                BLAS.linear(gathered.pointer, rows: total, weight: weight, into: result.pointer)
+            }
+            if let bias { Kernels.addBias(result.pointer, bias: bias.pointer, rows: total, width: vocab) }
+        }
+        var offset = 0
+        return counts.map { count in
+            defer { offset += count }
+            return Matrix(rows: count, cols: vocab, pointer: result.pointer + offset * vocab, owner: result)
         }
     }
 }
