@@ -1,6 +1,7 @@
-"""What the two EasyEdit runners share: importing EasyEdit's ROME and evaluation modules from the fetched
+"""What the EasyEdit runners share: importing EasyEdit's ROME, MEMIT and evaluation modules from the fetched
 tree (without its package __init__ chain, which imports every editor and trainer), the model, the
-records, and a CounterFact probability scorer. EasyEdit itself is never copied into this repository."""
+records, a CounterFact probability scorer, and the stand-in corpus for EasyEdit's layer_stats (Engram's
+statistics documents). EasyEdit itself is never copied into this repository."""
 import importlib.machinery
 import importlib.util
 import json
@@ -19,18 +20,24 @@ DEFAULT_MODEL = os.path.join(ENGRAM_HOME, "bench", "SmolLM2-135M-Instruct-hf")
 DEFAULT_DATA = os.path.join(HERE, "..", "..", "..", "shared", "data", "counterfact", "counterfact-edit.dev-0-299.json")
 
 
-def setup(doc, default_limit):
-    """The runners' shared start: arguments, threads, EasyEdit's modules, ROME hyper-parameters, the model.
-    Returns (args, hp, model, tok, load_timer, rome_main, compute_edit_quality, stubbed)."""
+def parse_args(doc, default_limit, default_hparams, add_args=None, argv=None):
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--tree", default=DEFAULT_TREE, help="EasyEdit work tree (setup-easyedit.sh)")
     ap.add_argument("--model", default=DEFAULT_MODEL, help="Hugging Face folder")
-    ap.add_argument("--hparams", default=os.path.join(HERE, "rome-smollm2.yaml"))
+    ap.add_argument("--hparams", default=os.path.join(HERE, default_hparams))
     ap.add_argument("--data", default=DEFAULT_DATA)
     ap.add_argument("--limit", type=int, default=default_limit)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json")
-    args = ap.parse_args()
+    if add_args:
+        add_args(ap)
+    return ap.parse_args(argv)
+
+
+def setup(doc, default_limit):
+    """The runners' shared start: arguments, threads, EasyEdit's modules, ROME hyper-parameters, the model.
+    Returns (args, hp, model, tok, load_timer, rome_main, compute_edit_quality, stubbed)."""
+    args = parse_args(doc, default_limit, "rome-smollm2.yaml")
     set_threads(args.threads)
     rome_main, ROMEHyperParams, compute_edit_quality, stubbed = import_easyedit(args.tree)
     hp = ROMEHyperParams.from_hparams(args.hparams)
@@ -38,6 +45,96 @@ def setup(doc, default_limit):
     with benchcommon.Timer() as load:
         model, tok = load_model(args.model)
     return args, hp, model, tok, load, rome_main, compute_edit_quality, stubbed
+
+
+def setup_memit(args):
+    """MEMIT runners' start (after parse_args): threads, EasyEdit's MEMIT and layer_stats modules, MEMIT
+    hyper-parameters (model_name = the Hugging Face folder; stats_dir = args.stats_dir), the model.
+    Returns (hp, model, tok, load_timer, modules) with modules.memit_main, .layer_stats (the module),
+    .compute_edit_quality, .stubbed."""
+    set_threads(args.threads)
+    _, _, compute_edit_quality, stubbed = import_easyedit(args.tree)
+    from easyeditor.models.memit import memit_main
+    from easyeditor.models.memit.memit_hparams import MEMITHyperParams
+    from easyeditor.models.rome import layer_stats
+    hp = MEMITHyperParams.from_hparams(args.hparams)
+    hp.model_name = args.model
+    hp.stats_dir = args.stats_dir
+    with benchcommon.Timer() as load:
+        model, tok = load_model(args.model)
+    modules = types.SimpleNamespace(memit_main=memit_main, layer_stats=layer_stats,
+                                    compute_edit_quality=compute_edit_quality, stubbed=stubbed)
+    return hp, model, tok, load, modules
+
+
+# --- Statistics corpus: Engram's documents for EasyEdit's layer_stats ------------------------------------
+
+MAX_LENGTH = 256  # Engram's KeyStatisticsCollector.maxLength (engram stats --max-length default)
+
+
+def default_stats_dir(corpus_path, max_length=MAX_LENGTH):
+    """EasyEdit's stats_dir for statistics over Engram's corpus: one folder per corpus content and
+    truncation, since EasyEdit's cache file names hold neither (only the data set name and sample size)."""
+    import corpus
+    return os.path.join(ENGRAM_HOME, "bench", "easyedit-stats", f"{corpus.sha256(corpus_path)[:16]}-len{max_length}")
+
+
+def use_corpus(layer_stats_module, documents, max_length=MAX_LENGTH):
+    """Makes EasyEdit's layer_stats read `documents` (all of them: give exactly the first sample_size
+    documents, since its sampler takes a seeded random subset of that size) instead of downloading a data
+    set, and truncate each to max_length tokens as Engram does. Two module attributes of layer_stats are
+    replaced (its file is not edited): `load_dataset` (returns {"train": [{"text": ...}, ...]}) and
+    `TokenizedDataset` (EasyEdit's class with maxlen capped at max_length; its default here would be the
+    model's max_position_embeddings, 8192)."""
+    from easyeditor.models.rome.tok_dataset import TokenizedDataset
+    train = [{"text": d} for d in documents]
+
+    def load_dataset(name, config=None, **kwargs):
+        return {"train": train}
+
+    def capped(text_dataset, tokenizer=None, maxlen=None, field="text"):
+        return TokenizedDataset(text_dataset, tokenizer, maxlen=min(maxlen or max_length, max_length), field=field)
+
+    layer_stats_module.load_dataset = load_dataset
+    layer_stats_module.TokenizedDataset = capped
+
+
+def forbid_collection(layer_stats_module):
+    """Makes layer_stats raise instead of collecting (to test whether its statistics are cached)."""
+    def load_dataset(*args, **kwargs):
+        raise FileNotFoundError("EasyEdit statistics are not cached")
+    layer_stats_module.load_dataset = load_dataset
+
+
+def count_tokens(tok, documents, max_length=MAX_LENGTH):
+    """Tokens of the documents as both tools feed them: the Hugging Face tokenizer (no BOS for this model,
+    like Engram's encode), at most max_length per document."""
+    return sum(min(len(tok.encode(d)), max_length) for d in documents)
+
+
+def engram_moment(path):
+    """E[k kᵀ] (float64 numpy) and the token count from an Engram key-statistics file (safetensors, F64 raw
+    sum under "sum", count in the metadata)."""
+    import numpy as np
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+        start, end = header["sum"]["data_offsets"]
+        f.seek(8 + n + start)
+        width = header["sum"]["shape"][0]
+        s = np.frombuffer(f.read(end - start), dtype="<f8").reshape(width, width)
+    tokens = int(header["__metadata__"]["tokens"])
+    return s / max(tokens, 1), tokens
+
+
+def compare_moments(engram_path, easyedit_stat):
+    """How close EasyEdit's statistic (a layer_stats CombinedStat) is to Engram's file: token counts and
+    the relative Frobenius difference of E[k kᵀ]."""
+    import numpy as np
+    c_engram, tokens = engram_moment(engram_path)
+    c_easy = easyedit_stat.mom2.moment().double().cpu().numpy()
+    return {"engram_tokens": tokens, "easyedit_tokens": int(easyedit_stat.mom2.count),
+            "relative_frobenius_difference": float(np.linalg.norm(c_easy - c_engram) / np.linalg.norm(c_engram))}
 
 
 def _module(name, path=None, **attrs):
@@ -52,7 +149,8 @@ def _module(name, path=None, **attrs):
 
 def _not_on_this_path(name):
     def fail(*args, **kwargs):
-        raise RuntimeError(f"{name} is stubbed by benchmarks/editing (not used by ROME or compute_edit_quality)")
+        raise RuntimeError(f"{name} is stubbed by benchmarks/editing (not used by ROME or compute_edit_quality; "
+                           "layer_stats gets easyedit_common.use_corpus instead)")
     return fail
 
 
@@ -71,7 +169,7 @@ def import_easyedit(tree):
     _module("easyeditor.models.melo")
     _module("easyeditor.models.melo.melo", LORA=type("LORA", (), {}))
     # Third-party modules imported at module level on this path but not called (compute_v imports
-    # matplotlib.style.context; layer_stats needs datasets only for mom2 statistics, off here;
+    # matplotlib.style.context; layer_stats imports datasets.load_dataset, replaced by use_corpus;
     # evaluate_utils imports scipy, nltk and sklearn for fluency and F1). Stubbed only when absent.
     third_party = {
         "matplotlib": {"matplotlib.style": {"context": None}},
@@ -115,6 +213,18 @@ def load_model(model_dir):
     tok.pad_token_id = tok.eos_token_id
     tok.padding_side = "right"
     return model, tok
+
+
+def llama_generation(model):
+    """EasyEdit's generate_fast (its context templates) takes its LLaMA branch (no attention mask next to
+    the KV cache) only when 'llama' is in model.name_or_path, which the Hugging Face folder's name lacks;
+    its other branch passes the mask of the new position only, with which this model ignores the cached
+    context and the templates come out as punctuation ('The-,,,-, and, the.'). Adds a LLaMA marker to
+    model.name_or_path (nothing else on these paths reads it; model.config._name_or_path, which names
+    EasyEdit's statistics cache files, is unchanged). Used by easyedit_memit.py and easyedit_rome.py."""
+    if "llama" not in model.name_or_path.lower():
+        model.name_or_path = model.name_or_path + "#llama"
+    return model.name_or_path
 
 
 def load_records(path, limit):

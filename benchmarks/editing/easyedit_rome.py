@@ -19,6 +19,9 @@ import easyedit_common as ec
 args, hp, model, tok, load, rome_main, compute_edit_quality, stubbed = ec.setup(__doc__, default_limit=10)
 import torch  # noqa: E402  (after ec.setup has set the thread count)
 
+# EasyEdit's template generator takes its LLaMA branch only when the model path says "llama" (see
+# easyedit_common.llama_generation); without it this model's templates come out as punctuation.
+ec.llama_generation(model)
 rss_after_load = ec.benchcommon.rss_mib()
 torch.manual_seed(0)
 

@@ -8,13 +8,25 @@
         binary has the flag) forward batch 1; records/s = (N - 1) / (wall(N) - wall(1)), so model load
         and the first record's warm-up cancel.
 
+  memit: `engram stats` for the MEMIT layers and mom2_n_samples documents first (untimed; cached after its
+        first run), then one `engram edit --method memit` process on a file with the first N records: the
+        CLI's timer (`MEMIT: N request(s) in X s`) covers context templates, reading the cached statistics,
+        the z searches and the per-layer updates; peak RSS of that process; then `engram eval --method memit
+        --protocol batch --batch-size N --limit N` for the CounterFact scores of the same batch edit.
+  stats: cold `engram stats --layers <MEMIT layers> --documents D` and `--documents 1`, each with ENGRAM_HOME
+        a fresh folder holding only a `models` link (so nothing is cached); tokens/s = (tokens(D) -
+        tokens(1)) / (wall(D) - wall(1)), so process start, model load and writing the files cancel.
+
   python engram_runs.py rome --engram BIN --limit 10 --threads 2 --json engram-rome.json
   python engram_runs.py eval --engram BIN --limit 50 --threads 2 --json engram-eval.json
+  python engram_runs.py memit --engram BIN --limit 10 --threads 2 --json engram-memit.json
+  python engram_runs.py stats --engram BIN --documents 200 --threads 2 --json engram-stats.json
 """
 import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -107,20 +119,118 @@ def evaluate(args, env):
     return out
 
 
+def memit_hparams(path):
+    import yaml
+    with open(path) as f:
+        hp = yaml.safe_load(f)
+    return [int(l) for l in hp["layers"]], int(hp.get("mom2_n_samples", 2000))
+
+
+STATS_LINE = re.compile(r"^layer (\d+): (\d+) tokens from (\d+) documents, trace\(C\) = \S+ -> (.+)$", re.M)
+
+
+def engram_stats(args, env, layers, documents, corpus=None):
+    """Runs `engram stats`; returns (wall, peak RSS MiB, {layer: {"tokens", "documents", "file"}})."""
+    cmd = [args.engram, "stats", args.model, "--layers", ",".join(map(str, layers)), "--documents", str(documents)]
+    stdout, _, wall, rss = run(cmd + (["--corpus", corpus] if corpus else []), env)
+    found = {int(m.group(1)): {"tokens": int(m.group(2)), "documents": int(m.group(3)), "file": m.group(4).strip()}
+             for m in STATS_LINE.finditer(stdout)}
+    if sorted(found) != sorted(layers):
+        raise SystemExit(f"unexpected `engram stats` output:\n{stdout[-2000:]}")
+    return wall, rss, found
+
+
+def memit(args, env):
+    layers, documents = memit_hparams(args.hparams)
+    # Statistics cached before the timed edit (a no-op when they are; the edit would otherwise collect them).
+    stats_wall, _, stats = engram_stats(args, env, layers, documents)
+    with open(args.data) as f:
+        records = json.load(f)[:args.limit]
+    tmp = tempfile.mkdtemp(prefix="engram-memit-")
+    path = os.path.join(tmp, "records.json")
+    with open(path, "w") as f:
+        json.dump(records, f)
+    _, stderr, wall, rss = run([args.engram, "edit", args.model, "--edits", path, "--method", "memit",
+                                "--hparams", args.hparams], env)
+    m = re.search(r"MEMIT: (\d+) request\(s\) in ([0-9.]+) s \(([0-9.]+) s per request\)", stderr)
+    if not m or int(m.group(1)) != len(records):
+        raise SystemExit(f"no MEMIT timing line for {len(records)} requests in:\n{stderr[-2000:]}")
+    print(f"Engram MEMIT: {len(records)} requests in one batch in {m.group(2)} s, peak RSS {rss:.0f} MiB", flush=True)
+    eval_json = os.path.join(tmp, "eval.json")
+    _, _, eval_wall, eval_rss = run([args.engram, "eval", args.model, "--data", args.data, "--method", "memit",
+                                     "--hparams", args.hparams, "--protocol", "batch", "--batch-size", str(args.limit),
+                                     "--limit", str(args.limit), "--no-fluency", "--json", eval_json], env)
+    with open(eval_json) as f:
+        agg = json.load(f)["aggregates"]
+    shutil.rmtree(tmp, ignore_errors=True)
+    keys = {"efficacy": "counterfact.efficacy_score", "paraphrase": "counterfact.paraphrase_score",
+            "neighborhood": "counterfact.neighborhood_score"}
+    scores = {phase: {k: agg[phase][v]["mean"] for k, v in keys.items() if v in agg.get(phase, {})}
+              for phase in ("pre", "post")}
+    print(f"Engram MEMIT scores: pre {scores['pre']} post {scores['post']}", flush=True)
+    return {"method": "MEMIT", "protocol": "one batch", "records": len(records),
+            "edit_seconds": float(m.group(2)), "seconds_per_request": float(m.group(3)),
+            "process_seconds": wall, "peak_rss_mib": rss,
+            "statistics": {"layers": layers, "documents": documents, "check_seconds": stats_wall,
+                           "tokens": {str(l): v["tokens"] for l, v in stats.items()},
+                           "files": {str(l): v["file"] for l, v in stats.items()}},
+            "eval_run": {"seconds": eval_wall, "peak_rss_mib": eval_rss}, "scores": scores}
+
+
+def stats_throughput(args, env):
+    layers, _ = memit_hparams(args.hparams)
+    corpus = os.path.join(REPO, "fixtures", "wikitext-2", "wiki.test.raw")
+    models = os.path.join(os.environ.get("ENGRAM_HOME") or os.path.expanduser("~/.cache/engram"), "models")
+    runs = {}
+    for n in (1, args.documents):
+        home = tempfile.mkdtemp(prefix="engram-stats-home-")
+        os.symlink(models, os.path.join(home, "models"))
+        wall, rss, found = engram_stats(args, dict(env, ENGRAM_HOME=home), layers, n, corpus)
+        tokens = {found[l]["tokens"] for l in layers}
+        assert len(tokens) == 1, found
+        runs[n] = {"documents": n, "tokens": tokens.pop(), "wall_seconds": wall, "peak_rss_mib": rss}
+        if n == args.documents and args.keep_stats:  # for easyedit_stats.py --engram-json
+            shutil.rmtree(args.keep_stats, ignore_errors=True)
+            os.makedirs(args.keep_stats)
+            runs[n]["kept_files"] = {}
+            for l in layers:
+                dest = os.path.join(args.keep_stats, os.path.basename(found[l]["file"]))
+                shutil.move(found[l]["file"], dest)
+                runs[n]["kept_files"][str(l)] = dest
+        shutil.rmtree(home, ignore_errors=True)
+        print(f"[{n} documents] {runs[n]['tokens']} tokens, {wall:.2f} s wall", flush=True)
+    big, one = runs[args.documents], runs[1]
+    out = {"what": "key statistics collection, cold, all layers in one pass", "layers": layers, "precision": "float64",
+           "max_length": 256, "corpus": corpus, "documents": args.documents, "tokens": big["tokens"],
+           "marginal_seconds": big["wall_seconds"] - one["wall_seconds"],
+           "tokens_per_s": (big["tokens"] - one["tokens"]) / (big["wall_seconds"] - one["wall_seconds"]),
+           "end_to_end_tokens_per_s": big["tokens"] / big["wall_seconds"], "peak_rss_mib": big["peak_rss_mib"],
+           "kept_files": big.get("kept_files"), "runs": {str(k): v for k, v in runs.items()}}
+    print(f"Engram statistics: {out['tokens_per_s']:.0f} tokens/s ({len(layers)} layers, {args.documents} documents)",
+          flush=True)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["rome", "eval"])
+    ap.add_argument("what", choices=["rome", "eval", "memit", "stats"])
     ap.add_argument("--engram", required=True, help="engram binary")
     ap.add_argument("--model", default="smollm2")
-    ap.add_argument("--hparams", default=os.path.join(REPO, "hparams", "rome", "smollm2.yaml"))
+    ap.add_argument("--hparams", help="default: hparams/rome/smollm2.yaml (rome, eval) or hparams/memit/smollm2.yaml "
+                                      "(memit, stats: its layers and mom2_n_samples)")
     ap.add_argument("--data", default="/work/shared/data/counterfact/counterfact-edit.dev-0-299.json")
     ap.add_argument("--limit", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--documents", type=int, default=200, help="stats: documents D")
+    ap.add_argument("--keep-stats", help="stats: move the D-document statistics files to this folder")
     ap.add_argument("--json")
     args = ap.parse_args()
+    if not args.hparams:
+        method = "rome" if args.what in ("rome", "eval") else "memit"
+        args.hparams = os.path.join(REPO, "hparams", method, "smollm2.yaml")
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(args.threads))
     before = loadavg()
-    result = rome(args, env) if args.what == "rome" else evaluate(args, env)
+    result = {"rome": rome, "eval": evaluate, "memit": memit, "stats": stats_throughput}[args.what](args, env)
     out = {"engine": "engram", "what": args.what, "binary": os.path.abspath(args.engram), "model": args.model,
            "data": os.path.abspath(args.data), "hparams": os.path.abspath(args.hparams), "threads": args.threads,
            **result,

@@ -10,6 +10,22 @@ public protocol MethodHyperParameters: Codable, Sendable {
     init()
 }
 
+/// The `v*`/`z` search knobs under EasyEdit's key names, which ROME's and MEMIT's files share.
+public protocol ValueSearchKeys {
+    var v_num_grad_steps: Int { get }
+    var v_lr: Float { get }
+    var v_weight_decay: Float { get }
+    var kl_factor: Float { get }
+    var clamp_norm_factor: Float { get }
+}
+
+extension ValueSearchKeys {
+    var valueSearch: ValueSearchHyperparameters {
+        ValueSearchHyperparameters(steps: v_num_grad_steps, learningRate: v_lr, weightDecay: v_weight_decay,
+                                   klFactor: kl_factor, clampNormFactor: clamp_norm_factor)
+    }
+}
+
 public enum HyperParameterFile {
     /// EasyEdit keys about devices, module paths and bookkeeping: meaningful there, not here.
     static let ignoredKeys: Set<String> = [

@@ -1,7 +1,7 @@
 import Foundation
 
 /// MEMIT / AlphaEdit hyper-parameters (editing-methods.md §3.1, §4), EasyEdit key names.
-public struct MEMITHyperParameters: MethodHyperParameters, Equatable {
+public struct MEMITHyperParameters: MethodHyperParameters, ValueSearchKeys, Equatable {
     public var layers: [Int] = [4, 5, 6, 7, 8]
     public var fact_token = "subject_last"
     public var v_num_grad_steps = 25
@@ -28,11 +28,6 @@ public struct MEMITHyperParameters: MethodHyperParameters, Equatable {
         "kl_factor", "mom2_adjustment", "mom2_update_weight", "mom2_dataset", "mom2_n_samples", "mom2_dtype",
         "context_template_length_params", "nullspace_threshold", "L2",
     ]
-
-    var valueSearch: ValueSearchHyperparameters {
-        ValueSearchHyperparameters(steps: v_num_grad_steps, learningRate: v_lr, weightDecay: v_weight_decay,
-                                   klFactor: kl_factor, clampNormFactor: clamp_norm_factor)
-    }
 
     func validate(layers count: Int) throws {
         guard !layers.isEmpty, layers.allSatisfy({ (0..<count).contains($0) }), layers == layers.sorted(), Set(layers).count == layers.count else {

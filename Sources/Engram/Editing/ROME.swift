@@ -1,7 +1,7 @@
 import Foundation
 
 /// ROME hyper-parameters (editing-methods.md §2.5), EasyEdit key names.
-public struct ROMEHyperParameters: MethodHyperParameters, Equatable {
+public struct ROMEHyperParameters: MethodHyperParameters, ValueSearchKeys, Equatable {
     public var layers: [Int] = [4]
     public var fact_token = "subject_last"
     public var v_num_grad_steps = 25
@@ -26,11 +26,6 @@ public struct ROMEHyperParameters: MethodHyperParameters, Equatable {
         "kl_factor", "mom2_adjustment", "mom2_dataset", "mom2_n_samples", "mom2_dtype", "context_template_length_params",
         "rome_key_mode",
     ]
-
-    var valueSearch: ValueSearchHyperparameters {
-        ValueSearchHyperparameters(steps: v_num_grad_steps, learningRate: v_lr, weightDecay: v_weight_decay,
-                                   klFactor: kl_factor, clampNormFactor: clamp_norm_factor)
-    }
 
     func validate(layers count: Int) throws {
         guard !layers.isEmpty, layers.allSatisfy({ (0..<count).contains($0) }) else {

@@ -1,0 +1,137 @@
+"""EasyEdit MEMIT: one batch edit of the first N CounterFact records on CPU, key statistics cached.
+
+Before timing: the statistics EasyEdit's MEMIT reads (layer_stats over Engram's documents, see
+easyedit_stats.py) must be on disk; when they are not, `easyedit_stats.py prepare` is run in a child
+process (so that this process's peak RSS is the edit's). Timed: clearing EasyEdit's MEMIT caches
+(context templates, covariance), generating the context templates (10 of length 10 as Engram's
+[[10, 10]], with EasyEdit's generate_fast in its LLaMA branch, since its MEMIT hard-codes 5; see
+easyedit_common.llama_generation) and apply_memit_to_model on all N
+requests (z search per request, keys, statistics read from its npz cache, the per-layer updates). Then the
+CounterFact ES/PS/NS of every record on the edited model (easyedit_common.counterfact_scores), and the
+original weights are written back.
+
+  python easyedit_memit.py --limit 10 --threads 2 --json easyedit-memit.json [--engram-json engram-memit.json]
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import easyedit_common as ec
+import corpus
+
+SEEDS = ["The", "Therefore", "Because", "I", "You"]  # EasyEdit's (and Engram's) template seed words
+
+
+def add_args(ap):
+    ap.add_argument("--corpus", default=corpus.DEFAULT_PATH)
+    ap.add_argument("--max-length", type=int, default=ec.MAX_LENGTH)
+    ap.add_argument("--stats-dir", help="EasyEdit stats_dir (default: per corpus under $ENGRAM_HOME/bench)")
+    ap.add_argument("--templates", default="10,10",
+                    help="LENGTH,COUNT of the generated context templates (Engram's MEMIT yaml: 10,10); "
+                         "'easyedit' keeps EasyEdit's MEMIT default (10, 5)")
+    ap.add_argument("--generation", choices=["llama", "as-is"], default="llama",
+                    help="llama: mark the model so that EasyEdit's generate_fast takes its LLaMA branch "
+                         "(easyedit_common.llama_generation); as-is: the folder name decides (non-LLaMA branch)")
+    ap.add_argument("--engram-json", help="engram_runs.py memit output, to compare the statistics with Engram's")
+
+
+args = ec.parse_args(__doc__, 10, "memit-smollm2.yaml", add_args)
+args.stats_dir = args.stats_dir or ec.default_stats_dir(args.corpus, args.max_length)
+hp, model, tok, load, ee = ec.setup_memit(args)
+import torch  # noqa: E402  (after setup has set the thread count)
+
+memit_main, ls = ee.memit_main, ee.layer_stats
+name_for_generation = ec.llama_generation(model) if args.generation == "llama" else model.name_or_path
+
+
+def cached_statistics():
+    """The statistics as MEMIT's get_cov reads them, or None when layer_stats would have to collect."""
+    ec.forbid_collection(ls)
+    try:
+        return {l: ls.layer_stats(model, tok, hp.rewrite_module_tmp.format(l), hp.stats_dir, hp.mom2_dataset,
+                                  to_collect=["mom2"], sample_size=hp.mom2_n_samples, precision=hp.mom2_dtype,
+                                  hparams=hp)
+                for l in hp.layers}
+    except FileNotFoundError:
+        return None
+
+
+stats = cached_statistics()
+prepare_seconds = None
+if stats is None:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, os.path.join(ec.HERE, "easyedit_stats.py"), "prepare", "--tree", args.tree,
+                    "--model", args.model, "--hparams", args.hparams, "--threads", str(args.threads),
+                    "--corpus", args.corpus, "--max-length", str(args.max_length), "--stats-dir", hp.stats_dir],
+                   check=True)
+    prepare_seconds = time.perf_counter() - t0
+    stats = cached_statistics()
+    assert stats is not None, "statistics still missing after easyedit_stats.py prepare"
+comparison = None
+if args.engram_json and os.path.exists(args.engram_json):
+    with open(args.engram_json) as f:
+        files = json.load(f).get("statistics", {}).get("files") or {}
+    comparison = {l: ec.compare_moments(files[str(l)], s) for l, s in stats.items() if str(l) in files}
+    print(f"[check] EasyEdit vs Engram E[k kᵀ], {hp.mom2_n_samples} documents: {comparison}", flush=True)
+del stats
+# A stand-in that would raise if anything inside the timed edit tried to collect statistics.
+ec.forbid_collection(ls)
+
+
+def context_templates():
+    if args.templates == "easyedit":
+        return memit_main.get_context_templates(model, tok)
+    length, count = map(int, args.templates.split(","))
+    # EasyEdit's MEMIT formatting of its (10, 5) group, with Engram's length and count.
+    memit_main.CONTEXT_TEMPLATES_CACHE = [["{}"], [
+        f.replace("{", " ").replace("}", " ") + ". {}"
+        for f in memit_main.generate_fast(model, tok, SEEDS, n_gen_per_prompt=count // len(SEEDS), max_out_len=length)]]
+    return memit_main.CONTEXT_TEMPLATES_CACHE
+
+
+records = ec.load_records(args.data, args.limit)
+requests = [dict(ec.request(r), case_id=r.get("case_id", i)) for i, r in enumerate(records)]
+rss_after_load = ec.benchcommon.rss_mib()
+pre = [ec.counterfact_scores(model, tok, r) for r in records]
+torch.manual_seed(0)
+memit_main.CONTEXT_TEMPLATES_CACHE = None
+memit_main.COV_CACHE.clear()
+t0 = time.perf_counter()
+templates = context_templates()
+t1 = time.perf_counter()
+edited, weights_copy = memit_main.apply_memit_to_model(model, tok, requests, hp, copy=False, return_orig_weights=True)
+t2 = time.perf_counter()
+post = [ec.counterfact_scores(edited, tok, r) for r in records]
+with torch.no_grad():
+    for name, value in weights_copy.items():
+        memit_main.nethook.get_parameter(model, name)[...] = value
+
+
+def scores(rows):
+    return {k: ec.mean([r[k] for r in rows]) for k in ("efficacy", "paraphrase", "neighborhood")}
+
+
+out = {
+    "engine": "easyedit", "method": "MEMIT", "protocol": "one batch", "records": len(records),
+    "data": os.path.abspath(args.data), "model": os.path.abspath(args.model),
+    "easyedit_commit": ec.easyedit_commit(args.tree), "hparams": {k: v for k, v in vars(hp).items()},
+    "stubbed_modules": ee.stubbed, "load_seconds": load.seconds,
+    "edit_seconds": t2 - t0, "memit_seconds": t2 - t1, "templates_seconds": t1 - t0,
+    "seconds_per_request": (t2 - t0) / len(records),
+    "context_templates": {"setting": args.templates, "generation": args.generation,
+                          "name_or_path_seen_by_generate_fast": name_for_generation,
+                          "count": sum(len(g) for g in templates), "templates": templates},
+    "statistics": {"stats_dir": hp.stats_dir, "documents": hp.mom2_n_samples, "dtype": hp.mom2_dtype,
+                   "max_length": args.max_length, "corpus_sha256": corpus.sha256(args.corpus),
+                   "prepared_now_seconds": prepare_seconds, "compared_with_engram": comparison},
+    "scores": {"pre": scores(pre), "post": scores(post)},
+    "rss_after_load_mib": rss_after_load, "peak_rss_mib": ec.benchcommon.peak_rss_mib(),
+    "machine": ec.machine(args.threads), "versions": ec.benchcommon.versions(),
+    "per_record": [{"case_id": q["case_id"], "pre": a, "post": b} for q, a, b in zip(requests, pre, post)],
+    "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+}
+ec.write_json(args.json, out)
+print(f"EasyEdit MEMIT: {len(records)} requests in one batch in {t2 - t0:.1f} s (templates {t1 - t0:.1f} s), "
+      f"peak RSS {out['peak_rss_mib']:.0f} MiB; pre {out['scores']['pre']} post {out['scores']['post']}")
