@@ -157,7 +157,7 @@ public enum LocateThenEdit {
         }
         for i in requests.indices where values[i] == nil {
             let group = try searchGroup(tokenizer: tokenizer, request: requests[i], templates: templates)
-            let rows = (group.rewriting + group.essence).reduce(0) { $0 + ($1.targetPositions.max() ?? $1.lookup) + 1 - $1.lookup }
+            let rows = group.rows
             if pending.reduce(0, { $0 + $1.rows }) + rows > searchRowBudget { try flush() }
             pending.append((i, group, rows))
         }

@@ -17,6 +17,10 @@ public struct ValueSearchPrompt: Sendable, Equatable {
         self.targetPositions = targetPositions ?? Array((tokens.count - targets.count)..<tokens.count)
     }
 
+    /// One past the last position a search recomputes: the last label, or the lookup itself for a
+    /// prompt without labels (an essence prompt: later positions cannot affect its lookup).
+    var recomputedEnd: Int { (targetPositions.max() ?? lookup) + 1 }
+
     /// The reference layout: `context + prompt + target[:-1]`, the last `target.count` positions labelled.
     public init(prompt: [Int32], lookup: Int, target: [Int32]) {
         self.init(tokens: prompt + target.dropLast(), lookup: lookup, targets: target)
@@ -81,6 +85,9 @@ public struct ValueSearchGroup: Sendable, Equatable {
         self.essence = essence
         self.targetInitRow = targetInitRow
     }
+
+    /// Tape rows the group's sequences take.
+    var rows: Int { (rewriting + essence).reduce(0) { $0 + $1.recomputedEnd - $1.lookup } }
 }
 
 /// Optimises `δ ∈ R^d` added at one hook site of layer `l` (the MLP output for ROME, the block output
@@ -178,7 +185,7 @@ public final class ValueSearch {
         // Each is recomputed from its lookup to its last needed position: the last label for rewriting
         // prompts, the lookup itself for essence prompts (later positions cannot affect it).
         let all = groups.flatMap { $0.rewriting + $0.essence }
-        let ends = groups.flatMap { $0.rewriting.map { $0.targetPositions.max()! + 1 } + $0.essence.map { $0.lookup + 1 } }
+        let ends = all.map(\.recomputedEnd)
         let caches = zip(all, ends).map { p, end in KVCache(config: c, capacity: max(end, 1)) }
 
         // Positions before each lookup, through every block: their keys and values stay fixed.

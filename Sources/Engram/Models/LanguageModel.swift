@@ -159,7 +159,7 @@ enum OutputHead {
         let total = rows.count
         let result = FloatBuffer(count: total * vocab, zeroed: false)
         if total > 0 {
-            if rows == Array(rows[0]..<(rows[0] + total)) {
+            if rows[total - 1] - rows[0] + 1 == total { // rows ascend: a contiguous block
                 BLAS.linear(normed + rows[0] * d, rows: total, weight: weight, into: result.pointer)
             } else {
                 let gathered = FloatBuffer(count: total * d, zeroed: false)
