@@ -28,7 +28,7 @@ struct EditCommand: ParsableCommand {
                                               progress: ProgressReporter("key statistics (documents)").update)
         let cache = try valueCache.map { try ValueCache(directory: $0, modelID: hash) }
         let editor = try EditorRegistry.make(method: method, hyperParameters: hparams, pool: file.requests, statistics: stats,
-                                             valueCache: cache)
+                                             valueCache: cache, templateStore: .standard(modelID: hash))
 
         let before = try EditDemo.measure(requests, model: lm, tokenizer: tokenizer, context: nil)
         let clock = ContinuousClock(), start = clock.now

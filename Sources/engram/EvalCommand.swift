@@ -59,7 +59,7 @@ struct EvalCommand: ParsableCommand {
                                                   progress: ProgressReporter("key statistics (documents)").update)
             let cache = try valueCache.map { try ValueCache(directory: $0, modelID: hash) }
             let editor = try EditorRegistry.make(method: method, hyperParameters: hparams, pool: file.requests, statistics: stats,
-                                                 valueCache: cache)
+                                                 valueCache: cache, templateStore: .standard(modelID: hash))
             let runner = EvaluationRunner(model: lm, tokenizer: tokenizer, editor: editor, file: file, modelSHA256: hash, options: o)
             var bars: [String: ProgressReporter] = [:]
             runner.progress = { p in

@@ -109,8 +109,19 @@ final class GradientFiniteDifferenceTests: XCTestCase {
             var hp = ValueSearchHyperparameters(steps: 12, learningRate: 0.5)
             hp.earlyStopLoss = 0.5
             for site in [HookSite.mlpOutput(1), .residual(0)] {
-                let together = try ValueSearch(model: model, site: site, groups: groups).runAll(hp)
+                let together = try ValueSearch(model: model, site: site, groups: groups, threads: 1).runAll(hp)
                 XCTAssertEqual(together.count, groups.count)
+                // Split over threads (each a run of whole sequences, one cutting through a request's
+                // prompts), the search is the same.
+                for threads in [2, 3] {
+                    let split = try ValueSearch(model: model, site: site, groups: groups, threads: threads).runAll(hp)
+                    for (g, (a, b)) in zip(split, together).enumerated() {
+                        let label = "\(name) \(site) request \(g), \(threads) threads"
+                        XCTAssertEqual(a.losses.count, b.losses.count, label)
+                        for (x, y) in zip(a.losses, b.losses) { XCTAssertEqual(x.total, y.total, accuracy: 1e-5 * max(1, abs(y.total)), label) }
+                        for (x, y) in zip(a.value, b.value) { XCTAssertEqual(x, y, accuracy: 1e-5, label) }
+                    }
+                }
                 for (g, group) in groups.enumerated() {
                     let alone = try ValueSearch(model: model, site: site, rewriting: group.rewriting, essence: group.essence).run(hp)
                     let label = "\(name) \(site) request \(g)"

@@ -53,4 +53,48 @@ final class ValueCacheTests: XCTestCase {
         _ = try values(cache)
         XCTAssertEqual(cache.hits, 6)
     }
+
+    /// Context templates on disk: sampled once and written; a stored file is read instead of sampling
+    /// (a hand-written one proves it); a damaged file, or one for another model, is sampled again and
+    /// rewritten.
+    func testContextTemplatesAreStoredPerModel() throws {
+        let ck = try ModelLoader.checkpoint("smollm2")
+        let model = try ModelLoader.build(ck), tokenizer = try TokenizerLoader.load(ck)
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("engram-templates-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let store = TemplateStore(directory: folder, modelID: ModelRegistry.smollm2SHA256)
+        let groups = [LocateThenEdit.TemplateGroup(length: 4, count: 5)]
+        // Seeds no other test uses: the in-memory cache is per process.
+        func templates(seed: UInt64) throws -> [[String]] {
+            try LocateThenEdit.contextTemplates(model: model, tokenizer: tokenizer, groups: groups, seed: seed, store: store)
+        }
+        func file(seed: UInt64) -> String { "\(folder)/\(ModelRegistry.smollm2SHA256)-4x5-seed\(seed).json" }
+        func stored(seed: UInt64) throws -> [[String]] {
+            let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file(seed: seed)))) as! [String: Any]
+            return json["templates"] as! [[String]]
+        }
+        func write(seed: UInt64, model id: String, templates: [[String]]) throws {
+            let entry: [String: Any] = ["version": "engram-templates-1", "modelSHA256": id, "groups": [["length": 4, "count": 5]],
+                                        "seed": seed, "templates": templates]
+            try JSONSerialization.data(withJSONObject: entry).write(to: URL(fileURLWithPath: file(seed: seed)))
+        }
+
+        let sampled = try templates(seed: 9101)
+        XCTAssertEqual(sampled.count, 2)
+        XCTAssertEqual(sampled[1].count, 5)
+        XCTAssertEqual(try stored(seed: 9101), sampled)
+
+        let handWritten = [["{}"], ["Written by hand. {}"]]
+        try write(seed: 9102, model: ModelRegistry.smollm2SHA256, templates: handWritten)
+        XCTAssertEqual(try templates(seed: 9102), handWritten)
+
+        try Data("{".utf8).write(to: URL(fileURLWithPath: file(seed: 9103)))
+        let resampled = try templates(seed: 9103)
+        XCTAssertEqual(resampled[1].count, 5)
+        XCTAssertEqual(try stored(seed: 9103), resampled)
+
+        try write(seed: 9104, model: "another model", templates: handWritten)
+        XCTAssertNotEqual(try templates(seed: 9104), handWritten)
+        XCTAssertNotEqual(try stored(seed: 9104), handWritten)
+    }
 }

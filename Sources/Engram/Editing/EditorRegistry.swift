@@ -10,8 +10,10 @@ public enum EditorRegistry {
     ///   - pool: requests IKE may draw demonstrations from (the other records of the data file).
     ///   - statistics: key statistics for ROME (with mom2_adjustment), MEMIT and AlphaEdit.
     ///   - valueCache: where ROME, MEMIT and AlphaEdit keep their `v*`/`z` between runs.
+    ///   - templateStore: where they keep their context templates between runs.
     public static func make(method: String, hyperParameters path: String?, pool: [EditRequest] = [],
-                            statistics: StatisticsProvider?, valueCache: ValueCache? = nil) throws -> Editor {
+                            statistics: StatisticsProvider?, valueCache: ValueCache? = nil,
+                            templateStore: TemplateStore? = nil) throws -> Editor {
         func file(_ name: String) -> String? { path ?? HyperParameterFile.defaultPath(method: name) }
         func needStatistics() throws -> StatisticsProvider {
             guard let statistics else { throw EngramError.invalidArgument("method '\(method)' needs key statistics") }
@@ -24,16 +26,19 @@ public enum EditorRegistry {
             let hp = try file("rome").map { try HyperParameterFile.load(ROMEHyperParameters.self, path: $0) } ?? ROMEHyperParameters()
             let rome = ROME(hp, statistics: statistics)
             rome.valueCache = valueCache
+            rome.templateStore = templateStore
             return rome
         case "memit":
             let hp = try file("memit").map { try HyperParameterFile.load(MEMITHyperParameters.self, path: $0) } ?? MEMITHyperParameters()
             let memit = MEMIT(hp, statistics: try needStatistics())
             memit.valueCache = valueCache
+            memit.templateStore = templateStore
             return memit
         case "alphaedit":
             let hp = try file("alphaedit").map { try HyperParameterFile.load(MEMITHyperParameters.self, path: $0) } ?? MEMITHyperParameters()
             let alphaEdit = AlphaEdit(hp, statistics: try needStatistics())
             alphaEdit.valueCache = valueCache
+            alphaEdit.templateStore = templateStore
             return alphaEdit
         default:
             throw EngramError.invalidArgument("unknown method '\(method)' (known: \(methods.joined(separator: ", ")))")

@@ -20,12 +20,19 @@ public enum LocateThenEdit {
     /// Template groups: `[["{}"], group 1, group 2, …]`. Each generated template is
     /// `"<text>. {}"`, sampled from the unedited model with top-5 sampling from the seed words
     /// (EasyEdit's rule), braces removed. Cached per model and parameters, since editing must not
-    /// resample them (the edit log stores them for reproduction).
-    public static func contextTemplates(model: LanguageModel, tokenizer: Tokenizer, groups: [TemplateGroup], seed: UInt64 = 0) throws -> [[String]] {
+    /// resample them (the edit log stores them for reproduction): in memory, and in `store` when given.
+    public static func contextTemplates(model: LanguageModel, tokenizer: Tokenizer, groups: [TemplateGroup], seed: UInt64 = 0,
+                                        store: TemplateStore? = nil) throws -> [[String]] {
         let key = "\(ObjectIdentifier(model).hashValue)|\(groups.map { "\($0.length)x\($0.count)" })|\(seed)"
         cacheLock.lock()
         if let cached = templateCache[key] { cacheLock.unlock(); return cached }
         cacheLock.unlock()
+        if let stored = store?.load(groups: groups, seed: seed) {
+            cacheLock.lock()
+            templateCache[key] = stored
+            cacheLock.unlock()
+            return stored
+        }
         var result: [[String]] = [["{}"]]
         for (g, group) in groups.enumerated() {
             let perSeed = max(1, group.count / seeds.count)
@@ -44,6 +51,7 @@ public enum LocateThenEdit {
                 return text + ". {}"
             })
         }
+        try store?.save(result, groups: groups, seed: seed)
         cacheLock.lock()
         templateCache[key] = result
         cacheLock.unlock()

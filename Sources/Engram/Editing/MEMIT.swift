@@ -50,6 +50,8 @@ public class MEMIT: Editor {
     var momentCache: [Int: [Double]] = [:]
     /// Where `z` values are kept between runs (optional).
     public var valueCache: ValueCache?
+    /// Where context templates are kept between runs (optional).
+    public var templateStore: TemplateStore?
 
     public init(_ hp: MEMITHyperParameters = MEMITHyperParameters(), statistics: @escaping StatisticsProvider) {
         self.hp = hp
@@ -97,7 +99,8 @@ public class MEMIT: Editor {
             seen[key] = r.targetNew
         }
         let groups = try LocateThenEdit.contextTemplates(model: model, tokenizer: tokenizer,
-            groups: hp.context_template_length_params.map { LocateThenEdit.TemplateGroup(length: $0[0], count: $0[1]) })
+            groups: hp.context_template_length_params.map { LocateThenEdit.TemplateGroup(length: $0[0], count: $0[1]) },
+            store: templateStore)
         let lastLayer = hp.layers.last!
         // Statistics describe the unedited model: load them all before any weight changes.
         let missing = hp.layers.filter { momentCache[$0] == nil }

@@ -54,6 +54,8 @@ public final class ROME: Editor {
     var inverseCache: [Int: [Double]] = [:]
     /// Where `v*` values are kept between runs (optional).
     public var valueCache: ValueCache?
+    /// Where context templates are kept between runs (optional).
+    public var templateStore: TemplateStore?
 
     public init(_ hp: ROMEHyperParameters = ROMEHyperParameters(), statistics: StatisticsProvider? = nil) {
         self.hp = hp
@@ -67,7 +69,7 @@ public final class ROME: Editor {
     public func edit(_ requests: [EditRequest], model: LanguageModel, tokenizer: Tokenizer) throws -> EditPatch {
         try hp.validate(layers: model.config.layers)
         let groups = hp.context_template_length_params.map { LocateThenEdit.TemplateGroup(length: $0[0], count: $0[1]) }
-        let templates = try LocateThenEdit.contextTemplates(model: model, tokenizer: tokenizer, groups: groups).flatMap { $0 }
+        let templates = try LocateThenEdit.contextTemplates(model: model, tokenizer: tokenizer, groups: groups, store: templateStore).flatMap { $0 }
         var deltas: [WeightDelta] = []
         var applied: [AppliedPatch] = []
         defer { for a in applied.reversed() { try? a.revert() } } // leave the model as we found it

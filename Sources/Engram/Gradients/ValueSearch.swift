@@ -113,16 +113,21 @@ public final class ValueSearch {
     /// The first group's `target_init`.
     public var targetInit: [Float] { targetInits[0] }
 
-    private let tape: DecoderTape
+    /// The recomputed rows as contiguous runs of whole sequences, one tape each, run side by side
+    /// (`BLAS.concurrently`) when OpenBLAS is allowed more than one thread.
+    private let shards: [Shard]
     private let input: FloatBuffer        // residual stream after block l at the recomputed rows, δ = 0
     private let perturbed: FloatBuffer    // `input` with each group's δ added at its lookup rows
     private let lookupRows: [[Int]]       // per group, the tape row of each of its sequences' lookup
     private let labels: [(group: Int, output: Int, token: Int, weight: Float)]
     private let essenceOutputs: [(group: Int, output: Int)]
     private var initialLogProbs: [[Float]] = []   // per essence output
+    private let logits: FloatBuffer       // every shard's output rows, in output order
     private let dLogits: FloatBuffer
+    private let dInput: FloatBuffer       // ∂loss/∂input, all rows
     private var lastForwardDeltas: [[Float]]?
     private let d: Int
+    private let vocab: Int
 
     /// One request (the common case).
     public convenience init(model: LanguageModel, site: HookSite, rewriting: [ValueSearchPrompt], essence: [ValueSearchPrompt],
@@ -136,7 +141,9 @@ public final class ValueSearch {
     ///   - site: `.mlpOutput(l)` (ROME) or `.residual(l)` (MEMIT, AlphaEdit).
     ///   - groups: per request, the prompts with targets and the KL ("essence") prompts (ROME and MEMIT
     ///     use one, "{subject} is a"; the KL term is their mean).
-    public init(model: LanguageModel, site: HookSite, groups: [ValueSearchGroup]) throws {
+    ///   - threads: how many threads run the steps, each on its own share of the sequences. By default
+    ///     OpenBLAS's thread count, as long as each thread gets at least 16 rows.
+    public init(model: LanguageModel, site: HookSite, groups: [ValueSearchGroup], threads: Int? = nil) throws {
         let weights = try DecoderWeights(model)
         let c = weights.config
         let l: Int
@@ -180,6 +187,7 @@ public final class ValueSearch {
         layer = l
         self.groups = groups
         d = c.hidden
+        vocab = c.vocab
 
         // All sequences, group by group: each group's rewriting prompts, then its essence prompts.
         // Each is recomputed from its lookup to its last needed position: the last label for rewriting
@@ -244,13 +252,15 @@ public final class ValueSearch {
         self.lookupRows = lookupRows
         self.labels = labels
         self.essenceOutputs = essenceOutputs
-        tape = try DecoderTape(weights: weights, firstLayer: l + 1,
-                               sequences: all.indices.map { TapeSequence(start: all[$0].lookup, end: ends[$0], cache: caches[$0]) },
-                               outputs: outputs)
+        let sequences = all.indices.map { TapeSequence(start: all[$0].lookup, end: ends[$0], cache: caches[$0]) }
+        shards = try Self.shards(weights: weights, firstLayer: l + 1, sequences: sequences, outputs: outputs,
+                                 count: threads ?? min(BLAS.threads, n / 16))
+        logits = FloatBuffer(count: outputs.count * c.vocab, zeroed: false)
         dLogits = FloatBuffer(count: outputs.count * c.vocab)
+        dInput = FloatBuffer(count: n * c.hidden, zeroed: false)
 
         // P_init: the essence distributions with δ = 0.
-        let logits = tape.forward(input: input.pointer)
+        let logits = runForward(input.pointer)
         lastForwardDeltas = [[Float]](repeating: [Float](repeating: 0, count: d), count: groups.count)
         initialLogProbs = essenceOutputs.map { LossOps.logSoftmax(logits + $0.output * c.vocab, vocab: c.vocab) }
     }
@@ -269,16 +279,16 @@ public final class ValueSearch {
         for delta in deltas where delta.count != d {
             throw EngramError.invalidArgument("δ has \(delta.count) values, the model's hidden width is \(d)")
         }
-        let vocab = tape.vocab
+        let vocab = self.vocab
         let logits: UnsafePointer<Float>
         if lastForwardDeltas == deltas {
-            logits = UnsafePointer(tape.logits.pointer)
+            logits = UnsafePointer(self.logits.pointer)
         } else {
             perturbed.pointer.update(from: input.pointer, count: input.count)
             for (g, delta) in deltas.enumerated() {
                 for r in lookupRows[g] { for i in 0..<d { perturbed.pointer[r * d + i] += delta[i] } }
             }
-            logits = tape.forward(input: perturbed.pointer)
+            logits = runForward(perturbed.pointer)
             lastForwardDeltas = deltas
         }
         dLogits.pointer.update(repeating: 0, count: dLogits.count)
@@ -302,7 +312,8 @@ public final class ValueSearch {
 
     /// `∂loss/∂δ` of every active group for the `δ`s of the last `forwardLoss` (zeros for inactive ones).
     private func backwardDeltas(deltas: [[Float]], active: [Bool], weightDecay: Float) -> [[Float]] {
-        let dInput = tape.backward(dLogits: dLogits.pointer)
+        runBackward()
+        let dInput = self.dInput.pointer
         return groups.indices.map { g in
             var grad = [Float](repeating: 0, count: d)
             guard active[g] else { return grad }
@@ -352,6 +363,72 @@ public final class ValueSearch {
         return (0..<count).map { g in
             ValueSearchResult(value: zip(targetInits[g], deltas[g]).map { $0 + $1 }, delta: deltas[g], targetInit: targetInits[g],
                               losses: losses[g], stoppedEarly: stoppedEarly[g])
+        }
+    }
+
+    // MARK: shards
+
+    private struct Shard {
+        let tape: DecoderTape
+        let rows: Range<Int>
+        let outputs: Range<Int>
+    }
+
+    /// Splits the sequences into at most `count` contiguous runs of about equal work (their rows
+    /// through the blocks above the search layer, plus their output rows through the head), one tape
+    /// each. Outputs are listed in row order, so each run's outputs are contiguous too.
+    private static func shards(weights: DecoderWeights, firstLayer: Int, sequences: [TapeSequence], outputs: [Int],
+                               count: Int) throws -> [Shard] {
+        let c = weights.config
+        let rowCost = Double(max(c.layers - firstLayer, 0)) * Double(c.hidden * (2 * c.qDim + 2 * c.kvDim) + 3 * c.hidden * c.intermediate)
+        let outputCost = Double(c.hidden * c.vocab)
+        var rowStarts: [Int] = [], row0 = 0
+        for s in sequences { rowStarts.append(row0); row0 += s.end - s.start }
+        let cost = sequences.indices.map { i -> Double in
+            let rows = rowStarts[i]..<(rowStarts[i] + sequences[i].end - sequences[i].start)
+            return Double(rows.count) * rowCost + Double(outputs.filter { rows.contains($0) }.count) * outputCost
+        }
+        let total = cost.reduce(0, +)
+        let k = max(1, min(count, sequences.count))
+        // Cut at the sequence boundary nearest to each multiple of total/k.
+        var cuts = [0], running = 0.0
+        for (i, w) in cost.enumerated() where cuts.count < k {
+            let target = total * Double(cuts.count) / Double(k)
+            if running + w >= target {
+                let cut = target - running < running + w - target && i > cuts.last! ? i : i + 1
+                if cut < sequences.count { cuts.append(cut) }
+            }
+            running += w
+        }
+        cuts.append(sequences.count)
+        var shards: [Shard] = []
+        for (a, b) in zip(cuts, cuts.dropFirst()) where a < b {
+            let rows = rowStarts[a]..<(b < sequences.count ? rowStarts[b] : row0)
+            let first = outputs.firstIndex { $0 >= rows.lowerBound } ?? outputs.count
+            let end = outputs.firstIndex { $0 >= rows.upperBound } ?? outputs.count
+            let tape = try DecoderTape(weights: weights, firstLayer: firstLayer, sequences: Array(sequences[a..<b]),
+                                       outputs: outputs[first..<end].map { $0 - rows.lowerBound })
+            shards.append(Shard(tape: tape, rows: rows, outputs: first..<end))
+        }
+        return shards
+    }
+
+    /// Every shard's forward on its rows of `input`; returns the logits of all output rows.
+    private func runForward(_ input: UnsafePointer<Float>) -> UnsafePointer<Float> {
+        BLAS.concurrently(shards.count) { i in
+            let s = shards[i]
+            let out = s.tape.forward(input: input + s.rows.lowerBound * d)
+            (logits.pointer + s.outputs.lowerBound * vocab).update(from: out, count: s.outputs.count * vocab)
+        }
+        return UnsafePointer(logits.pointer)
+    }
+
+    /// Every shard's backward from `dLogits` into `dInput`.
+    private func runBackward() {
+        BLAS.concurrently(shards.count) { i in
+            let s = shards[i]
+            let dx = s.tape.backward(dLogits: dLogits.pointer + s.outputs.lowerBound * vocab)
+            (dInput.pointer + s.rows.lowerBound * d).update(from: dx, count: s.rows.count * d)
         }
     }
 
