@@ -63,11 +63,14 @@ def loadavg():
     return open("/proc/loadavg").read().split()[:3]
 
 
-def fresh_home():
-    """An ENGRAM_HOME with only a link to the installed models: no cached statistics or templates."""
-    models = os.path.join(os.environ.get("ENGRAM_HOME") or os.path.expanduser("~/.cache/engram"), "models")
+def fresh_home(keep=("models",)):
+    """An ENGRAM_HOME with links to these folders of the real one only (by default the installed models:
+    no cached statistics or stored templates)."""
+    real = os.environ.get("ENGRAM_HOME") or os.path.expanduser("~/.cache/engram")
     home = tempfile.mkdtemp(prefix="engram-bench-home-")
-    os.symlink(models, os.path.join(home, "models"))
+    for name in keep:
+        os.makedirs(os.path.join(real, name), exist_ok=True)
+        os.symlink(os.path.join(real, name), os.path.join(home, name))
     return home
 
 
@@ -172,8 +175,12 @@ def memit(args, env):
     path = os.path.join(tmp, "records.json")
     with open(path, "w") as f:
         json.dump(records, f)
+    # Cached statistics, no stored templates: the timed edit samples its templates, as EasyEdit's
+    # edit_seconds include its template sampling.
+    home = fresh_home(keep=("models", "stats"))
     _, stderr, wall, rss = run([args.engram, "edit", args.model, "--edits", path, "--method", "memit",
-                                "--hparams", args.hparams], env)
+                                "--hparams", args.hparams], dict(env, ENGRAM_HOME=home))
+    shutil.rmtree(home, ignore_errors=True)
     m = re.search(r"MEMIT: (\d+) request\(s\) in ([0-9.]+) s \(([0-9.]+) s per request\)", stderr)
     if not m or int(m.group(1)) != len(records):
         raise SystemExit(f"no MEMIT timing line for {len(records)} requests in:\n{stderr[-2000:]}")
