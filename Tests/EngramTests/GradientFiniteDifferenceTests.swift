@@ -12,7 +12,7 @@ final class GradientFiniteDifferenceTests: XCTestCase {
     /// target, and an essence prompt whose subject is its first token (lookup 0: no cached prefix);
     /// plus one prompt labelled at explicit positions.
     func prompts(vocab: Int, seed: UInt64) -> (rewriting: [ValueSearchPrompt], essence: [ValueSearchPrompt]) {
-        var rng = GradientTestRNG(seed: seed)
+        var rng = SeededRandom(seed: seed)
         let prompt = InMemoryTinyModels.randomTokens(6, vocab: vocab, rng: &rng)
         let target = InMemoryTinyModels.randomTokens(2, vocab: vocab, rng: &rng)
         let prefixA = InMemoryTinyModels.randomTokens(3, vocab: vocab, rng: &rng)
@@ -43,7 +43,7 @@ final class GradientFiniteDifferenceTests: XCTestCase {
         XCTAssertEqual(search.targetInit.count, config.hidden, file: file, line: line)
         for (a, b) in zip(search.targetInit, expectedInit) { XCTAssertEqual(a, b, accuracy: 1e-5, "\(name) target_init", file: file, line: line) }
 
-        var rng = GradientTestRNG(seed: 99)
+        var rng = SeededRandom(seed: 99)
         let delta = (0..<config.hidden).map { _ in 0.4 * rng.symmetric() }
         let klFactor = 0.5, weightDecay = 0.05 // larger than ROME's so that every term shows in the gradient
         let initial = try GradientReferenceMaths.initial(model, essence: essence)
@@ -141,7 +141,7 @@ final class GradientFiniteDifferenceTests: XCTestCase {
         for (name, config) in InMemoryTinyModels.all {
             for layers in [[1], [0, 2]] {
                 let model = try InMemoryTinyModels.model(config, seed: 5)
-                var rng = GradientTestRNG(seed: 3)
+                var rng = SeededRandom(seed: 3)
                 let a = InMemoryTinyModels.randomTokens(7, vocab: config.vocab, rng: &rng)
                 let b = InMemoryTinyModels.randomTokens(5, vocab: config.vocab, rng: &rng)
                 let batch = [

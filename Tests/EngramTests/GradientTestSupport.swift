@@ -2,25 +2,6 @@ import Foundation
 import XCTest
 import Engram
 
-/// Deterministic pseudo-random numbers for test weights (SplitMix64).
-struct GradientTestRNG {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1).
-    mutating func symmetric() -> Float { Float(Double(next() >> 11) / Double(1 << 53)) * 2 - 1 }
-
-    mutating func int(below n: Int) -> Int { Int(next() % UInt64(n)) }
-}
-
 /// Tiny random models built in memory: a `Checkpoint` of owned float tensors under canonical names,
 /// built by `ModelLoader.build` exactly like a file-based checkpoint.
 enum InMemoryTinyModels {
@@ -73,7 +54,7 @@ enum InMemoryTinyModels {
         var metadata = Metadata(file: "tiny-\(c.architecture.rawValue)")
         for (k, v) in c.ggufMetadata() { metadata[k] = v }
         let ck = Checkpoint(location: "tiny-\(c.architecture.rawValue)", format: .gguf, metadata: metadata)
-        var rng = GradientTestRNG(seed: seed)
+        var rng = SeededRandom(seed: seed)
         for (name, shape) in shapes(c) {
             let count = shape.reduce(1, *)
             let buffer = FloatBuffer(count: count, zeroed: false)
@@ -94,7 +75,7 @@ enum InMemoryTinyModels {
         try ModelLoader.build(checkpoint(c, seed: seed))
     }
 
-    static func randomTokens(_ n: Int, vocab: Int, rng: inout GradientTestRNG) -> [Int32] {
+    static func randomTokens(_ n: Int, vocab: Int, rng: inout SeededRandom) -> [Int32] {
         (0..<n).map { _ in Int32(rng.int(below: vocab)) }
     }
 }

@@ -19,7 +19,7 @@ final class GradientTimingTests: XCTestCase {
         let prompt: [Int32] = [504, 414, 46682, 18669, 314, 3807, 281, 260, 2240, 282]
         let target: [Int32] = [7268]
         let essence = ValueSearchPrompt(tokens: [504, 414, 46682, 18669, 314, 253], lookup: 3)
-        var rng = GradientTestRNG(seed: 2024)
+        var rng = SeededRandom(seed: 2024)
         var rewriting = [ValueSearchPrompt(prompt: prompt, lookup: 3, target: target)]
         for length in [5, 10] {
             for _ in 0..<10 {

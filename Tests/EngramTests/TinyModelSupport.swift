@@ -18,6 +18,12 @@ struct SeededRandom {
     /// Uniform in [-1, 1).
     mutating func uniform() -> Float { Float(Double(next() >> 11) / Double(1 << 53) * 2 - 1) }
 
+    /// Uniform in [-1, 1), rounded to float before scaling (the in-memory gradient models were built
+    /// with this one; their reference dumps depend on the exact bits).
+    mutating func symmetric() -> Float { Float(Double(next() >> 11) / Double(1 << 53)) * 2 - 1 }
+
+    mutating func int(below n: Int) -> Int { Int(next() % UInt64(n)) }
+
     mutating func values(_ count: Int, scale: Float, offset: Float = 0) -> [Float] {
         (0..<count).map { _ in offset + scale * uniform() }
     }
