@@ -27,12 +27,20 @@ public enum LocateThenEdit {
         cacheLock.lock()
         if let cached = templateCache[key] { cacheLock.unlock(); return cached }
         cacheLock.unlock()
+        let result: [[String]]
         if let stored = store?.load(groups: groups, seed: seed) {
-            cacheLock.lock()
-            templateCache[key] = stored
-            cacheLock.unlock()
-            return stored
+            result = stored
+        } else {
+            result = try sampleTemplates(model: model, tokenizer: tokenizer, groups: groups, seed: seed)
+            try store?.save(result, groups: groups, seed: seed)
         }
+        cacheLock.lock()
+        templateCache[key] = result
+        cacheLock.unlock()
+        return result
+    }
+
+    private static func sampleTemplates(model: LanguageModel, tokenizer: Tokenizer, groups: [TemplateGroup], seed: UInt64) throws -> [[String]] {
         var result: [[String]] = [["{}"]]
         for (g, group) in groups.enumerated() {
             let perSeed = max(1, group.count / seeds.count)
@@ -51,10 +59,6 @@ public enum LocateThenEdit {
                 return text + ". {}"
             })
         }
-        try store?.save(result, groups: groups, seed: seed)
-        cacheLock.lock()
-        templateCache[key] = result
-        cacheLock.unlock()
         return result
     }
 
