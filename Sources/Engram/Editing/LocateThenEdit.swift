@@ -14,7 +14,13 @@ public enum LocateThenEdit {
     }
 
     static let seeds = ["The", "Therefore", "Because", "I", "You"]
-    nonisolated(unsafe) static var templateCache: [String: [[String]]] = [:]
+    /// Templates sampled in this process, per model object. The entry holds the model weakly: an
+    /// address can be reused by a model loaded later, and a freed model's entry must not answer for it.
+    struct CachedTemplates {
+        weak var model: LanguageModel?
+        var templates: [[String]]
+    }
+    nonisolated(unsafe) static var templateCache: [String: CachedTemplates] = [:]
     static let cacheLock = NSLock()
 
     /// Template groups: `[["{}"], group 1, group 2, …]`. Each generated template is
@@ -25,7 +31,7 @@ public enum LocateThenEdit {
                                         store: TemplateStore? = nil) throws -> [[String]] {
         let key = "\(ObjectIdentifier(model).hashValue)|\(groups.map { "\($0.length)x\($0.count)" })|\(seed)"
         cacheLock.lock()
-        if let cached = templateCache[key] { cacheLock.unlock(); return cached }
+        if let cached = templateCache[key], cached.model === model { cacheLock.unlock(); return cached.templates }
         cacheLock.unlock()
         let result: [[String]]
         if let stored = store?.load(groups: groups, seed: seed) {
@@ -35,7 +41,7 @@ public enum LocateThenEdit {
             try store?.save(result, groups: groups, seed: seed)
         }
         cacheLock.lock()
-        templateCache[key] = result
+        templateCache[key] = CachedTemplates(model: model, templates: result)
         cacheLock.unlock()
         return result
     }
