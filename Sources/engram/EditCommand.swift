@@ -24,11 +24,10 @@ struct EditCommand: ParsableCommand {
         if let limit { requests = Array(requests.prefix(limit)) }
         guard !requests.isEmpty else { throw ValidationError("\(edits): no edit requests") }
         let hash = try ck.contentHash()
-        let stats = EditorRegistry.statistics(model: lm, tokenizer: tokenizer, modelHash: hash,
-                                              progress: ProgressReporter("key statistics (documents)").update)
         let cache = try valueCache.map { try ValueCache(directory: $0, modelID: hash) }
-        let editor = try EditorRegistry.make(method: method, hyperParameters: hparams, pool: file.requests, statistics: stats,
-                                             valueCache: cache, templateStore: .standard(modelID: hash))
+        let editor = try EditorRegistry.make(method: method, hyperParameters: hparams, pool: file.requests,
+                                             model: lm, tokenizer: tokenizer, checkpointSHA256: hash, valueCache: cache,
+                                             statisticsProgress: ProgressReporter("key statistics (documents)").update)
 
         let before = try EditDemo.measure(requests, model: lm, tokenizer: tokenizer, context: nil)
         let clock = ContinuousClock(), start = clock.now

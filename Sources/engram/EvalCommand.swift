@@ -55,11 +55,10 @@ struct EvalCommand: ParsableCommand {
             }
             try o.validate()
             let hash = try ck.contentHash()
-            let stats = EditorRegistry.statistics(model: lm, tokenizer: tokenizer, modelHash: hash,
-                                                  progress: ProgressReporter("key statistics (documents)").update)
             let cache = try valueCache.map { try ValueCache(directory: $0, modelID: hash) }
-            let editor = try EditorRegistry.make(method: method, hyperParameters: hparams, pool: file.requests, statistics: stats,
-                                                 valueCache: cache, templateStore: .standard(modelID: hash))
+            let editor = try EditorRegistry.make(method: method, hyperParameters: hparams, pool: file.requests,
+                                                 model: lm, tokenizer: tokenizer, checkpointSHA256: hash, valueCache: cache,
+                                                 statisticsProgress: ProgressReporter("key statistics (documents)").update)
             let runner = EvaluationRunner(model: lm, tokenizer: tokenizer, editor: editor, file: file, modelSHA256: hash, options: o)
             var bars: [String: ProgressReporter] = [:]
             runner.progress = { p in

@@ -240,8 +240,15 @@ final class EvalRunnerTests: XCTestCase {
         XCTAssertEqual(r0.final?["knowedit.reliability"], 1, "after both edits: bias 4")
         XCTAssertEqual(r0.final?["knowedit.locality"], 0.666667)
         XCTAssertEqual(m.down.values, [Float](repeating: 0, count: m.down.count))
-        XCTAssertEqual(steps.last, EvaluationProgress(phase: "final", completed: 2, total: 2))
-        XCTAssertTrue(steps.contains(EvaluationProgress(phase: "pre", completed: 2, total: 2)))
+        // Every phase announces its start (0 done, so a progress bar can time it from there) and ends
+        // with all records done, in order.
+        let phases = steps.map(\.phase).reduce(into: [String]()) { if $0.last != $1 { $0.append($1) } }
+        XCTAssertEqual(phases, ["pre", "edit", "final"])
+        for phase in phases {
+            let events = steps.filter { $0.phase == phase }
+            XCTAssertEqual(events.first, EvaluationProgress(phase: phase, completed: 0, total: 2))
+            XCTAssertEqual(events.last, EvaluationProgress(phase: phase, completed: 2, total: 2))
+        }
         XCTAssertNotNil(result.aggregates[.final])
 
         let finalOnly = try run(file, BiasEditor(token: id(" New"), amount: 2), model(), options { $0.editingProtocol = .sequential; $0.sequentialTiming = .final })

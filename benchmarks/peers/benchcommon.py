@@ -87,6 +87,25 @@ def summary(tokens, seconds):
     }
 
 
+def measure(args, prompts, run_pp, run_tg):
+    """The loop both peers share: one untimed warm-up, then `args.repeats` rounds of every prompt
+    length (`run_pp(ids)` -> seconds) and one greedy decode (`run_tg(n)` -> seconds, token ids).
+    Returns the summaries by row name and the last decode's tokens."""
+    run_pp(prompts[min(prompts)])  # warm-up, untimed
+    run_tg(8)
+    pp_times = {p: [] for p in prompts}
+    tg_times = []
+    generated = None
+    for _ in range(args.repeats):
+        for p, ids in prompts.items():
+            pp_times[p].append(run_pp(ids))
+        secs, generated = run_tg(args.decode_tokens)
+        tg_times.append(secs)
+    results = {f"pp{p}": summary(p, s) for p, s in pp_times.items()}
+    results[f"tg{args.decode_tokens}"] = summary(args.decode_tokens, tg_times)
+    return results, generated
+
+
 def cpu_model():
     try:
         with open("/proc/cpuinfo") as f:

@@ -59,20 +59,7 @@ def main():
                 nxt = int(torch.argmax(logits))
         return t.seconds, out
 
-    run_pp(prompts[min(prompts)])  # warm-up, untimed
-    run_tg(8)
-
-    pp_times = {p: [] for p in prompts}
-    tg_times = []
-    generated = None
-    for _ in range(args.repeats):
-        for p, ids in prompts.items():
-            pp_times[p].append(run_pp(ids))
-        secs, generated = run_tg(args.decode_tokens)
-        tg_times.append(secs)
-
-    results = {f"pp{p}": bc.summary(p, s) for p, s in pp_times.items()}
-    results[f"tg{args.decode_tokens}"] = bc.summary(args.decode_tokens, tg_times)
+    results, generated = bc.measure(args, prompts, run_pp, run_tg)
     extra = {
         "load_seconds": load.seconds,
         "rss_after_load_mib": rss_after_load,

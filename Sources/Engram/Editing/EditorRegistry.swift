@@ -45,6 +45,17 @@ public enum EditorRegistry {
         }
     }
 
+    /// An editor for a loaded checkpoint, with everything it keeps between runs keyed by the checkpoint's
+    /// sha256: key statistics and context templates under `$ENGRAM_HOME` (searched values in
+    /// `valueCache` when given: make it with the same hash).
+    public static func make(method: String, hyperParameters path: String?, pool: [EditRequest] = [],
+                            model: LanguageModel, tokenizer: Tokenizer, checkpointSHA256 hash: String,
+                            valueCache: ValueCache? = nil, statisticsProgress: ((Int, Int) -> Void)? = nil) throws -> Editor {
+        let statistics = Self.statistics(model: model, tokenizer: tokenizer, modelHash: hash, progress: statisticsProgress)
+        return try make(method: method, hyperParameters: path, pool: pool, statistics: statistics,
+                        valueCache: valueCache, templateStore: .standard(modelID: hash))
+    }
+
     /// Statistics from the shipped corpus (or `corpus`), cached on disk per model hash; the document
     /// count comes from the method's `mom2_n_samples`.
     public static func statistics(model: LanguageModel, tokenizer: Tokenizer, modelHash: String, corpus: String? = nil,

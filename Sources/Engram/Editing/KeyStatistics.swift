@@ -140,7 +140,8 @@ public struct KeyStatisticsCollector {
     }
 
     /// Cached statistics when present, otherwise computed (resuming a `.partial` file if one exists)
-    /// and cached. `progress(done, total)` is called after every batch.
+    /// and cached. `progress(done, total)` is called when collecting starts (done may be a resumed count)
+    /// and after every batch.
     public func statistics(corpus: TextCorpus, layers: [Int], documents requested: Int,
                            progress: ((Int, Int) -> Void)? = nil) throws -> [Int: KeyStatistics] {
         let documents = min(requested, corpus.documents.count)
@@ -168,6 +169,7 @@ public struct KeyStatisticsCollector {
             for l in missing { partial[l] = KeyStatistics(layer: l, width: model.config.keyWidth, info: info(corpus: corpus, documents: documents)) }
         }
         var lastSave = Date()
+        progress?(done, documents)
         while done < documents {
             let batch = Array(corpus.documents[done..<min(done + batchDocuments, documents)])
             try accumulate(batch, into: &partial)

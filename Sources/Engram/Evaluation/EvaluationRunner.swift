@@ -4,6 +4,7 @@ import Foundation
 public struct EvaluationProgress: Equatable, Sendable {
     /// "pre" (unedited model), "edit" (editing and evaluating), "final" (sequential, after the last edit).
     public var phase: String
+    /// 0 when the phase starts (so a reporter can time it from then), then after every record or group.
     public var completed: Int
     public var total: Int
 }
@@ -70,6 +71,7 @@ public final class EvaluationRunner {
 
         // 1. The unedited model: "before" metrics and the locality reference.
         var done = 0
+        progress?(EvaluationProgress(phase: "pre", completed: 0, total: indices.count))
         for group in chunks(indices, recordsPerGroup) {
             let outcomes = try evaluate(group.map { PhaseInput(index: $0, record: file.records[$0], context: nil, phase: "pre", reference: nil) }, planner)
             for (i, o) in zip(group, outcomes) {
@@ -100,6 +102,7 @@ public final class EvaluationRunner {
         }
 
         done = 0
+        progress?(EvaluationProgress(phase: "edit", completed: 0, total: indices.count))
         switch options.editingProtocol {
         case .single:
             // Prompt-only patches leave the weights alone, so several records can share forward passes.
@@ -164,6 +167,7 @@ public final class EvaluationRunner {
             }
             if sequential && options.sequentialTiming.atEnd {
                 done = 0
+                progress?(EvaluationProgress(phase: "final", completed: 0, total: indices.count))
                 for part in chunks(indices, recordsPerGroup) {
                     let ins = inputs(part, session.context, "final").filter { results[$0.index]!.error == nil }
                     record("final", ins, try evaluate(ins, planner))
