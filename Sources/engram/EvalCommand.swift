@@ -80,9 +80,11 @@ struct EvalCommand: ParsableCommand {
         @Argument(help: "Shard result files (JSON from --json).") var shards: [String]
         @Option(help: "Write the merged results here.") var json: String?
         @Option(help: "Write the Markdown report here.") var report: String?
+        @Flag(help: "Merge the shards given even if some are missing (the report says how many records were evaluated).")
+        var allowMissing = false
 
         func run() throws {
-            let merged = try EvaluationRun.merge(shards.map(EvaluationRun.read))
+            let merged = try EvaluationRun.merge(shards.map(EvaluationRun.read), allowMissing: allowMissing)
             if let json { try merged.write(to: json) }
             let markdown = merged.markdownReport()
             if let report { try Data(markdown.utf8).write(to: URL(fileURLWithPath: report), options: .atomic) }

@@ -222,6 +222,12 @@ final class EvalRunnerTests: XCTestCase {
         XCTAssertEqual(try EvaluationRun.merge(reread).jsonData, whole.jsonData)
 
         XCTAssertThrowsError(try EvaluationRun.merge([shards[0], shards[1]])) { XCTAssertTrue("\($0)".contains("a shard is missing"), "\($0)") }
+        // Asked for, the shards at hand merge into a run that says how many records it holds.
+        let partial = try EvaluationRun.merge([shards[2], shards[0]], allowMissing: true)
+        XCTAssertEqual(partial.records.map(\.index), [0, 1, 4, 5])
+        XCTAssertEqual(partial.records.map(\.pre), [0, 1, 4, 5].map { whole.records[$0].pre })
+        XCTAssertTrue(partial.markdownReport().contains("| records | 4 evaluated of 6 selected"), partial.markdownReport())
+        XCTAssertEqual(partial.aggregates[.post]?["knowedit.reliability"]?.count, 4)
         XCTAssertThrowsError(try EvaluationRun.merge([shards[0], shards[0], shards[1], shards[2]])) { XCTAssertTrue("\($0)".contains("more than one shard"), "\($0)") }
         let other = try run(file, BiasEditor(token: id(" York"), amount: 3), model(), options { $0.limit = 6; $0.fluency = true; $0.shardIndex = 1; $0.shardCount = 3 })
         XCTAssertThrowsError(try EvaluationRun.merge([shards[0], other, shards[2]])) { XCTAssertTrue("\($0)".contains("different run"), "\($0)") }

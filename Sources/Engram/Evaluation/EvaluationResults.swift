@@ -246,8 +246,9 @@ public struct EvaluationRun: Equatable, Sendable {
 
     /// Joins the shards of one evaluation. The headers must agree on everything but the shard, and the
     /// shards together must cover every selected record exactly once; the result is what one unsharded
-    /// run writes.
-    public static func merge(_ runs: [EvaluationRun]) throws -> EvaluationRun {
+    /// run writes. With `allowMissing`, shards may be absent (a long run cut short): the result holds
+    /// the records at hand, and its report says how many of those selected were evaluated.
+    public static func merge(_ runs: [EvaluationRun], allowMissing: Bool = false) throws -> EvaluationRun {
         guard var header = runs.first?.header else { throw EngramError.invalidArgument("merge: no results given") }
         header.options.shardIndex = 0
         header.options.shardCount = 1
@@ -263,7 +264,7 @@ public struct EvaluationRun: Equatable, Sendable {
         for (a, b) in zip(records, records.dropFirst()) where a.index == b.index {
             throw EngramError.invalidArgument("merge: record \(a.index) appears in more than one shard")
         }
-        guard records.count == header.recordsSelected else {
+        guard records.count == header.recordsSelected || allowMissing else {
             throw EngramError.invalidArgument("merge: the shards hold \(records.count) records but the run selected \(header.recordsSelected); a shard is missing")
         }
         return EvaluationRun(header: header, records: records)
