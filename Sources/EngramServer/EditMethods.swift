@@ -23,15 +23,31 @@ public enum HyperValue: Sendable, Equatable {
 }
 
 /// What a method needs from the server besides the requests: what it was started with.
-public struct EditMethodContext: Sendable {
-    /// The checkpoint the model was loaded from (methods that cache statistics key them by it).
+public struct EditMethodContext {
+    /// The checkpoint the model was loaded from.
     public var checkpointLocation: String
     /// Demonstration records for in-context editing (`--ike-pool`, else a small built-in set).
     public var demonstrationPool: [EditRequest]
+    /// Key statistics of the unedited model, cached on disk under the checkpoint's hash (nil when the
+    /// checkpoint cannot be hashed). The server calls `Editor.prepare` on the unedited weights first.
+    public var statistics: StatisticsProvider?
+    /// Context templates kept on disk under the checkpoint's hash (nil as above).
+    public var templateStore: TemplateStore?
 
-    public init(checkpointLocation: String, demonstrationPool: [EditRequest]) {
+    public init(checkpointLocation: String, demonstrationPool: [EditRequest], statistics: StatisticsProvider? = nil,
+                templateStore: TemplateStore? = nil) {
         self.checkpointLocation = checkpointLocation
         self.demonstrationPool = demonstrationPool
+        self.statistics = statistics
+        self.templateStore = templateStore
+    }
+
+    /// Statistics, or an error that says why there are none.
+    func requireStatistics(_ method: String) throws -> StatisticsProvider {
+        guard let statistics else {
+            throw EngramError.invalidArgument("\(method) needs key statistics, and the checkpoint \(checkpointLocation) could not be hashed to key them")
+        }
+        return statistics
     }
 }
 
@@ -100,7 +116,7 @@ public struct EditMethodRegistry: Sendable {
     }
 
     /// The methods that exist today.
-    public static var standard: EditMethodRegistry { EditMethodRegistry([.ike, .rome]) }
+    public static var standard: EditMethodRegistry { EditMethodRegistry([.ike, .rome, .memit, .alphaEdit]) }
 }
 
 extension EditMethod {
@@ -147,11 +163,52 @@ extension EditMethod {
             Parameter("v_lr", .number(1e-4...10), default: .number(0.5), help: "Adam learning rate of the value optimisation."),
         ],
         changesWeights: true,
-        makeEditor: { values, _ in
+        makeEditor: { values, context in
             var hp = (HyperParameterFile.defaultPath(method: "rome")).flatMap { try? HyperParameterFile.load(ROMEHyperParameters.self, path: $0) } ?? ROMEHyperParameters()
             if let l = values["layer"]?.int { hp.layers = [l] }
             if let s = values["v_num_grad_steps"]?.int { hp.v_num_grad_steps = s }
             if let lr = values["v_lr"]?.double { hp.v_lr = Float(lr) }
-            return ROME(hp)
+            let rome = ROME(hp, statistics: context.statistics)
+            rome.templateStore = context.templateStore
+            return rome
         })
+
+    /// MEMIT and AlphaEdit: the hyper-parameter file's values (`hparams/<method>/smollm2.yaml`), with
+    /// the knobs a prober is likely to turn. Key statistics are collected from the unedited model at the
+    /// first such edit (minutes on a small CPU for the default 2000 documents) and cached on disk.
+    /// Each live AlphaEdit request is projected against the preserved knowledge only: edits in force
+    /// can be disabled or deleted in any order, so their keys are not carried from one request to the next.
+    static func locateThenEdit(_ name: String, file: String, summary: String,
+                               make: @escaping @Sendable (MEMITHyperParameters, @escaping StatisticsProvider) -> MEMIT) -> EditMethod {
+        EditMethod(
+            name: name, summary: summary,
+            parameters: [
+                Parameter("v_num_grad_steps", .integer(1...200), help: "Steps of the value optimisation (default: the hyper-parameter file's)."),
+                Parameter("v_lr", .number(1e-4...10), help: "Adam learning rate of the value optimisation (default: the file's)."),
+                Parameter("mom2_update_weight", .number(0...1e9), help: "λ, the weight of the preserved keys' moment (default: the file's)."),
+                Parameter("mom2_n_samples", .integer(1...100_000), help: "Documents of the statistics corpus (default: the file's)."),
+            ],
+            changesWeights: true,
+            makeEditor: { values, context in
+                var hp = try HyperParameterFile.defaultPath(method: file).map { try HyperParameterFile.load(MEMITHyperParameters.self, path: $0) }
+                    ?? MEMITHyperParameters()
+                if let s = values["v_num_grad_steps"]?.int { hp.v_num_grad_steps = s }
+                if let lr = values["v_lr"]?.double { hp.v_lr = Float(lr) }
+                if let w = values["mom2_update_weight"]?.double { hp.mom2_update_weight = w }
+                if let n = values["mom2_n_samples"]?.int { hp.mom2_n_samples = n }
+                let editor = make(hp, try context.requireStatistics(name))
+                editor.templateStore = context.templateStore
+                return editor
+            })
+    }
+
+    public static let memit = locateThenEdit(
+        "MEMIT", file: "memit",
+        summary: "Mass-editing memory: the requests are written together into the MLP down projections of several layers, preserving the keys of a text corpus.",
+        make: { MEMIT($0, statistics: $1) })
+
+    public static let alphaEdit = locateThenEdit(
+        "AlphaEdit", file: "alphaedit",
+        summary: "MEMIT with the update projected onto the null space of the preserved keys, so what the corpus keys recall is left alone.",
+        make: { AlphaEdit($0, statistics: $1) })
 }

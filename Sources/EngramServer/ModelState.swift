@@ -49,6 +49,10 @@ final class ModelState: @unchecked Sendable {
         self.checkpointLocation = checkpointLocation
     }
 
+    /// The checkpoint's sha256 (nil when it cannot be read): keys the statistics and templates that
+    /// locate-then-edit methods keep on disk. Hashed at the first edit that needs it.
+    private(set) lazy var checkpointSHA256: String? = try? FileHash.checkpoint(location: checkpointLocation)
+
     func entry(_ id: String) -> EditEntry? { edits.first { $0.id == id } }
 
     /// The ids of the edits in force, in application order.

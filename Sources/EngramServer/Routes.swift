@@ -95,9 +95,19 @@ extension EngramServer {
                 (response, fileData) = try await addEdit(source: "upload") { _, _ in (patch, data) }
             } else {
                 let parsed = try EditCreateRequest.parse(data, registry: configuration.methods, limits: configuration.limits)
-                let context = EditMethodContext(checkpointLocation: state.checkpointLocation, demonstrationPool: configuration.demonstrationPool)
-                (response, fileData) = try await addEdit(source: "request") { model, tokenizer in
+                (response, fileData) = try await addEdit(source: "request") { [state, configuration, logger] model, tokenizer in
+                    var context = EditMethodContext(checkpointLocation: state.checkpointLocation, demonstrationPool: configuration.demonstrationPool)
+                    if let hash = state.checkpointSHA256 {
+                        context.statistics = EditorRegistry.statistics(model: model, tokenizer: tokenizer, modelHash: hash) { done, total in
+                            if done == 0 || done == total {
+                                logger.info("key statistics", metadata: ["documents": .string("\(done)/\(total)")])
+                            }
+                        }
+                        context.templateStore = .standard(modelID: hash)
+                    }
                     let editor = try parsed.method.makeEditor(parsed.values, context)
+                    // Templates and statistics describe the unedited model, whatever edits are in force.
+                    try state.withoutEdits { try editor.prepare(model: model, tokenizer: tokenizer) }
                     let patch = try editor.edit(parsed.requests, model: model, tokenizer: tokenizer)
                     return (patch, try patch.fileData())
                 }

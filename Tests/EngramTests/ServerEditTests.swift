@@ -1,4 +1,4 @@
-import Engram
+@testable import Engram
 @testable import EngramServer
 import Foundation
 import XCTest
@@ -140,6 +140,50 @@ final class ServerEditTests: XCTestCase {
         let r16 = try await s.delete("/v1/edits/\(uploaded)").status
         XCTAssertEqual(r16, 200)
         XCTAssertEqual(lm.weight(.mlpDown(3)).values, original.values)
+        try await s.stop()
+    }
+
+    /// A live MEMIT edit made while another weight edit is in force: it takes the edit (the target's
+    /// probability rises) and its key statistics describe the unedited model, not the edited one.
+    func testMEMITLiveEditUsesStatisticsOfTheUneditedModel() async throws {
+        let (ck, lm, tokenizer) = try TestServer.defaultModel()
+        let documents = 64, layer = 5 // an edited MEMIT layer above the test edit's layer 3
+        let collector = KeyStatisticsCollector(model: lm, tokenizer: tokenizer, modelHash: try ck.contentHash())
+        let corpus = try TextCorpus(path: try XCTUnwrap(TextCorpus.defaultPath()))
+        for l in 0..<lm.config.layers { // a cached file would hide where the statistics came from
+            let path = collector.cachePath(corpus: corpus, layer: l, documents: documents)
+            try? FileManager.default.removeItem(atPath: path)
+            try? FileManager.default.removeItem(atPath: path + ".partial")
+        }
+        func collect() throws -> [Double] {
+            var stats = [layer: KeyStatistics(layer: layer, width: lm.config.keyWidth, info: [:])]
+            for start in stride(from: 0, to: documents, by: collector.batchDocuments) { // the collector's batches
+                try collector.accumulate(Array(corpus.documents[start..<min(start + collector.batchDocuments, documents)]), into: &stats)
+            }
+            stats[layer]!.symmetrize()
+            return stats[layer]!.sum
+        }
+        let unedited = try collect()
+        let rankOne = try RankOneTestEditor(layer: 3, scale: 0.3).edit([EditRequest(caseID: "x", prompt: prompt, subject: "The Eiffel Tower", targetNew: "London")],
+                                                                       model: lm, tokenizer: tokenizer)
+        let applied = try rankOne.apply(to: lm)
+        let edited = try collect()
+        try applied.revert()
+        XCTAssertNotEqual(edited, unedited, "the test edit changes the keys at layer \(layer), so the check below can fail")
+
+        let s = try await TestServer { c in c.methods.register(RankOneTestEditor.method) }
+        let methods = try await s.get("/v1/methods").json()
+        XCTAssertEqual((methods["data"] as? [[String: Any]])?.map { $0["name"] as? String }, ["IKE", "ROME", "MEMIT", "AlphaEdit", "TestRankOne"])
+        _ = try await addEdit(s, method: "TestRankOne", target: "London")
+        let before = try await probe(s)
+        _ = try await addEdit(s, method: "memit", target: "Rome", hyper: ["mom2_n_samples": documents, "v_num_grad_steps": 10])
+        let after = try await probe(s)
+        XCTAssertGreaterThan(try probability(after.current, candidate: 1), try probability(before.current, candidate: 1) + 0.1,
+                             "P(Rome) rises: \(before.current) → \(after.current)")
+        let cached = try KeyStatistics.read(path: collector.cachePath(corpus: corpus, layer: layer, documents: documents))
+        XCTAssertEqual(cached.documents, documents)
+        func gap(_ a: [Double], _ b: [Double]) -> Double { zip(a, b).map { abs($0 - $1) }.max() ?? .infinity }
+        XCTAssertTrue(cached.sum == unedited, "statistics collected on the unedited weights: max |Δ| \(gap(cached.sum, unedited)) (edited: \(gap(cached.sum, edited)), tokens \(cached.tokens))")
         try await s.stop()
     }
 

@@ -35,7 +35,7 @@ final class ServerTests: XCTestCase {
         XCTAssertEqual(missing.status, 404)
         XCTAssertEqual(missing.errorCode, "route_not_found")
         let methods = try await s.get("/v1/methods").json()
-        XCTAssertEqual((methods["data"] as? [[String: Any]])?.map { $0["name"] as? String }, ["IKE", "ROME"])
+        XCTAssertEqual((methods["data"] as? [[String: Any]])?.map { $0["name"] as? String }, ["IKE", "ROME", "MEMIT", "AlphaEdit"])
 
         // One structured log line per request, with method, path and status.
         let lines = s.logs.all.filter { $0.message == "request" }

@@ -10,6 +10,14 @@ public protocol Editor: AnyObject {
     var hyperParameters: [String: String] { get }
     /// Computes the patch that writes all `requests` at once (one request in single editing, N in a batch).
     func edit(_ requests: [EditRequest], model: LanguageModel, tokenizer: Tokenizer) throws -> EditPatch
+    /// Loads or computes what the method takes from the unedited model (context templates, key
+    /// statistics), so that a caller with other edits in force can run this on the original weights
+    /// first (the server does); `edit` then reuses it. Methods that take nothing need not implement it.
+    func prepare(model: LanguageModel, tokenizer: Tokenizer) throws
+}
+
+extension Editor {
+    public func prepare(model: LanguageModel, tokenizer: Tokenizer) throws {}
 }
 
 /// The "no edit" baseline: an empty patch. Evaluating it measures the unedited model with the same code

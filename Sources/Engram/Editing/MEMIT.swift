@@ -84,6 +84,23 @@ public class MEMIT: Editor {
         return (0..<n).map { j in (0..<m).map { solution[$0 * n + j] } }
     }
 
+    /// Context templates and the second moments of every edited layer.
+    public func prepare(model: LanguageModel, tokenizer: Tokenizer) throws {
+        try hp.validate(layers: model.config.layers)
+        _ = try templatesAndMoments(model: model, tokenizer: tokenizer)
+    }
+
+    func templatesAndMoments(model: LanguageModel, tokenizer: Tokenizer) throws -> [[String]] {
+        let groups = try LocateThenEdit.contextTemplates(model: model, tokenizer: tokenizer,
+            groups: hp.context_template_length_params.map { LocateThenEdit.TemplateGroup(length: $0[0], count: $0[1]) },
+            store: templateStore)
+        let missing = hp.layers.filter { momentCache[$0] == nil }
+        if !missing.isEmpty {
+            for (l, stats) in try statistics(missing, hp.mom2_n_samples) { momentCache[l] = stats.moment() }
+        }
+        return groups
+    }
+
     /// Called after a batch is written (AlphaEdit accumulates the edited keys).
     func didEdit(layer: Int, keys: [[Double]]) {}
 
@@ -98,15 +115,9 @@ public class MEMIT: Editor {
             }
             seen[key] = r.targetNew
         }
-        let groups = try LocateThenEdit.contextTemplates(model: model, tokenizer: tokenizer,
-            groups: hp.context_template_length_params.map { LocateThenEdit.TemplateGroup(length: $0[0], count: $0[1]) },
-            store: templateStore)
-        let lastLayer = hp.layers.last!
         // Statistics describe the unedited model: load them all before any weight changes.
-        let missing = hp.layers.filter { momentCache[$0] == nil }
-        if !missing.isEmpty {
-            for (l, stats) in try statistics(missing, hp.mom2_n_samples) { momentCache[l] = stats.moment() }
-        }
+        let groups = try templatesAndMoments(model: model, tokenizer: tokenizer)
+        let lastLayer = hp.layers.last!
 
         // 1. Target z_i for the last layer's block output (δ added to the residual stream).
         let searchTemplates = groups.flatMap { $0 }

@@ -65,11 +65,24 @@ public final class ROME: Editor {
     public var name: String { "ROME" }
     public var hyperParameters: [String: String] { HyperParameterFile.describe(hp) }
 
+    /// Context templates, and the inverse moments when `mom2_adjustment` is on.
+    public func prepare(model: LanguageModel, tokenizer: Tokenizer) throws {
+        try hp.validate(layers: model.config.layers)
+        _ = try contextTemplates(model: model, tokenizer: tokenizer)
+        if hp.mom2_adjustment {
+            for layer in hp.layers { _ = try inverseMoment(layer: layer, model: model, times: [Double](repeating: 0, count: model.config.keyWidth)) }
+        }
+    }
+
+    func contextTemplates(model: LanguageModel, tokenizer: Tokenizer) throws -> [String] {
+        let groups = hp.context_template_length_params.map { LocateThenEdit.TemplateGroup(length: $0[0], count: $0[1]) }
+        return try LocateThenEdit.contextTemplates(model: model, tokenizer: tokenizer, groups: groups, store: templateStore).flatMap { $0 }
+    }
+
     /// Requests are applied one after another (each sees the previous ones), and returned together.
     public func edit(_ requests: [EditRequest], model: LanguageModel, tokenizer: Tokenizer) throws -> EditPatch {
         try hp.validate(layers: model.config.layers)
-        let groups = hp.context_template_length_params.map { LocateThenEdit.TemplateGroup(length: $0[0], count: $0[1]) }
-        let templates = try LocateThenEdit.contextTemplates(model: model, tokenizer: tokenizer, groups: groups, store: templateStore).flatMap { $0 }
+        let templates = try contextTemplates(model: model, tokenizer: tokenizer)
         var deltas: [WeightDelta] = []
         var applied: [AppliedPatch] = []
         defer { for a in applied.reversed() { try? a.revert() } } // leave the model as we found it

@@ -19,21 +19,24 @@ public enum FileHash {
     }
 }
 
-extension Checkpoint {
-    /// SHA-256 of the checkpoint: of the file for GGUF; for a folder, of the sorted list of its
-    /// safetensors files' own hashes. Computed once per checkpoint object.
-    public func contentHash() throws -> String {
-        if let cached = cachedHash { return cached }
+extension FileHash {
+    /// SHA-256 of a checkpoint: of the file for GGUF; for a folder, of the sorted list of its
+    /// safetensors files' own hashes.
+    public static func checkpoint(location: String) throws -> String {
         var isDirectory: ObjCBool = false
         FileManager.default.fileExists(atPath: location, isDirectory: &isDirectory)
-        let hash: String
-        if isDirectory.boolValue {
-            let files = try FileManager.default.contentsOfDirectory(atPath: location).filter { $0.hasSuffix(".safetensors") }.sorted()
-            let parts = try files.map { "\($0) \(try FileHash.sha256(path: (location as NSString).appendingPathComponent($0)))" }
-            hash = FileHash.sha256(data: Data(parts.joined(separator: "\n").utf8))
-        } else {
-            hash = try FileHash.sha256(path: location)
-        }
+        guard isDirectory.boolValue else { return try sha256(path: location) }
+        let files = try FileManager.default.contentsOfDirectory(atPath: location).filter { $0.hasSuffix(".safetensors") }.sorted()
+        let parts = try files.map { "\($0) \(try sha256(path: (location as NSString).appendingPathComponent($0)))" }
+        return sha256(data: Data(parts.joined(separator: "\n").utf8))
+    }
+}
+
+extension Checkpoint {
+    /// `FileHash.checkpoint(location:)`, computed once per checkpoint object.
+    public func contentHash() throws -> String {
+        if let cached = cachedHash { return cached }
+        let hash = try FileHash.checkpoint(location: location)
         cachedHash = hash
         return hash
     }
