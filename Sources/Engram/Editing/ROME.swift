@@ -70,7 +70,7 @@ public final class ROME: Editor {
         try hp.validate(layers: model.config.layers)
         _ = try contextTemplates(model: model, tokenizer: tokenizer)
         if hp.mom2_adjustment {
-            for layer in hp.layers { _ = try inverseMoment(layer: layer, model: model, times: [Double](repeating: 0, count: model.config.keyWidth)) }
+            for layer in hp.layers { _ = try inverseMoment(layer: layer, model: model) }
         }
     }
 
@@ -123,18 +123,23 @@ public final class ROME: Editor {
                                                                        u: Matrix(rows: 1, cols: w.cols, values: u.map(Float.init))))
     }
 
-    /// `C⁻¹ x` via a cached inverse (Cholesky solve against the identity, once per layer).
-    func inverseMoment(layer: Int, model: LanguageModel, times x: [Double]) throws -> [Double] {
+    /// `C⁻¹` of the layer, cached (Cholesky solve against the identity, once per layer).
+    func inverseMoment(layer: Int, model: LanguageModel) throws -> [Double] {
+        if let inverse = inverseCache[layer] { return inverse }
         let m = model.config.keyWidth
-        if inverseCache[layer] == nil {
-            guard let statistics, let stats = try statistics([layer], hp.mom2_n_samples)[layer] else {
-                throw EngramError.invalidArgument("ROME with mom2_adjustment needs key statistics for layer \(layer)")
-            }
-            var identity = [Double](repeating: 0, count: m * m)
-            for i in 0..<m { identity[i * m + i] = 1 }
-            inverseCache[layer] = try LinearSolve.symmetricPositiveDefinite(stats.moment(), n: m, identity, columns: m)
+        guard let statistics, let stats = try statistics([layer], hp.mom2_n_samples)[layer] else {
+            throw EngramError.invalidArgument("ROME with mom2_adjustment needs key statistics for layer \(layer)")
         }
-        let inverse = inverseCache[layer]!
+        var identity = [Double](repeating: 0, count: m * m)
+        for i in 0..<m { identity[i * m + i] = 1 }
+        let inverse = try LinearSolve.symmetricPositiveDefinite(stats.moment(), n: m, identity, columns: m)
+        inverseCache[layer] = inverse
+        return inverse
+    }
+
+    /// `C⁻¹ x`.
+    func inverseMoment(layer: Int, model: LanguageModel, times x: [Double]) throws -> [Double] {
+        let m = model.config.keyWidth, inverse = try inverseMoment(layer: layer, model: model)
         return (0..<m).map { i in (0..<m).reduce(0.0) { $0 + inverse[i * m + $1] * x[$1] } }
     }
 }
