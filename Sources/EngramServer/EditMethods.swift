@@ -164,7 +164,7 @@ extension EditMethod {
         ],
         changesWeights: true,
         makeEditor: { values, context in
-            var hp = (HyperParameterFile.defaultPath(method: "rome")).flatMap { try? HyperParameterFile.load(ROMEHyperParameters.self, path: $0) } ?? ROMEHyperParameters()
+            var hp = try HyperParameterFile.resolve(ROMEHyperParameters.self, method: "rome", path: nil)
             if let l = values["layer"]?.int { hp.layers = [l] }
             if let s = values["v_num_grad_steps"]?.int { hp.v_num_grad_steps = s }
             if let lr = values["v_lr"]?.double { hp.v_lr = Float(lr) }
@@ -190,8 +190,7 @@ extension EditMethod {
             ],
             changesWeights: true,
             makeEditor: { values, context in
-                var hp = try HyperParameterFile.defaultPath(method: file).map { try HyperParameterFile.load(MEMITHyperParameters.self, path: $0) }
-                    ?? MEMITHyperParameters()
+                var hp = try HyperParameterFile.resolve(MEMITHyperParameters.self, method: file, path: nil)
                 if let s = values["v_num_grad_steps"]?.int { hp.v_num_grad_steps = s }
                 if let lr = values["v_lr"]?.double { hp.v_lr = Float(lr) }
                 if let w = values["mom2_update_weight"]?.double { hp.mom2_update_weight = w }

@@ -95,6 +95,16 @@ final class LocateThenEditTests: XCTestCase {
         XCTAssertThrowsError(try HyperParameterFile.load(ROMEHyperParameters.self, path: wrongType)) { error in
             XCTAssertTrue("\(error)".contains("layers"), "\(error)")
         }
+        // resolve: a given file wins, and its errors are reported (the server used to fall back to the
+        // defaults silently); without one, the shipped file is read.
+        XCTAssertEqual(try HyperParameterFile.resolve(ROMEHyperParameters.self, method: "rome", path: good).v_lr, 0.25)
+        XCTAssertThrowsError(try HyperParameterFile.resolve(ROMEHyperParameters.self, method: "rome", path: bad))
+        let shipped = try HyperParameterFile.load(MEMITHyperParameters.self, path: try XCTUnwrap(HyperParameterFile.defaultPath(method: "memit")))
+        let resolved = try HyperParameterFile.resolve(MEMITHyperParameters.self, method: "memit", path: nil)
+        XCTAssertEqual(resolved.mom2_update_weight, shipped.mom2_update_weight)
+        XCTAssertNotEqual(resolved.mom2_update_weight, MEMITHyperParameters().mom2_update_weight, "the shipped file sets its own λ")
+        XCTAssertEqual(try HyperParameterFile.resolve(MEMITHyperParameters.self, method: "no-such-method", path: nil).layers,
+                       MEMITHyperParameters().layers, "no file: the built-in defaults")
     }
 
     func testShippedHyperParameterFilesLoad() throws {

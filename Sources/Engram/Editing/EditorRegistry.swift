@@ -14,7 +14,6 @@ public enum EditorRegistry {
     public static func make(method: String, hyperParameters path: String?, pool: [EditRequest] = [],
                             statistics: StatisticsProvider?, valueCache: ValueCache? = nil,
                             templateStore: TemplateStore? = nil) throws -> Editor {
-        func file(_ name: String) -> String? { path ?? HyperParameterFile.defaultPath(method: name) }
         func needStatistics() throws -> StatisticsProvider {
             guard let statistics else { throw EngramError.invalidArgument("method '\(method)' needs key statistics") }
             return statistics
@@ -23,19 +22,19 @@ public enum EditorRegistry {
         case "none": return NoEditor()
         case "ike": return IKE(pool: pool)
         case "rome":
-            let hp = try file("rome").map { try HyperParameterFile.load(ROMEHyperParameters.self, path: $0) } ?? ROMEHyperParameters()
+            let hp = try HyperParameterFile.resolve(ROMEHyperParameters.self, method: "rome", path: path)
             let rome = ROME(hp, statistics: statistics)
             rome.valueCache = valueCache
             rome.templateStore = templateStore
             return rome
         case "memit":
-            let hp = try file("memit").map { try HyperParameterFile.load(MEMITHyperParameters.self, path: $0) } ?? MEMITHyperParameters()
+            let hp = try HyperParameterFile.resolve(MEMITHyperParameters.self, method: "memit", path: path)
             let memit = MEMIT(hp, statistics: try needStatistics())
             memit.valueCache = valueCache
             memit.templateStore = templateStore
             return memit
         case "alphaedit":
-            let hp = try file("alphaedit").map { try HyperParameterFile.load(MEMITHyperParameters.self, path: $0) } ?? MEMITHyperParameters()
+            let hp = try HyperParameterFile.resolve(MEMITHyperParameters.self, method: "alphaedit", path: path)
             let alphaEdit = AlphaEdit(hp, statistics: try needStatistics())
             alphaEdit.valueCache = valueCache
             alphaEdit.templateStore = templateStore

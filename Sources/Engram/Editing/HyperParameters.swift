@@ -64,6 +64,14 @@ public enum HyperParameterFile {
         }
     }
 
+    /// A method's hyper-parameters from `path` when given, else from the repository's
+    /// `hparams/<method>/smollm2.yaml` when present, else the built-in defaults. The CLI and the server
+    /// both start from this, so a broken default file is an error in both rather than silently ignored.
+    public static func resolve<H: MethodHyperParameters>(_ type: H.Type, method: String, path: String?) throws -> H {
+        guard let file = path ?? defaultPath(method: method) else { return H() }
+        return try load(type, path: file)
+    }
+
     /// The hyper-parameters as text for patches and reports (sorted keys, JSON values).
     public static func describe<H: MethodHyperParameters>(_ h: H) -> [String: String] {
         guard let data = try? JSONEncoder().encode(h),
