@@ -29,7 +29,7 @@ final class ProgressReporter {
         let elapsed = now.timeIntervalSince(baseline.time)
         let rate = elapsed > 0 ? Double(done - baseline.done) / elapsed : 0
         let left = rate > 0 ? Double(total - done) / rate : 0
-        write(String(format: "%@ %d/%d  %.1f/s  %@ left", label, done, total, rate, Self.clock(left)), done: done, total: total, finished: finished)
+        write("\(label) \(done)/\(total)  \(Self.rate(rate))  \(Self.clock(left)) left", done: done, total: total, finished: finished)
     }
 
     private func write(_ text: String, done: Int, total: Int, finished: Bool) {
@@ -41,6 +41,11 @@ final class ProgressReporter {
         } else {
             FileHandle.standardError.write(Data((text + "\n").utf8))
         }
+    }
+
+    /// Items per second, or seconds per item when that is under one (an edit every 12 s read "0.1/s").
+    static func rate(_ perSecond: Double) -> String {
+        perSecond >= 1 || perSecond <= 0 ? String(format: "%.1f/s", perSecond) : String(format: "%.1f s each", 1 / perSecond)
     }
 
     static func clock(_ seconds: Double) -> String {
