@@ -32,6 +32,32 @@ final class LocateThenEditTests: XCTestCase {
         }
     }
 
+    /// Keys and states are read in passes of at most `lookupChunk` sequences (a 50-request MEMIT batch has
+    /// ~550 prompts): over several chunks they equal each prompt read alone, in order.
+    func testKeysAndStatesReadInChunksEqualOnePromptAtATime() throws {
+        let (_, model, tokenizer) = try loadDefault()
+        let templates = ["{}", "Because of this. {}", "I see. {}", "You know, {}"]
+        let prompts = try (0..<35).flatMap { i in
+            try templates.map { t in
+                try LocateThenEdit.fill(t, request: i % 2 == 0 ? eiffel : louvre, tokenizer: tokenizer, suffix: String(repeating: " and", count: i % 5))
+            }
+        }
+        XCTAssertGreaterThan(prompts.count, 2 * LocateThenEdit.lookupChunk, "three chunks at least")
+        let keys = try LocateThenEdit.keys(model: model, prompts: prompts, layers: [3, 6])
+        let states = try LocateThenEdit.states(model: model, prompts: prompts, site: .residual(6))
+        for i in stride(from: 0, to: prompts.count, by: 17) {
+            let alone = try LocateThenEdit.keys(model: model, prompts: [prompts[i]], layers: [3, 6])
+            for l in [3, 6] {
+                let diff = zip(keys[l]![i], alone[l]![0]).map { abs($0 - $1) }.max()!
+                XCTAssertLessThan(diff, 1e-3, "prompt \(i) layer \(l)")
+            }
+            let state = try LocateThenEdit.states(model: model, prompts: [prompts[i]], site: .residual(6))[0]
+            XCTAssertLessThan(zip(states[i], state).map { abs($0 - $1) }.max()!, 1e-3, "prompt \(i) state")
+        }
+        XCTAssertEqual(keys[3]!.count, prompts.count)
+        XCTAssertEqual(states.count, prompts.count)
+    }
+
     func testROMEEditTakesAndRevertsBitForBit() throws {
         let (_, model, tokenizer) = try loadDefault()
         let original = model.weight(.mlpDown(4)).values
