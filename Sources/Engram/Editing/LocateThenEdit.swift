@@ -107,24 +107,17 @@ public enum LocateThenEdit {
     /// ~0.5 GB, the largest part of a 50-request edit's peak memory.
     public static let lookupChunk = 64
 
-    /// Runs `body` on consecutive chunks of at most `lookupChunk` prompts.
-    static func inChunks(_ prompts: [FilledPrompt], _ body: ([FilledPrompt]) throws -> Void) rethrows {
+    /// The hidden states at each site, at each prompt's lookup position, in order: forward passes of at
+    /// most `lookupChunk` sequences that stop after the highest site's layer.
+    static func lookupRows(model: LanguageModel, prompts: [FilledPrompt], sites: [HookSite]) throws -> [[[Float]]] {
+        var out = [[[Float]]](repeating: [], count: sites.count)
         for start in stride(from: 0, to: prompts.count, by: lookupChunk) {
-            try body(Array(prompts[start..<min(start + lookupChunk, prompts.count)]))
-        }
-    }
-
-    /// Down-projection inputs (keys, width m) at each prompt's lookup position, at one or more layers,
-    /// in batched forward passes that stop after the highest layer.
-    public static func keys(model: LanguageModel, prompts: [FilledPrompt], layers: [Int]) throws -> [Int: [[Float]]] {
-        var out: [Int: [[Float]]] = [:]
-        for l in layers { out[l] = [] }
-        try inChunks(prompts) { chunk in
+            let chunk = prompts[start..<min(start + lookupChunk, prompts.count)]
             var hooks = Hooks()
-            hooks.stopAfterLayer = layers.max()
-            for l in layers {
-                hooks.on(.mlpKey(l)) { rows in
-                    out[l]! += chunk.enumerated().map { s, p in rows.values(row: rows.rowIndex(sequence: s, position: p.lookup)!) }
+            hooks.stopAfterLayer = sites.compactMap(\.layer).max()
+            for (j, site) in sites.enumerated() {
+                hooks.on(site) { rows in
+                    out[j] += chunk.enumerated().map { s, p in rows.values(row: rows.rowIndex(sequence: s, position: p.lookup)!) }
                 }
             }
             _ = try model.forward(chunk.map { SequenceInput(tokens: $0.tokens, cache: model.makeCache(capacity: $0.tokens.count)) },
@@ -133,19 +126,15 @@ public enum LocateThenEdit {
         return out
     }
 
+    /// Down-projection inputs (keys, width m) at each prompt's lookup position, at one or more layers.
+    public static func keys(model: LanguageModel, prompts: [FilledPrompt], layers: [Int]) throws -> [Int: [[Float]]] {
+        let rows = try lookupRows(model: model, prompts: prompts, sites: layers.map { .mlpKey($0) })
+        return Dictionary(uniqueKeysWithValues: zip(layers, rows))
+    }
+
     /// The hidden state at a hook site at each prompt's lookup (e.g. the block output for MEMIT's `cur_Z`).
     public static func states(model: LanguageModel, prompts: [FilledPrompt], site: HookSite) throws -> [[Float]] {
-        var out: [[Float]] = []
-        try inChunks(prompts) { chunk in
-            var hooks = Hooks()
-            hooks.stopAfterLayer = site.layer
-            hooks.on(site) { rows in
-                out += chunk.enumerated().map { s, p in rows.values(row: rows.rowIndex(sequence: s, position: p.lookup)!) }
-            }
-            _ = try model.forward(chunk.map { SequenceInput(tokens: $0.tokens, cache: model.makeCache(capacity: $0.tokens.count)) },
-                                  hooks: hooks, logits: .none)
-        }
-        return out
+        try lookupRows(model: model, prompts: prompts, sites: [site])[0]
     }
 
     /// One request's value-search prompts: every template filled with the prompt, followed by the
