@@ -31,6 +31,11 @@ def rx(x):
     return "—" if x is None else f"{x:.2f}x"
 
 
+def table_header(*columns):
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+
+
 def rome_part(summary, er, xr):
     score_keys = ["efficacy", "paraphrase", "neighborhood", "rewrite_acc", "rephrase_acc", "locality"]
 
@@ -61,8 +66,7 @@ def rome_part(summary, er, xr):
     n = er["records"]
     print(f"ROME, single edits on the first {n} CounterFact dev records (scores × 100 after the edit; "
           f"NS unedited in brackets):\n")
-    print("| tool | s/edit median (min–max) | peak RSS MiB | ES | PS | NS | rewrite acc | rephrase acc | locality |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    table_header("tool", "s/edit median (min–max)", "peak RSS MiB", "ES", "PS", "NS", "rewrite acc", "rephrase acc", "locality")
     for name, r in (("Engram", er), ("EasyEdit", xr)):
         post, pre = r["scores"]["post"], r["scores"]["pre"]
         print(f"| {name} | {spread(r['edit_seconds'])} | {r['peak_rss_mib']:.0f} | {pct(post.get('efficacy'))} | "
@@ -100,8 +104,7 @@ def eval_part(summary, ee, xe):
         if ee.get("unbatched") else None,
     })
     print(f"CounterFact evaluation of the unedited model, {xe['records']} records:\n")
-    print("| run | records/s | EasyEdit ÷ Engram time |")
-    print("|---|---|---|")
+    table_header("run", "records/s", "EasyEdit ÷ Engram time")
     print(f"| Engram, forward batching (default) | {ee['batched']['records_per_s']:.2f} | {rx(q['eval_time_vs_engram_batched'])} |")
     if ee.get("unbatched"):
         print(f"| Engram, forward batch 1 | {ee['unbatched']['records_per_s']:.2f} | {rx(q['eval_time_vs_engram_unbatched'])} |")
@@ -176,8 +179,7 @@ def memit_batch(summary, em, xm):
     n = em["records"]
     print(f"\nMEMIT, one batch edit of the first {n} CounterFact dev records, key statistics cached "
           f"({em['statistics']['documents']} documents; scores × 100 before → after the edit):\n")
-    print("| tool | s per batch | s per request | peak RSS MiB | ES | PS | NS |")
-    print("|---|---|---|---|---|---|---|")
+    table_header("tool", "s per batch", "s per request", "peak RSS MiB", "ES", "PS", "NS")
     for name, r in (("Engram", em), ("EasyEdit", xm)):
         pre, post = r["scores"]["pre"], r["scores"]["post"]
         print(f"| {name} | {r['edit_seconds']:.1f} | {r['edit_seconds'] / r['records']:.2f} | {r['peak_rss_mib']:.0f} | "
@@ -208,8 +210,7 @@ def statistics_part(summary, es, xs):
         q[f"statistics_time_easyedit_{p}"] = ratio(es["tokens_per_s"], o["tokens_per_s"])
     print(f"\nKey statistics E[k kᵀ], cold, layers {','.join(map(str, es['layers']))}, first {es['documents']} "
           f"documents ({es['tokens']} tokens, at most 256 per document):\n")
-    print("| run | accumulation | tokens/s | EasyEdit ÷ Engram time |")
-    print("|---|---|---|---|")
+    table_header("run", "accumulation", "tokens/s", "EasyEdit ÷ Engram time")
     print(f"| Engram `engram stats` (one pass for all layers) | {es['precision']} | {es['tokens_per_s']:.0f} | 1.00x |")
     print(f"| EasyEdit layer_stats (one pass per layer) | {xs['precision']} | {xs['tokens_per_s']:.0f} | "
           f"{rx(q['statistics_time'])} |")

@@ -44,7 +44,12 @@ public final class AlphaEdit: MEMIT {
         return (0..<n).map { j in (0..<m).map { y[$0 * n + j] } }
     }
 
-    override func didEdit(layer: Int, keys: [[Double]]) {
+    override func didEdit(keysAt: (Int) throws -> [[Double]]) throws {
+        for layer in hp.layers { remember(layer: layer, keys: try keysAt(layer)) }
+    }
+
+    /// `Kp Kpᵀ += K Kᵀ` at the layer.
+    func remember(layer: Int, keys: [[Double]]) {
         let m = keys.first?.count ?? 0
         var s = pastKeys[layer] ?? [Double](repeating: 0, count: m * m)
         for k in keys { addOuter(&s, k, m) }

@@ -101,8 +101,9 @@ public class MEMIT: Editor {
         return groups
     }
 
-    /// Called after a batch is written (AlphaEdit accumulates the edited keys).
-    func didEdit(layer: Int, keys: [[Double]]) {}
+    /// Called after a batch is written, with a reader of each edited layer's keys as they are now
+    /// (AlphaEdit accumulates them; MEMIT reads none).
+    func didEdit(keysAt: (Int) throws -> [[Double]]) throws {}
 
     public func edit(_ requests: [EditRequest], model: LanguageModel, tokenizer: Tokenizer) throws -> EditPatch {
         try hp.validate(layers: model.config.layers)
@@ -129,7 +130,6 @@ public class MEMIT: Editor {
         var deltas: [WeightDelta] = []
         var applied: [AppliedPatch] = []
         defer { for a in applied.reversed() { try? a.revert() } }
-        var editedKeys: [Int: [[Double]]] = [:]
         for (k, layer) in hp.layers.enumerated() {
             // 2. Keys at this layer: mean within each template group, then across groups.
             let keys = try layerKeys(filledGroups, layer: layer, model: model)
@@ -146,12 +146,9 @@ public class MEMIT: Editor {
                 u: Matrix(rows: requests.count, cols: model.config.keyWidth, values: adj.flatMap { $0.map(Float.init) })))
             applied.append(try EditPatch(method: name, requests: requests, deltas: [delta]).apply(to: model))
             deltas.append(delta)
-            editedKeys[layer] = keys
         }
-        // AlphaEdit remembers the keys as they are after the whole update (§4, step 3).
-        for layer in hp.layers where self is AlphaEdit {
-            didEdit(layer: layer, keys: try layerKeys(filledGroups, layer: layer, model: model))
-        }
+        // Keys as they are after the whole update (AlphaEdit, §4 step 3).
+        try didEdit(keysAt: { try self.layerKeys(filledGroups, layer: $0, model: model) })
         return EditPatch(method: name, hyperParameters: hyperParameters, requests: requests, deltas: deltas,
                          metadata: ["context_templates": searchTemplates.joined(separator: "\u{1F}")])
     }

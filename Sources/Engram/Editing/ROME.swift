@@ -1,3 +1,4 @@
+import COpenBLAS
 import Foundation
 
 /// ROME hyper-parameters (editing-methods.md §2.5), EasyEdit key names.
@@ -50,7 +51,7 @@ public typealias StatisticsProvider = (_ layers: [Int], _ documents: Int) throws
 public final class ROME: Editor {
     public let hp: ROMEHyperParameters
     let statistics: StatisticsProvider?
-    /// `C⁻¹` per layer (float32, as the reference caches it).
+    /// `C⁻¹` per layer, float64 `[m, m]`.
     var inverseCache: [Int: [Double]] = [:]
     /// Where `v*` values are kept between runs (optional).
     public var valueCache: ValueCache?
@@ -140,6 +141,8 @@ public final class ROME: Editor {
     /// `C⁻¹ x`.
     func inverseMoment(layer: Int, model: LanguageModel, times x: [Double]) throws -> [Double] {
         let m = model.config.keyWidth, inverse = try inverseMoment(layer: layer, model: model)
-        return (0..<m).map { i in (0..<m).reduce(0.0) { $0 + inverse[i * m + $1] * x[$1] } }
+        var y = [Double](repeating: 0, count: m)
+        cblas_dgemv(CblasRowMajor, CblasNoTrans, Int32(m), Int32(m), 1, inverse, Int32(m), x, 1, 0, &y, 1)
+        return y
     }
 }

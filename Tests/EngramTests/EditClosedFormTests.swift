@@ -1,0 +1,105 @@
+@testable import Engram
+import Foundation
+import XCTest
+
+/// The closed-form solves of MEMIT and AlphaEdit (editing-methods.md §3 step 2, §4) on synthetic key
+/// covariances. For AlphaEdit the null space is known exactly: `C` is built from keys that live in the
+/// first 16 of 24 coordinates, so the preserved directions are those 16 and the null-space projection
+/// `P` is the diagonal 0…0 1…1. MEMIT needs `C` of full rank and gets keys in all 24. The editors'
+/// answers are checked by multiplying them back into the equations the spec gives, with this `P` written
+/// down rather than computed.
+final class EditClosedFormTests: XCTestCase {
+    let m = InMemoryTinyModels.llama.keyWidth, preserved = 16, layer = 1
+
+    /// `E[k kᵀ]` of 400 random keys that are zero past coordinate `span`.
+    func covariance(span: Int) -> KeyStatistics {
+        var rng = SeededRandom(seed: 11)
+        var stats = KeyStatistics(layer: layer, width: m)
+        let samples = 400
+        for _ in 0..<samples {
+            let k = (0..<m).map { $0 < span ? Double(rng.symmetric()) : 0 }
+            addOuter(&stats.sum, k, m)
+        }
+        stats.tokens = samples
+        return stats
+    }
+
+    func randomKeys(_ n: Int, seed: UInt64) -> [[Double]] {
+        var rng = SeededRandom(seed: seed)
+        return (0..<n).map { _ in (0..<m).map { _ in 2 * Double(rng.symmetric()) } }
+    }
+
+    func hyperParameters() -> MEMITHyperParameters {
+        var hp = MEMITHyperParameters()
+        hp.layers = [layer]
+        return hp
+    }
+
+    func provider(_ stats: KeyStatistics) -> StatisticsProvider {
+        { layers, _ in Dictionary(uniqueKeysWithValues: layers.map { ($0, stats) }) }
+    }
+
+    /// Row-major `[r, c]` product of `[r, k]` and `[k, c]`.
+    func product(_ a: [Double], _ b: [Double], rows r: Int, inner k: Int, cols c: Int) -> [Double] {
+        var out = [Double](repeating: 0, count: r * c)
+        for i in 0..<r { for t in 0..<k where a[i * k + t] != 0 { for j in 0..<c { out[i * c + j] += a[i * k + t] * b[t * c + j] } } }
+        return out
+    }
+
+    func outerSum(_ keys: [[Double]]) -> [Double] {
+        var s = [Double](repeating: 0, count: m * m)
+        for k in keys { addOuter(&s, k, m) }
+        return s
+    }
+
+    /// Largest |entry| of `lhs − rhs`, relative to the largest |entry| of `rhs`.
+    func relativeGap(_ lhs: [Double], _ rhs: [Double]) -> Double {
+        zip(lhs, rhs).map { abs($0 - $1) }.max()! / rhs.map(abs).max()!
+    }
+
+    /// `(P S + α I) Y = P K` with `Y = adjᵀ [m, n]`, `S = K Kᵀ + Kp Kpᵀ`: how far the answer is from it.
+    func alphaEditGap(adj: [[Double]], keys: [[Double]], past: [[Double]], alpha: Double) -> Double {
+        let n = keys.count
+        var p = [Double](repeating: 0, count: m * m)
+        for i in preserved..<m { p[i * m + i] = 1 }
+        let s = zip(outerSum(keys), outerSum(past)).map { $0 + $1 }
+        let y = columns(adj, m), kMatrix = columns(keys, m)
+        var lhs = product(product(p, s, rows: m, inner: m, cols: m), y, rows: m, inner: m, cols: n)
+        for i in 0..<(m * n) { lhs[i] += alpha * y[i] }
+        return relativeGap(lhs, product(p, kMatrix, rows: m, inner: m, cols: n))
+    }
+
+    func testMEMITSolvesTheCovarianceWeightedLeastSquares() throws {
+        let model = try InMemoryTinyModels.model(InMemoryTinyModels.llama)
+        let stats = covariance(span: m), hp = hyperParameters(), keys = randomKeys(3, seed: 5)
+        let adj = try MEMIT(hp, statistics: provider(stats)).inputFactors(layer: layer, keys: keys, model: model)
+        // (λ C + K Kᵀ) adjᵀ = K
+        let a = zip(stats.moment(), outerSum(keys)).map { hp.mom2_update_weight * $0 + $1 }
+        let lhs = product(a, columns(adj, m), rows: m, inner: m, cols: keys.count)
+        XCTAssertLessThan(relativeGap(lhs, columns(keys, m)), 1e-9)
+    }
+
+    func testAlphaEditUpdateLeavesPreservedKeysAloneAndKeepsPastKeysUntilReset() throws {
+        let model = try InMemoryTinyModels.model(InMemoryTinyModels.llama)
+        let hp = hyperParameters(), editor = AlphaEdit(hp, statistics: provider(covariance(span: preserved)))
+        let first = randomKeys(4, seed: 21), second = randomKeys(3, seed: 22)
+
+        let adj = try editor.inputFactors(layer: layer, keys: first, model: model)
+        XCTAssertLessThan(alphaEditGap(adj: adj, keys: first, past: [], alpha: hp.L2), 1e-9)
+        // ΔW = resid · adjᵀ, so ΔW k₀ = 0 for every key k₀ of the preserved space iff adj has no
+        // component there.
+        let largest = adj.flatMap { $0 }.map(abs).max()!
+        XCTAssertGreaterThan(largest, 1e-3, "a non-trivial update")
+        for row in adj { XCTAssertLessThan(row[0..<preserved].map(abs).max()!, 1e-9 * largest) }
+
+        // After a batch the edited keys join the solve (sequential editing) …
+        try editor.didEdit(keysAt: { XCTAssertEqual($0, self.layer); return first })
+        let next = try editor.inputFactors(layer: layer, keys: second, model: model)
+        XCTAssertLessThan(alphaEditGap(adj: next, keys: second, past: first, alpha: hp.L2), 1e-9)
+        XCTAssertGreaterThan(alphaEditGap(adj: next, keys: second, past: [], alpha: hp.L2), 1e-3, "past keys must change the answer")
+        // … until a new session starts.
+        editor.reset()
+        let fresh = try editor.inputFactors(layer: layer, keys: second, model: model)
+        XCTAssertLessThan(alphaEditGap(adj: fresh, keys: second, past: [], alpha: hp.L2), 1e-9)
+    }
+}
