@@ -2,10 +2,10 @@
 import Foundation
 import XCTest
 
-/// The closed-form solves of MEMIT and AlphaEdit (editing-methods.md §3 step 2, §4) on synthetic key
+/// The closed-form solves of ROME, MEMIT and AlphaEdit (editing-methods.md §2.2, §3 step 2, §4) on synthetic key
 /// covariances. For AlphaEdit the null space is known exactly: `C` is built from keys that live in the
 /// first 16 of 24 coordinates, so the preserved directions are those 16 and the null-space projection
-/// `P` is the diagonal 0…0 1…1. MEMIT needs `C` of full rank and gets keys in all 24. The editors'
+/// `P` is the diagonal 0…0 1…1. ROME and MEMIT need `C` of full rank and get keys in all 24. The editors'
 /// answers are checked by multiplying them back into the equations the spec gives, with this `P` written
 /// down rather than computed.
 final class EditClosedFormTests: XCTestCase {
@@ -77,6 +77,17 @@ final class EditClosedFormTests: XCTestCase {
         let a = zip(stats.moment(), outerSum(keys)).map { hp.mom2_update_weight * $0 + $1 }
         let lhs = product(a, columns(adj, m), rows: m, inner: m, cols: keys.count)
         XCTAssertLessThan(relativeGap(lhs, columns(keys, m)), 1e-9)
+    }
+
+    /// ROME with `mom2_adjustment`: `u = C⁻¹ k*` (§2.2), i.e. `C u = k*`.
+    func testROMEInverseMomentSolvesTheCovariance() throws {
+        let model = try InMemoryTinyModels.model(InMemoryTinyModels.llama)
+        let stats = covariance(span: m), x = randomKeys(1, seed: 9)[0]
+        var hp = ROMEHyperParameters()
+        hp.layers = [layer]
+        hp.mom2_adjustment = true
+        let u = try ROME(hp, statistics: provider(stats)).inverseMoment(layer: layer, model: model, times: x)
+        XCTAssertLessThan(relativeGap(product(stats.moment(), u, rows: m, inner: m, cols: 1), x), 1e-9)
     }
 
     func testAlphaEditUpdateLeavesPreservedKeysAloneAndKeepsPastKeysUntilReset() throws {
