@@ -90,6 +90,49 @@ final class EditClosedFormTests: XCTestCase {
         XCTAssertLessThan(relativeGap(product(stats.moment(), u, rows: m, inner: m, cols: 1), x), 1e-9)
     }
 
+    /// After a ROME update the edited MLP answers `v*` at the subject's last token of the un-prefixed
+    /// prompt. GPT-2's down projection has a bias, which the MLP output (and so `v*`) includes: the
+    /// residual must be taken against `W k + b`, not `W k`.
+    func testROMEEditedMLPOutputsTheSearchedValueWithAndWithoutABias() throws {
+        let tokenizer = TestTokenizer(pieces: [" Ann", " lives", " in", " Rome"])
+        let request = EditRequest(caseID: "ann", prompt: "Ann lives in", subject: "Ann", targetNew: "Rome")
+        for base in [InMemoryTinyModels.llama, InMemoryTinyModels.gpt2] {
+            var config = base
+            config.vocab = tokenizer.vocabularySize
+            let model = try InMemoryTinyModels.model(config)
+            var hp = ROMEHyperParameters()
+            hp.layers = [layer]
+            hp.context_template_length_params = []  // the un-prefixed prompt only: no sampling
+            hp.v_num_grad_steps = 5
+            let value = try LocateThenEdit.targetValues(model: model, tokenizer: tokenizer, requests: [request], templates: ["{}"],
+                                                        site: .mlpOutput(layer), hyperParameters: hp.valueSearch)[0]
+            let prompt = try LocateThenEdit.fill("{}", request: request, tokenizer: tokenizer)
+            let before = try LocateThenEdit.states(model: model, prompts: [prompt], site: .mlpOutput(layer))[0]
+            let applied = try ROME(hp).edit([request], model: model, tokenizer: tokenizer).apply(to: model)
+            let after = try LocateThenEdit.states(model: model, prompts: [prompt], site: .mlpOutput(layer))[0]
+            try applied.revert()
+            let moved = zip(value, before).map { abs($0 - $1) }.max()!
+            XCTAssertGreaterThan(moved, 1e-2, "\(config.architecture): the search must move the value")
+            XCTAssertLessThan(zip(after, value).map { abs($0 - $1) }.max()!, 1e-4 * max(1, moved), "\(config.architecture)")
+        }
+    }
+
+    /// Template groups and AlphaEdit's ridge are checked before any work (a bad group used to trap on
+    /// `$0[1]`, and `L2 = 0` makes the solve singular).
+    func testTemplateGroupsAndRidgeAreChecked() throws {
+        for params in [[[10]], [[10, 7]], [[0, 10]], [[10, 0]]] {
+            var hp = hyperParameters()
+            hp.context_template_length_params = params
+            XCTAssertThrowsError(try hp.validate(layers: 3), "\(params)") { XCTAssertTrue("\($0)".contains("context_template_length_params[0]"), "\($0)") }
+            var rome = ROMEHyperParameters()
+            rome.context_template_length_params = params
+            XCTAssertThrowsError(try rome.validate(layers: 3), "\(params)")
+        }
+        var hp = hyperParameters()
+        hp.L2 = 0
+        XCTAssertThrowsError(try hp.validate(layers: 3)) { XCTAssertTrue("\($0)".contains("L2"), "\($0)") }
+    }
+
     func testAlphaEditUpdateLeavesPreservedKeysAloneAndKeepsPastKeysUntilReset() throws {
         let model = try InMemoryTinyModels.model(InMemoryTinyModels.llama)
         let hp = hyperParameters(), editor = AlphaEdit(hp, statistics: provider(covariance(span: preserved)))

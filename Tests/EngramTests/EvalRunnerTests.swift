@@ -8,6 +8,8 @@ final class BiasEditor: Editor {
     let token: Int32
     let amount: Float
     private(set) var calls: [[String]] = []
+    /// "edit 1,2" and "reset", in order.
+    private(set) var events: [String] = []
     init(token: Int32, amount: Float) {
         self.token = token
         self.amount = amount
@@ -16,12 +18,14 @@ final class BiasEditor: Editor {
     var hyperParameters: [String: String] { ["token": String(token), "amount": String(amount)] }
     func edit(_ requests: [EditRequest], model: LanguageModel, tokenizer: Tokenizer) throws -> EditPatch {
         calls.append(requests.map(\.caseID))
+        events.append("edit " + requests.map(\.caseID).joined(separator: ","))
         if requests.contains(where: { $0.caseID == "fail" }) { throw EngramError.invalidArgument("cannot edit this one") }
         let delta = Matrix(rows: model.config.hidden, cols: model.config.intermediate)
         delta.pointer[Int(token)] = amount
         return EditPatch(method: name, hyperParameters: hyperParameters, requests: requests,
                          deltas: [WeightDelta(weight: .mlpDown(0), change: .dense(delta))])
     }
+    func reset() { events.append("reset") }
 }
 
 final class EvalRunnerTests: XCTestCase {
@@ -269,6 +273,22 @@ final class EvalRunnerTests: XCTestCase {
         XCTAssertEqual(editor.calls, [["1", "2"]])
         XCTAssertEqual(result.records.map { $0.post?["knowedit.reliability"] }, [1, 1])
         XCTAssertNil(result.records[0].final)
+    }
+
+    /// Single and batch edits each start from the unedited model, so the editor forgets each one when it
+    /// is reverted (AlphaEdit's past keys); sequential edits keep them until the run ends.
+    func testEditorIsResetWheneverItsEditsAreReverted() throws {
+        let file = try fixture(knowEditJSON)
+        let expected: [(EditingProtocol, [String])] = [
+            (.single, ["edit 1", "reset", "edit 2", "reset", "reset"]),
+            (.batch, ["edit 1", "reset", "edit 2", "reset", "reset"]),
+            (.sequential, ["edit 1", "edit 2", "reset"]),
+        ]
+        for (editingProtocol, events) in expected {
+            let editor = BiasEditor(token: id(" New"), amount: 3)
+            _ = try run(file, editor, model(), options { $0.editingProtocol = editingProtocol; $0.editBatchSize = 1 })
+            XCTAssertEqual(editor.events, events, "\(editingProtocol)")
+        }
     }
 
     func testEditorFailuresAreRecordedAndTheRunGoesOn() throws {

@@ -11,18 +11,20 @@ public final class AlphaEdit: MEMIT {
 
     public override var name: String { "AlphaEdit" }
 
-    public func reset() { pastKeys = [:] }
+    public override func reset() { pastKeys = [:] }
 
     func projection(_ layer: Int, m: Int) throws -> [Double] {
         if let p = projections[layer] { return p }
         let (values, vectors) = try LinearSolve.symmetricEigen(try moment(layer), n: m)
         // Eigenvectors are rows of `vectors`, eigenvalues ascending: the null space is a leading block.
         let kept = values.filter { $0 < hp.nullspace_threshold }.count
-        var p = [Double](repeating: 0, count: m * m)
-        if kept > 0 {
-            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(m), Int32(kept), 1,
-                        vectors, Int32(m), vectors, Int32(m), 0, &p, Int32(m))
+        guard kept > 0 else {
+            throw EngramError.invalidArgument("AlphaEdit: no eigenvalue of C at layer \(layer) is below nullspace_threshold "
+                + "\(hp.nullspace_threshold) (smallest \(values.first ?? 0)): the projection would be zero and the edit a no-op")
         }
+        var p = [Double](repeating: 0, count: m * m)
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m), Int32(m), Int32(kept), 1,
+                    vectors, Int32(m), vectors, Int32(m), 0, &p, Int32(m))
         projections[layer] = p
         return p
     }

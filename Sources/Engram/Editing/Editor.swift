@@ -14,10 +14,14 @@ public protocol Editor: AnyObject {
     /// statistics), so that a caller with other edits in force can run this on the original weights
     /// first (the server does); `edit` then reuses it. Methods that take nothing need not implement it.
     func prepare(model: LanguageModel, tokenizer: Tokenizer) throws
+    /// Forgets what earlier edits left in the editor (AlphaEdit's keys of past edits) once those edits
+    /// are reverted, so the next edit starts a new session. Methods that keep nothing need not implement it.
+    func reset()
 }
 
 extension Editor {
     public func prepare(model: LanguageModel, tokenizer: Tokenizer) throws {}
+    public func reset() {}
 }
 
 /// The "no edit" baseline: an empty patch. Evaluating it measures the unedited model with the same code

@@ -11,6 +11,17 @@ public enum LocateThenEdit {
             self.length = length
             self.count = count
         }
+
+        /// `context_template_length_params`: `[[length, count], …]`, each count a positive multiple of
+        /// the five seed words (count / 5 samples per seed, as in the reference).
+        static func validate(_ params: [[Int]]) throws {
+            for (i, p) in params.enumerated() {
+                guard p.count == 2, p[0] > 0, p[1] > 0, p[1] % LocateThenEdit.seeds.count == 0 else {
+                    throw EngramError.invalidArgument("context_template_length_params[\(i)] is \(p): it must be [length, count] with "
+                        + "length > 0 and count a positive multiple of \(LocateThenEdit.seeds.count) (one share per seed word)")
+                }
+            }
+        }
     }
 
     static let seeds = ["The", "Therefore", "Because", "I", "You"]
@@ -49,7 +60,7 @@ public enum LocateThenEdit {
     private static func sampleTemplates(model: LanguageModel, tokenizer: Tokenizer, groups: [TemplateGroup], seed: UInt64) throws -> [[String]] {
         var result: [[String]] = [["{}"]]
         for (g, group) in groups.enumerated() {
-            let perSeed = max(1, group.count / seeds.count)
+            let perSeed = group.count / seeds.count
             var jobs: [GenerationJob] = []
             for (s, word) in seeds.enumerated() {
                 let context = tokenizer.encode(word, addSpecial: true)

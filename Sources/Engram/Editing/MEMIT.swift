@@ -34,9 +34,11 @@ public struct MEMITHyperParameters: MethodHyperParameters, ValueSearchKeys, Equa
             throw EngramError.invalidArgument("layers \(layers) must be distinct, ascending and inside 0..<\(count)")
         }
         guard fact_token == "subject_last" else { throw EngramError.invalidArgument("fact_token '\(fact_token)' is not supported (subject_last)") }
-        guard mom2_update_weight > 0, L2 >= 0, nullspace_threshold > 0 else {
-            throw EngramError.invalidArgument("mom2_update_weight and nullspace_threshold must be positive, L2 non-negative")
+        // L2 = 0 would leave AlphaEdit's (P S + αI) singular wherever P is.
+        guard mom2_update_weight > 0, L2 > 0, nullspace_threshold > 0 else {
+            throw EngramError.invalidArgument("mom2_update_weight, nullspace_threshold and L2 must be positive")
         }
+        try LocateThenEdit.TemplateGroup.validate(context_template_length_params)
     }
 }
 
@@ -100,6 +102,9 @@ public class MEMIT: Editor {
         }
         return groups
     }
+
+    /// MEMIT keeps nothing between edits.
+    public func reset() {}
 
     /// Called after a batch is written, with a reader of each edited layer's keys as they are now
     /// (AlphaEdit accumulates them; MEMIT reads none).

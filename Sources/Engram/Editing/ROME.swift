@@ -36,9 +36,7 @@ public struct ROMEHyperParameters: MethodHyperParameters, ValueSearchKeys, Equat
         guard ["original", "rrome"].contains(rome_key_mode) else {
             throw EngramError.invalidArgument("rome_key_mode must be 'original' or 'rrome', got '\(rome_key_mode)'")
         }
-        guard context_template_length_params.allSatisfy({ $0.count == 2 && $0[0] > 0 && $0[1] >= 0 }) else {
-            throw EngramError.invalidArgument("context_template_length_params must be [[length, count], …]")
-        }
+        try LocateThenEdit.TemplateGroup.validate(context_template_length_params)
     }
 }
 
@@ -82,7 +80,8 @@ public final class ROME: Editor {
 
     /// Requests are applied one after another (each sees the previous ones), and returned together.
     public func edit(_ requests: [EditRequest], model: LanguageModel, tokenizer: Tokenizer) throws -> EditPatch {
-        try hp.validate(layers: model.config.layers)
+        // Templates and C⁻¹ describe the unedited model: read them all before the first update.
+        try prepare(model: model, tokenizer: tokenizer)
         let templates = try contextTemplates(model: model, tokenizer: tokenizer)
         var deltas: [WeightDelta] = []
         var applied: [AppliedPatch] = []
@@ -101,8 +100,11 @@ public final class ROME: Editor {
 
     func rankOneUpdate(_ request: EditRequest, layer: Int, templates: [String], model: LanguageModel, tokenizer: Tokenizer) throws -> WeightDelta {
         // k*: mean key over the templates; k: the un-prefixed prompt's key.
+        // The MLP output of the un-prefixed prompt (templates[0] is "{}") is read with the keys: it is
+        // W k plus the down projection's bias where there is one (GPT-2), which v* includes too.
         let filled = try templates.map { try LocateThenEdit.fill($0, request: request, tokenizer: tokenizer) }
-        let keys = try LocateThenEdit.keys(model: model, prompts: filled, layers: [layer])[layer]!
+        let rows = try LocateThenEdit.lookupRows(model: model, prompts: filled, sites: [.mlpKey(layer), .mlpOutput(layer)])
+        let keys = rows[0], output = rows[1][0]
         let kStar = keys.mean(), k = keys[0]
         var u = kStar.map(Double.init)
         if hp.mom2_adjustment { u = try inverseMoment(layer: layer, model: model, times: u) }
@@ -112,11 +114,15 @@ public final class ROME: Editor {
 
         let value = try LocateThenEdit.targetValues(model: model, tokenizer: tokenizer, requests: [request], templates: templates,
                                                     site: .mlpOutput(layer), hyperParameters: hp.valueSearch, cache: valueCache)[0]
-        // r = (v* − W k) / (kᵀ u)   (original) or with k* in both places (r-ROME).
+        // r = (v* − (W k + b)) / (kᵀ u)   (original) or with k* in both places (r-ROME), so that the
+        // edited MLP answers v* for that key: W k* + b = output + W (k* − k).
         let key = hp.rome_key_mode == "rrome" ? kStar : k
         let w = model.weight(.mlpDown(layer))
-        var current = [Float](repeating: 0, count: w.rows)
-        BLAS.gemv(trans: false, m: w.rows, n: w.cols, a: w.pointer, lda: w.cols, x: key, y: &current)
+        var current = output
+        if hp.rome_key_mode == "rrome" {
+            let shift = zip(kStar, k).map { $0 - $1 }
+            BLAS.gemv(trans: false, m: w.rows, n: w.cols, a: w.pointer, lda: w.cols, x: shift, beta: 1, y: &current)
+        }
         let denominator = zip(key, u).reduce(0.0) { $0 + Double($1.0) * $1.1 }
         guard abs(denominator) > 1e-12 else { throw EngramError.invalidArgument("request \(request.caseID): key is orthogonal to u at layer \(layer)") }
         let r = (0..<w.rows).map { Float(Double(value[$0] - current[$0]) / denominator) }

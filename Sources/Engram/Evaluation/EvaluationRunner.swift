@@ -86,7 +86,12 @@ public final class EvaluationRunner {
 
         // 2. Edit and evaluate under the protocol.
         let session = EditSession(model: model)
-        defer { try? session.revertAll() }
+        // Every protocol ends with the model as it was, and the editor forgets the edits (AlphaEdit's
+        // past keys) whenever they are reverted: single and batch edits each start from the unedited model.
+        defer {
+            try? session.revertAll()
+            editor.reset()
+        }
         func record(_ phase: String, _ inputs: [PhaseInput], _ outcomes: [PhaseOutcome]) {
             for (input, o) in zip(inputs, outcomes) {
                 if phase == "final" { results[input.index]!.final = o.metrics } else { results[input.index]!.post = o.metrics }
@@ -139,6 +144,7 @@ public final class EvaluationRunner {
                 let one = inputs([i], session.context, "post")
                 record("post", one, try evaluate(one, planner))
                 try session.revertAll()
+                editor.reset()
                 done += 1
                 progress?(EvaluationProgress(phase: "edit", completed: done, total: indices.count))
             }
@@ -161,7 +167,10 @@ public final class EvaluationRunner {
                         record("post", ins, try evaluate(ins, planner))
                     }
                 }
-                if !sequential { try session.revertAll() }
+                if !sequential {
+                    try session.revertAll()
+                    editor.reset()
+                }
                 done += group.count
                 progress?(EvaluationProgress(phase: "edit", completed: done, total: indices.count))
             }
