@@ -40,6 +40,7 @@ public enum LocateThenEdit {
     /// resample them (the edit log stores them for reproduction): in memory, and in `store` when given.
     public static func contextTemplates(model: LanguageModel, tokenizer: Tokenizer, groups: [TemplateGroup], seed: UInt64 = 0,
                                         store: TemplateStore? = nil) throws -> [[String]] {
+        try TemplateGroup.validate(groups.map { [$0.length, $0.count] }) // a group of fewer than 5 would come back empty
         let key = "\(ObjectIdentifier(model).hashValue)|\(groups.map { "\($0.length)x\($0.count)" })|\(seed)"
         cacheLock.lock()
         if let cached = templateCache[key], cached.model === model { cacheLock.unlock(); return cached.templates }
