@@ -10,6 +10,9 @@
 #   MEMIT_DOCS   statistics documents behind the MEMIT edit (default: the YAML files' 2000); both tools
 #                get copies of their YAML with this mom2_n_samples (EasyEdit collects its statistics once,
 #                untimed, which takes it about 2 minutes per 100 documents here)
+#   EASYEDIT_Z_CACHE  folder for EasyEdit's MEMIT v* cache: a run cut short resumes there, its edit time
+#                summed over sittings (editing/sittings.py); run `editing/easyedit_memit.py --z-cache` alone
+#                for the early sittings, then this script with the same folder for the one that completes
 #   PARTS        comma-separated subset of rome,eval,memit,stats (default all)
 #   ENGRAM_BIN   engram binary (default .build/release/engram, built if missing)
 set -euo pipefail
@@ -53,7 +56,8 @@ if part memit; then
   "$PY" $E/engram_runs.py memit --engram "$ENGRAM_BIN" --data "$DATA" --limit "$MEMIT_N" --threads "$THREADS" \
     --hparams "$HP_ENGRAM" --json "$RAW/engram-memit.json" >&2
   easyedit easyedit-memit $E/easyedit_memit.py --data "$DATA" --limit "$MEMIT_N" --threads "$THREADS" \
-    --hparams "$HP_EASYEDIT" --engram-json "$RAW/engram-memit.json" --json "$RAW/easyedit-memit.json"
+    --hparams "$HP_EASYEDIT" --engram-json "$RAW/engram-memit.json" --json "$RAW/easyedit-memit.json" \
+    ${EASYEDIT_Z_CACHE:+--z-cache "$EASYEDIT_Z_CACHE"}
 fi
 if part stats; then
   KEEP="$ENGRAM_HOME/bench/engram-stats-check"   # Engram's D-document files, compared with EasyEdit's, then removed

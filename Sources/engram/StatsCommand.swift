@@ -30,7 +30,7 @@ struct StatsCommand: ParsableCommand {
         for l in layerList.sorted() {
             guard let s = stats[l] else { continue }
             let trace = (0..<s.width).reduce(0.0) { $0 + s.sum[$1 * s.width + $1] } / Double(max(s.tokens, 1))
-            print("layer \(l): \(s.tokens) tokens from \(s.documents) documents, trace(C) = \(String(format: "%.4g", trace)) -> \(collector.cachePath(corpus: text, layer: l, documents: min(documents, text.documents.count)))")
+            print("layer \(l): \(s.tokens) tokens from \(s.documents) documents, trace(C) = \(String(format: "%.4g", trace)) -> \(collector.cachePath(corpus: text, layer: l, documents: documents))")
         }
     }
 }

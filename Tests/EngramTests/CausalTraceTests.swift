@@ -24,6 +24,25 @@ final class CausalTraceTests: XCTestCase {
         XCTAssertTrue(svg.hasPrefix("<svg") && svg.contains("Eiffel"))
     }
 
+    /// The noise level is 3 × the standard deviation of the token embeddings, as the reference measures
+    /// them: for GPT-2 that excludes the position embedding, which the embedding hook adds in.
+    func testNoiseLevelComesFromTheTokenEmbeddingsAlone() throws {
+        let tokenizer = TestTokenizer(pieces: [" Ann", " lives", " in", " Rome"])
+        for base in [InMemoryTinyModels.gpt2, InMemoryTinyModels.llama] {
+            var config = base
+            config.vocab = tokenizer.vocabularySize
+            let model = try InMemoryTinyModels.model(config)
+            let table = model.tokenEmbedding.values.map(Double.init)
+            let mean = table.reduce(0, +) / Double(table.count)
+            let std = (table.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(table.count)).squareRoot()
+            var options = CausalTrace.Options()
+            options.samples = 1
+            options.kinds = [.residual]
+            let r = try CausalTrace(model: model, tokenizer: tokenizer).run(prompt: "Ann lives in", subject: "Ann", target: "Rome", options: options)
+            XCTAssertEqual(Double(r.noise), 3 * std, accuracy: 1e-5 * std, "\(config.architecture)")
+        }
+    }
+
     func testSubjectMissingFromPromptIsAClearError() throws {
         let ck = try ModelLoader.checkpoint("smollm2")
         let model = try ModelLoader.build(ck), tokenizer = try TokenizerLoader.load(ck)

@@ -90,6 +90,28 @@ final class EditClosedFormTests: XCTestCase {
         XCTAssertLessThan(relativeGap(product(stats.moment(), u, rows: m, inner: m, cols: 1), x), 1e-9)
     }
 
+    /// A second moment that rounding has left a hair below positive semi-definite stops Cholesky; ROME
+    /// falls back to LU and still solves it. A singular one (units that are zero over the whole corpus)
+    /// has no inverse: the error says which layer and what to do instead of trapping or advising more text.
+    func testROMEInverseMomentFallsBackToLUAndExplainsASingularMoment() throws {
+        let model = try InMemoryTinyModels.model(InMemoryTinyModels.llama)
+        var hp = ROMEHyperParameters()
+        hp.layers = [layer]
+        hp.mom2_adjustment = true
+        var indefinite = KeyStatistics(layer: layer, width: m)
+        for i in 0..<m { indefinite.sum[i * m + i] = i == m - 1 ? -1e-13 : Double(i + 1) }
+        indefinite.tokens = 1
+        XCTAssertThrowsError(try LinearSolve.symmetricPositiveDefinite(indefinite.moment(), n: m, [Double](repeating: 1, count: m), columns: 1))
+        let x = randomKeys(1, seed: 5)[0]
+        let u = try ROME(hp, statistics: provider(indefinite)).inverseMoment(layer: layer, model: model, times: x)
+        XCTAssertLessThan(relativeGap(product(indefinite.moment(), u, rows: m, inner: m, cols: 1), x), 1e-9)
+
+        XCTAssertThrowsError(try ROME(hp, statistics: provider(covariance(span: preserved))).inverseMoment(layer: layer, model: model)) {
+            let message = "\($0)"
+            XCTAssertTrue(message.contains("layer \(layer)") && message.contains("singular") && message.contains("mom2_adjustment: false"), message)
+        }
+    }
+
     /// After a ROME update the edited MLP answers `v*` at the subject's last token of the un-prefixed
     /// prompt. GPT-2's down projection has a bias, which the MLP output (and so `v*`) includes: the
     /// residual must be taken against `W k + b`, not `W k`.
@@ -131,6 +153,46 @@ final class EditClosedFormTests: XCTestCase {
         var hp = hyperParameters()
         hp.L2 = 0
         XCTAssertThrowsError(try hp.validate(layers: 3)) { XCTAssertTrue("\($0)".contains("L2"), "\($0)") }
+    }
+
+    /// Keys EasyEdit's files carry that have one meaning here are refused when they say something else
+    /// (they used to be accepted and ignored).
+    func testKeysWithOneMeaningRefuseOtherValues() throws {
+        var memit = hyperParameters(), rome = ROMEHyperParameters()
+        rome.layers = [layer]
+        memit.v_loss_layer = 2
+        rome.v_loss_layer = 2
+        memit.mom2_dtype = "float32"
+        XCTAssertNoThrow(try memit.validate(layers: 3), "the final logits' layer and EasyEdit's float32 are accepted")
+        XCTAssertNoThrow(try rome.validate(layers: 3))
+        memit.v_loss_layer = 1
+        rome.v_loss_layer = 1
+        XCTAssertThrowsError(try memit.validate(layers: 3)) { XCTAssertTrue("\($0)".contains("v_loss_layer 1"), "\($0)") }
+        XCTAssertThrowsError(try rome.validate(layers: 3)) { XCTAssertTrue("\($0)".contains("v_loss_layer 1"), "\($0)") }
+        memit.v_loss_layer = nil
+        memit.mom2_dtype = "bfloat16"
+        XCTAssertThrowsError(try memit.validate(layers: 3)) { XCTAssertTrue("\($0)".contains("mom2_dtype"), "\($0)") }
+        memit.mom2_dtype = "float64"
+        memit.mom2_adjustment = false
+        XCTAssertThrowsError(try memit.validate(layers: 3)) { XCTAssertTrue("\($0)".contains("mom2_adjustment"), "\($0)") }
+    }
+
+    /// The patch says which statistics the update was solved with (corpus, hash, documents, tokens),
+    /// rather than only the file's mom2_dataset label.
+    func testPatchRecordsTheStatisticsItWasSolvedWith() throws {
+        let tokenizer = TestTokenizer(pieces: [" Ann", " lives", " in", " Rome"])
+        var config = InMemoryTinyModels.llama
+        config.vocab = tokenizer.vocabularySize
+        let model = try InMemoryTinyModels.model(config)
+        var stats = covariance(span: m)
+        stats.info = ["corpus": "notes.txt", "corpus_sha256": String(repeating: "ab", count: 32)]
+        stats.documents = 7
+        var hp = hyperParameters()
+        hp.context_template_length_params = []
+        hp.v_num_grad_steps = 2
+        let request = EditRequest(caseID: "ann", prompt: "Ann lives in", subject: "Ann", targetNew: "Rome")
+        let patch = try MEMIT(hp, statistics: provider(stats)).edit([request], model: model, tokenizer: tokenizer)
+        XCTAssertEqual(patch.metadata["statistics"], "layer \(layer): notes.txt (sha256 abababababababab), 7 documents, 400 tokens")
     }
 
     func testAlphaEditUpdateLeavesPreservedKeysAloneAndKeepsPastKeysUntilReset() throws {

@@ -72,6 +72,7 @@ final class BigramModel: LanguageModel {
     var table: [[Float]]
     let down: Matrix
     let outputWeight: Matrix
+    var tokenEmbedding: Matrix { outputWeight }
     private(set) var forwardCalls = 0
     private(set) var largestBatch = 0
 

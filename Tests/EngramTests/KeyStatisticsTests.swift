@@ -40,6 +40,19 @@ final class KeyStatisticsTests: XCTestCase {
 }
 
 final class TextCorpusTests: XCTestCase {
+    /// Asking for more documents than the corpus has is an error naming the corpus and its size (it
+    /// used to be capped silently, so mom2_n_samples described statistics that did not exist).
+    func testAskingForMoreDocumentsThanTheCorpusHasIsAnError() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("corpus-\(UUID().uuidString).txt").path
+        try "One.\nTwo.\nThree.\n".write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let collector = KeyStatisticsCollector(model: try InMemoryTinyModels.model(InMemoryTinyModels.llama),
+                                               tokenizer: TestTokenizer(pieces: []), modelHash: "test")
+        XCTAssertThrowsError(try collector.statistics(corpus: TextCorpus(path: path), layers: [1], documents: 4)) {
+            XCTAssertTrue("\($0)".contains(path) && "\($0)".contains("has 3 documents"), "\($0)")
+        }
+    }
+
     /// WikiText ships with CRLF line ends; "\r\n" is one Swift Character, so each line must still
     /// become its own document (a single-document corpus made MEMIT's statistics rank-deficient).
     func testCRLFLinesAreSeparateDocuments() throws {

@@ -133,6 +133,26 @@ final class LocateThenEditTests: XCTestCase {
                        MEMITHyperParameters().layers, "no file: the built-in defaults")
     }
 
+    /// Without the source tree (an installed binary), the default file is looked for in `$ENGRAM_HOME/hparams`,
+    /// and `source` says which file is in force or that the built-in defaults are.
+    func testDefaultHyperParametersAreFoundInTheEngramHomeAndNamed() throws {
+        let home = FileManager.default.temporaryDirectory.appendingPathComponent("home-\(UUID().uuidString)").path
+        let method = "method-\(UUID().uuidString.prefix(8))" // in no source tree
+        let file = "\(home)/hparams/\(method)/smollm2.yaml"
+        try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try "layers: [2]\n".write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: home) }
+        let previous = ProcessInfo.processInfo.environment["ENGRAM_HOME"]
+        setenv("ENGRAM_HOME", home, 1)
+        defer { if let previous { setenv("ENGRAM_HOME", previous, 1) } else { unsetenv("ENGRAM_HOME") } }
+        XCTAssertEqual(HyperParameterFile.defaultPath(method: method), file)
+        XCTAssertEqual(HyperParameterFile.source(method: method, path: nil), file)
+        XCTAssertEqual(try HyperParameterFile.resolve(MEMITHyperParameters.self, method: method, path: nil).layers, [2])
+        XCTAssertTrue(HyperParameterFile.source(method: "no-such-method", path: nil).hasPrefix("built-in defaults"))
+        XCTAssertTrue(try XCTUnwrap(HyperParameterFile.defaultPath(method: "memit")).hasSuffix("hparams/memit/smollm2.yaml"),
+                      "the source tree's file still comes first")
+    }
+
     func testShippedHyperParameterFilesLoad() throws {
         for method in ["rome", "memit", "alphaedit"] {
             let path = try XCTUnwrap(HyperParameterFile.defaultPath(method: method), method)

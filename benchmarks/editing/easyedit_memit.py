@@ -6,7 +6,8 @@ process (so that this process's peak RSS is the edit's). Timed: clearing EasyEdi
 (context templates, covariance), generating the context templates (10 of length 10 as Engram's
 [[10, 10]], with EasyEdit's generate_fast in its LLaMA branch, since its MEMIT hard-codes 5; see
 easyedit_common.llama_generation) and apply_memit_to_model on all N
-requests (z search per request, keys, statistics read from its npz cache, the per-layer updates). Then the
+requests (z search per request, keys, statistics read from its npz cache, the per-layer updates). With
+--z-cache the edit may span several sittings (sittings.py: EasyEdit's own v* cache, time summed). Then the
 CounterFact ES/PS/NS of every record on the edited model (easyedit_common.counterfact_scores), and the
 original weights are written back.
 
@@ -20,6 +21,7 @@ import time
 
 import easyedit_common as ec
 import corpus
+from sittings import Sittings
 
 SEEDS = ["The", "Therefore", "Because", "I", "You"]  # EasyEdit's (and Engram's) template seed words
 
@@ -35,6 +37,8 @@ def add_args(ap):
                     help="llama: mark the model so that EasyEdit's generate_fast takes its LLaMA branch "
                          "(easyedit_common.llama_generation); as-is: the folder name decides (non-LLaMA branch)")
     ap.add_argument("--engram-json", help="engram_runs.py memit output, to compare the statistics with Engram's")
+    ap.add_argument("--z-cache", help="folder for EasyEdit's v* cache, so that a run cut short (session end) "
+                                      "resumes where it stopped; see sittings.py")
 
 
 args = ec.parse_args(__doc__, 10, "memit-smollm2.yaml", add_args)
@@ -93,16 +97,33 @@ def context_templates():
 
 records = ec.load_records(args.data, args.limit)
 requests = [dict(ec.request(r), case_id=r.get("case_id", i)) for i, r in enumerate(records)]
+sittings = None
+if args.z_cache:
+    sittings = Sittings(args.z_cache, {
+        "data": os.path.abspath(args.data), "records": len(records), "model": os.path.abspath(args.model),
+        "easyedit_commit": ec.easyedit_commit(args.tree), "templates": args.templates,
+        "generation": args.generation, "hparams": {k: v for k, v in vars(hp).items() if k != "stats_dir"}})
+    print(f"[sittings] {sittings.cached_requests()} of {len(requests)} v* already cached in {args.z_cache}", flush=True)
 rss_after_load = ec.benchcommon.rss_mib()
 pre = [ec.counterfact_scores(model, tok, r) for r in records]
 torch.manual_seed(0)
 memit_main.CONTEXT_TEMPLATES_CACHE = None
 memit_main.COV_CACHE.clear()
+if sittings:
+    sittings.start()
 t0 = time.perf_counter()
 templates = context_templates()
 t1 = time.perf_counter()
-edited, weights_copy = memit_main.apply_memit_to_model(model, tok, requests, hp, copy=False, return_orig_weights=True)
+if sittings:
+    sittings.templates_made(templates, t1 - t0)
+edited, weights_copy = memit_main.apply_memit_to_model(model, tok, requests, hp, copy=False, return_orig_weights=True,
+                                                       cache_template=sittings.cache_template if sittings else None)
 t2 = time.perf_counter()
+earlier = sittings.earlier() if sittings else []
+this_sitting_seconds = t2 - t0
+edit_seconds = this_sitting_seconds + sum(e["counted_seconds"] for e in earlier)
+templates_seconds = (t1 - t0) + sum(e["templates_seconds"] for e in earlier)
+peak_rss = max([ec.benchcommon.peak_rss_mib()] + [e["peak_rss_mib"] for e in earlier])
 post = [ec.counterfact_scores(edited, tok, r) for r in records]
 with torch.no_grad():
     for name, value in weights_copy.items():
@@ -118,8 +139,9 @@ out = {
     "data": os.path.abspath(args.data), "model": os.path.abspath(args.model),
     "easyedit_commit": ec.easyedit_commit(args.tree), "hparams": {k: v for k, v in vars(hp).items()},
     "stubbed_modules": ee.stubbed, "load_seconds": load.seconds,
-    "edit_seconds": t2 - t0, "memit_seconds": t2 - t1, "templates_seconds": t1 - t0,
-    "seconds_per_request": (t2 - t0) / len(records),
+    "edit_seconds": edit_seconds, "memit_seconds": edit_seconds - templates_seconds, "templates_seconds": templates_seconds,
+    "seconds_per_request": edit_seconds / len(records),
+    "sittings": {"earlier": earlier, "this_sitting_seconds": this_sitting_seconds} if sittings else None,
     "context_templates": {"setting": args.templates, "generation": args.generation,
                           "name_or_path_seen_by_generate_fast": name_for_generation,
                           "count": sum(len(g) for g in templates), "templates": templates},
@@ -127,11 +149,12 @@ out = {
                    "max_length": args.max_length, "corpus_sha256": corpus.sha256(args.corpus),
                    "prepared_now_seconds": prepare_seconds, "compared_with_engram": comparison},
     "scores": {"pre": scores(pre), "post": scores(post)},
-    "rss_after_load_mib": rss_after_load, "peak_rss_mib": ec.benchcommon.peak_rss_mib(),
+    "rss_after_load_mib": rss_after_load, "peak_rss_mib": peak_rss,
     "machine": ec.machine(args.threads), "versions": ec.benchcommon.versions(),
     "per_record": [{"case_id": q["case_id"], "pre": a, "post": b} for q, a, b in zip(requests, pre, post)],
     "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
 }
 ec.write_json(args.json, out)
-print(f"EasyEdit MEMIT: {len(records)} requests in one batch in {t2 - t0:.1f} s (templates {t1 - t0:.1f} s), "
+print(f"EasyEdit MEMIT: {len(records)} requests in one batch in {edit_seconds:.1f} s (templates {templates_seconds:.1f} s"
+      f"{f', {len(earlier) + 1} sittings' if earlier else ''}), "
       f"peak RSS {out['peak_rss_mib']:.0f} MiB; pre {out['scores']['pre']} post {out['scores']['post']}")

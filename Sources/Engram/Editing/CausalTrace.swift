@@ -167,26 +167,17 @@ public struct CausalTrace {
         return expf(logProbs[Int(token)])
     }
 
-    /// Standard deviation of all entries of the token-embedding table (stands in for the reference's
-    /// statistic over the embeddings of a data set's subjects).
+    /// Standard deviation of the entries of the token-embedding table (stands in for the reference's
+    /// statistic over the token embeddings of a data set's subjects). Read from the table itself: the
+    /// embedding hook would add GPT-2's position embedding, which the reference does not measure.
     func embeddingStd() -> Float {
-        // The tied output head is the embedding table for LLaMA-family and GPT-2 checkpoints we load;
-        // when untied, the embedding rows are still reachable through a forward hook, so measure them.
+        let table = model.tokenEmbedding, d = table.cols
         var sum = 0.0, sumSquares = 0.0, count = 0
-        var hooks = Hooks()
-        hooks.stopAfterLayer = 0
-        hooks.on(.embedding) { rows in
-            for i in 0..<(rows.rows * rows.width) {
-                let v = Double(rows.pointer[i]); sum += v; sumSquares += v * v
-            }
-            count += rows.rows * rows.width
-        }
-        // Embed a spread of the vocabulary, in chunks.
-        let vocab = model.config.vocab, step = max(1, vocab / 4096)
-        let sample = stride(from: 0, to: vocab, by: step).map(Int32.init)
-        for chunk in stride(from: 0, to: sample.count, by: 512) {
-            let part = Array(sample[chunk..<min(chunk + 512, sample.count)])
-            _ = try? model.forward(part.map { [$0] }.map { SequenceInput(tokens: $0, cache: model.makeCache(capacity: 1)) }, hooks: hooks, logits: .none)
+        // A spread of the vocabulary, every step-th row.
+        for row in stride(from: 0, to: table.rows, by: max(1, table.rows / 4096)) {
+            let p = table.row(row)
+            for i in 0..<d { let v = Double(p[i]); sum += v; sumSquares += v * v }
+            count += d
         }
         let mean = sum / Double(max(count, 1))
         return Float((sumSquares / Double(max(count, 1)) - mean * mean).squareRoot())

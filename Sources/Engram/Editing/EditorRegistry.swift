@@ -6,6 +6,9 @@ import Foundation
 public enum EditorRegistry {
     public static let methods = ["none", "ike", "rome", "memit", "alphaedit"]
 
+    /// Whether the method reads a hyper-parameter file.
+    public static func usesHyperParameters(_ method: String) -> Bool { ["rome", "memit", "alphaedit"].contains(method.lowercased()) }
+
     /// - Parameters:
     ///   - pool: requests IKE may draw demonstrations from (the other records of the data file).
     ///   - statistics: key statistics for ROME (with mom2_adjustment), MEMIT and AlphaEdit.

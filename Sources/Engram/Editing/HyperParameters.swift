@@ -64,12 +64,26 @@ public enum HyperParameterFile {
         }
     }
 
-    /// A method's hyper-parameters from `path` when given, else from the repository's
-    /// `hparams/<method>/smollm2.yaml` when present, else the built-in defaults. The CLI and the server
+    /// A method's hyper-parameters from `path` when given, else from `hparams/<method>/smollm2.yaml` when
+    /// one is found (`defaultPath`; `source` says which), else the built-in defaults. The CLI and the server
     /// both start from this, so a broken default file is an error in both rather than silently ignored.
     public static func resolve<H: MethodHyperParameters>(_ type: H.Type, method: String, path: String?) throws -> H {
         guard let file = path ?? defaultPath(method: method) else { return H() }
         return try load(type, path: file)
+    }
+
+    /// Keys that EasyEdit's files carry but that have one meaning here: the value search's loss is always
+    /// on the final logits, and statistics are always accumulated and solved in float64 (float32, the
+    /// reference's memory saving, is accepted and gets float64). Any other value would be ignored, so it
+    /// is refused.
+    static func checkFixedKeys(v_loss_layer: Int?, mom2_dtype: String, modelLayers: Int) throws {
+        if let l = v_loss_layer, l != modelLayers - 1 {
+            throw EngramError.invalidArgument("v_loss_layer \(l): the value search's loss is on the model's final logits "
+                + "(layer \(modelLayers - 1)); leave the key out or set it to \(modelLayers - 1)")
+        }
+        guard ["float64", "float32"].contains(mom2_dtype) else {
+            throw EngramError.invalidArgument("mom2_dtype '\(mom2_dtype)': statistics are kept in float64 ('float64' or 'float32')")
+        }
     }
 
     /// The hyper-parameters as text for patches and reports (sorted keys, JSON values).
@@ -85,14 +99,29 @@ public enum HyperParameterFile {
         return out
     }
 
-    /// The default file for a method and model in the repository's `hparams/`, if present.
+    /// The default file for a method and model, looked for in this order: the source tree the binary
+    /// was built from (development), `hparams/` beside the executable or in `../share/engram/` from it
+    /// (an installed binary), then `$ENGRAM_HOME/hparams/`.
     public static func defaultPath(method: String, model: String = "smollm2") -> String? {
+        let relative = "hparams/\(method)/\(model).yaml"
+        var candidates: [String] = []
         var dir = URL(fileURLWithPath: #filePath)
         for _ in 0..<5 {
             dir = dir.deletingLastPathComponent()
-            let candidate = dir.appendingPathComponent("hparams/\(method)/\(model).yaml").path
-            if FileManager.default.fileExists(atPath: candidate) { return candidate }
+            candidates.append(dir.appendingPathComponent(relative).path)
         }
-        return nil
+        let executable = URL(fileURLWithPath: CommandLine.arguments.first ?? "").resolvingSymlinksInPath().deletingLastPathComponent()
+        candidates.append(executable.appendingPathComponent(relative).path)
+        candidates.append(executable.appendingPathComponent("../share/engram/\(relative)").standardizedFileURL.path)
+        candidates.append((ModelRegistry.home as NSString).appendingPathComponent(relative))
+        return candidates.first { FileManager.default.fileExists(atPath: $0) }
+    }
+
+    /// Which file `resolve` reads for a method, in words for the user: the path, or that the built-in
+    /// defaults are in force (they are generic, not tuned for the default model).
+    public static func source(method: String, path: String?) -> String {
+        if let file = path ?? defaultPath(method: method) { return file }
+        return "built-in defaults (no hparams/\(method)/smollm2.yaml in the source tree, beside the binary or in "
+            + "\(ModelRegistry.home)/hparams; pass --hparams to choose)"
     }
 }

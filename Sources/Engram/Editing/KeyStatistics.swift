@@ -22,6 +22,12 @@ public struct KeyStatistics: Sendable {
         self.info = info
     }
 
+    /// What a patch records about the statistics it was solved with.
+    public var provenance: String {
+        "layer \(layer): \(info["corpus"] ?? "unnamed corpus") (sha256 \(info["corpus_sha256"]?.prefix(16) ?? "unknown")), "
+            + "\(documents) documents, \(tokens) tokens"
+    }
+
     /// `C = S / count` as float64.
     public func moment() -> [Double] {
         let n = Double(max(tokens, 1))
@@ -144,7 +150,13 @@ public struct KeyStatisticsCollector {
     /// and after every batch.
     public func statistics(corpus: TextCorpus, layers: [Int], documents requested: Int,
                            progress: ((Int, Int) -> Void)? = nil) throws -> [Int: KeyStatistics] {
-        let documents = min(requested, corpus.documents.count)
+        // Asking for more documents than the corpus holds is an error rather than a silent cap: the
+        // method's mom2_n_samples (or --documents) would otherwise describe statistics it does not have.
+        guard requested > 0, requested <= corpus.documents.count else {
+            throw EngramError.invalidArgument("statistics corpus \(corpus.path) has \(corpus.documents.count) documents; "
+                + "\(requested) were asked for (mom2_n_samples or --documents must be 1...\(corpus.documents.count))")
+        }
+        let documents = requested
         for l in layers where !(0..<model.config.layers).contains(l) {
             throw EngramError.invalidArgument("layer \(l) is outside 0..<\(model.config.layers)")
         }

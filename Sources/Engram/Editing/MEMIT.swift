@@ -6,13 +6,16 @@ public struct MEMITHyperParameters: MethodHyperParameters, ValueSearchKeys, Equa
     public var fact_token = "subject_last"
     public var v_num_grad_steps = 25
     public var v_lr: Float = 0.5
+    /// The final logits' layer or nothing (see ROME's).
     public var v_loss_layer: Int?
     public var v_weight_decay: Float = 1e-3
     public var clamp_norm_factor: Float = 4
     public var kl_factor: Float = 0.0625
+    /// Must stay true: the update is always weighed by C (the reference ignores the key).
     public var mom2_adjustment = true
     /// λ in `λ C + K Kᵀ` (MEMIT).
     public var mom2_update_weight: Double = 15000
+    /// A label only (see ROME's); patches record the corpus actually used.
     public var mom2_dataset = "wikitext-2"
     public var mom2_n_samples = 2000
     public var mom2_dtype = "float64"
@@ -39,6 +42,10 @@ public struct MEMITHyperParameters: MethodHyperParameters, ValueSearchKeys, Equa
             throw EngramError.invalidArgument("mom2_update_weight, nullspace_threshold and L2 must be positive")
         }
         try LocateThenEdit.TemplateGroup.validate(context_template_length_params)
+        try HyperParameterFile.checkFixedKeys(v_loss_layer: v_loss_layer, mom2_dtype: mom2_dtype, modelLayers: count)
+        guard mom2_adjustment else {
+            throw EngramError.invalidArgument("mom2_adjustment: false is not supported by MEMIT or AlphaEdit: their update is always weighed by C")
+        }
     }
 }
 
@@ -50,6 +57,8 @@ public class MEMIT: Editor {
     public let hp: MEMITHyperParameters
     let statistics: StatisticsProvider
     var momentCache: [Int: [Double]] = [:]
+    /// Where each layer's statistics came from, for the patch.
+    var statisticsProvenance: [Int: String] = [:]
     /// Where `z` values are kept between runs (optional).
     public var valueCache: ValueCache?
     /// Where context templates are kept between runs (optional).
@@ -70,6 +79,7 @@ public class MEMIT: Editor {
         }
         let c = stats.moment()
         momentCache[layer] = c
+        statisticsProvenance[layer] = stats.provenance
         return c
     }
 
@@ -98,7 +108,10 @@ public class MEMIT: Editor {
             store: templateStore)
         let missing = hp.layers.filter { momentCache[$0] == nil }
         if !missing.isEmpty {
-            for (l, stats) in try statistics(missing, hp.mom2_n_samples) { momentCache[l] = stats.moment() }
+            for (l, stats) in try statistics(missing, hp.mom2_n_samples) {
+                momentCache[l] = stats.moment()
+                statisticsProvenance[l] = stats.provenance
+            }
         }
         return groups
     }
@@ -155,7 +168,8 @@ public class MEMIT: Editor {
         // Keys as they are after the whole update (AlphaEdit, §4 step 3).
         try didEdit(keysAt: { try self.layerKeys(filledGroups, layer: $0, model: model) })
         return EditPatch(method: name, hyperParameters: hyperParameters, requests: requests, deltas: deltas,
-                         metadata: ["context_templates": searchTemplates.joined(separator: "\u{1F}")])
+                         metadata: ["context_templates": searchTemplates.joined(separator: "\u{1F}"),
+                                    "statistics": hp.layers.compactMap { statisticsProvenance[$0] }.joined(separator: "; ")])
     }
 
     /// `[n][m]` keys: for each request, the mean over each template group, then over groups.

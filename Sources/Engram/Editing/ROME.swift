@@ -7,15 +7,19 @@ public struct ROMEHyperParameters: MethodHyperParameters, ValueSearchKeys, Equat
     public var fact_token = "subject_last"
     public var v_num_grad_steps = 25
     public var v_lr: Float = 0.5
-    /// Always the last layer: ROME's loss uses the model's final logits (§2.3).
+    /// Always the last layer: ROME's loss uses the model's final logits (§2.3); any other value is refused.
     public var v_loss_layer: Int?
     public var v_weight_decay: Float = 1e-3
     public var clamp_norm_factor: Float = 4
     public var kl_factor: Float = 0.0625
     public var mom2_adjustment = false
+    /// A label only: the corpus is the statistics provider's (`--corpus`, default WikiText-2), and patches
+    /// record the one actually used.
     public var mom2_dataset = "wikitext-2"
-    /// Documents of the statistics corpus (the reference counts Wikipedia articles).
+    /// Documents of the statistics corpus (the reference counts Wikipedia articles); more than the corpus
+    /// holds is an error.
     public var mom2_n_samples = 2000
+    /// Statistics are float64 whatever this says (`float32` is accepted for EasyEdit's files).
     public var mom2_dtype = "float64"
     public var context_template_length_params: [[Int]] = [[5, 10], [10, 10]]
     /// `original` (reference parity) or `rrome` (uses k* in the residual and denominator; §2.4).
@@ -37,6 +41,7 @@ public struct ROMEHyperParameters: MethodHyperParameters, ValueSearchKeys, Equat
             throw EngramError.invalidArgument("rome_key_mode must be 'original' or 'rrome', got '\(rome_key_mode)'")
         }
         try LocateThenEdit.TemplateGroup.validate(context_template_length_params)
+        try HyperParameterFile.checkFixedKeys(v_loss_layer: v_loss_layer, mom2_dtype: mom2_dtype, modelLayers: count)
     }
 }
 
@@ -51,6 +56,8 @@ public final class ROME: Editor {
     let statistics: StatisticsProvider?
     /// `C⁻¹` per layer, float64 `[m, m]`.
     var inverseCache: [Int: [Double]] = [:]
+    /// Where each layer's statistics came from (mom2_adjustment), for the patch.
+    var statisticsProvenance: [Int: String] = [:]
     /// Where `v*` values are kept between runs (optional).
     public var valueCache: ValueCache?
     /// Where context templates are kept between runs (optional).
@@ -95,7 +102,8 @@ public final class ROME: Editor {
             }
         }
         return EditPatch(method: name, hyperParameters: hyperParameters, requests: requests, deltas: deltas,
-                         metadata: ["context_templates": templates.joined(separator: "\u{1F}")])
+                         metadata: ["context_templates": templates.joined(separator: "\u{1F}"),
+                                    "statistics": hp.mom2_adjustment ? hp.layers.compactMap { statisticsProvenance[$0] }.joined(separator: "; ") : "not used"])
     }
 
     func rankOneUpdate(_ request: EditRequest, layer: Int, templates: [String], model: LanguageModel, tokenizer: Tokenizer) throws -> WeightDelta {
@@ -130,7 +138,7 @@ public final class ROME: Editor {
                                                                        u: Matrix(rows: 1, cols: w.cols, values: u.map(Float.init))))
     }
 
-    /// `C⁻¹` of the layer, cached (Cholesky solve against the identity, once per layer).
+    /// `C⁻¹` of the layer, cached (solved against the identity, once per layer).
     func inverseMoment(layer: Int, model: LanguageModel) throws -> [Double] {
         if let inverse = inverseCache[layer] { return inverse }
         let m = model.config.keyWidth
@@ -139,7 +147,24 @@ public final class ROME: Editor {
         }
         var identity = [Double](repeating: 0, count: m * m)
         for i in 0..<m { identity[i * m + i] = 1 }
-        let inverse = try LinearSolve.symmetricPositiveDefinite(stats.moment(), n: m, identity, columns: m)
+        let c = stats.moment()
+        statisticsProvenance[layer] = stats.provenance
+        let inverse: [Double]
+        do {
+            inverse = try LinearSolve.symmetricPositiveDefinite(c, n: m, identity, columns: m)
+        } catch {
+            // Rarely active units leave C barely positive semi-definite, and rounding can tip it just
+            // below zero where Cholesky stops; LU (what the reference's matrix inverse does) still
+            // solves it unless it is singular.
+            do {
+                inverse = try LinearSolve.general(c, n: m, identity, columns: m)
+            } catch {
+                throw EngramError.invalidArgument(
+                    "ROME mom2_adjustment: the key second moment of layer \(layer) (\(stats.tokens) tokens) is singular, so C⁻¹ "
+                        + "does not exist: some key units never vary over the statistics corpus. Set mom2_adjustment: false "
+                        + "(ROME's default here) to edit without it")
+            }
+        }
         inverseCache[layer] = inverse
         return inverse
     }

@@ -15,7 +15,7 @@ public final class GPT2: LanguageModel {
         let wDown: Matrix, bDown: Matrix
     }
 
-    let tokenEmbedding: Matrix
+    public let tokenEmbedding: Matrix
     let positionEmbedding: Matrix
     let blocks: [Block]
     let lnfw: Matrix, lnfb: Matrix

@@ -30,6 +30,8 @@ public protocol LanguageModel: AnyObject {
     /// Output head and final norm, for code that computes logits from a hidden state itself.
     func finalNorm(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>)
     var outputWeight: Matrix { get }
+    /// The token-embedding table `[vocab, d]` (without position embeddings).
+    var tokenEmbedding: Matrix { get }
 }
 
 extension LanguageModel {

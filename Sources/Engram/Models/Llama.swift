@@ -13,7 +13,7 @@ public final class Llama: LanguageModel {
         let wGate: Matrix, wUp: Matrix, wDown: Matrix
     }
 
-    let tokenEmbedding: Matrix
+    public let tokenEmbedding: Matrix
     let blocks: [Block]
     let outputNormWeight: Matrix
     public let outputWeight: Matrix

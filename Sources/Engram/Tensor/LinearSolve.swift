@@ -13,7 +13,7 @@ public enum LinearSolve {
         var uplo = CChar(UInt8(ascii: "U"))
         dposv_(&uplo, &nn, &kk, &a, &lda, &bt, &lda, &info)
         guard info == 0 else {
-            throw EngramError.invalidArgument("the key covariance system is not positive definite (LAPACK dposv info \(info)); collect statistics over more text")
+            throw EngramError.invalidArgument("the system is not positive definite (LAPACK dposv info \(info))")
         }
         return transpose(bt, rows: k, cols: n)
     }

@@ -1,0 +1,107 @@
+"""Runs of EasyEdit's MEMIT that take longer than one sitting on this machine (300 requests: about three
+hours on two cores, most of it the per-request v* search), resumed with EasyEdit's own v* cache
+(execute_memit's cache_template: one .npz per request, written as soon as its search ends, read instead of
+searching when present).
+
+Each sitting (one process) leaves a small record in the cache folder: when its timed part started and
+its peak RSS so far, refreshed every few seconds by a background thread, so a sitting that is stopped
+(session end, kill) still says what it held. The sitting that completes the edit reports
+edit_seconds = its own timed part + for each earlier sitting, from its start to the last v* file it wrote;
+a search cut off by the stop is not counted (its work is lost, and redone by the next sitting). Peak RSS
+is the largest over the sittings. The folder also pins what the cached v* depend on (records, hyper-
+parameters, templates, model, EasyEdit commit), and refuses to resume a run with other settings."""
+import glob
+import json
+import os
+import resource
+import threading
+import time
+
+REFRESH_SECONDS = 5
+
+
+def _peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _write(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+class Sittings:
+    def __init__(self, folder, settings):
+        self.folder = os.path.abspath(folder)
+        settings = json.loads(json.dumps(settings))  # as it will read back (tuples become lists)
+        os.makedirs(self.folder, exist_ok=True)
+        manifest = os.path.join(self.folder, "settings.json")
+        if os.path.exists(manifest):
+            with open(manifest) as f:
+                pinned = json.load(f)
+            if pinned != settings:
+                changed = sorted(k for k in set(pinned) | set(settings) if pinned.get(k) != settings.get(k))
+                raise SystemExit(f"{manifest}: the cached v* were made with other settings ({', '.join(changed)}); "
+                                 f"use another --z-cache folder")
+        else:
+            _write(manifest, settings)
+        self.cache_template = os.path.join(self.folder, "v_star_layer{}_clamp{}_case{}.npz")
+        self.mine = None
+        self.templates_seconds = None
+
+    def start(self):
+        """Marks the start of this sitting's timed part and keeps its record fresh until the process ends."""
+        self.started = time.time()
+        self.mine = os.path.join(self.folder, f"sitting-{int(self.started * 1000)}.json")
+        self._refresh()
+        threading.Thread(target=self._keep_fresh, daemon=True).start()
+
+    def _refresh(self):
+        _write(self.mine, {"start_unix": self.started, "updated_unix": time.time(),
+                           "templates_seconds": self.templates_seconds,
+                           "peak_rss_mib": _peak_rss_mib(), "pid": os.getpid()})
+
+    def templates_made(self, templates, seconds):
+        """The v* depend on the context templates: every sitting must generate the same ones (seeded)."""
+        self.templates_seconds = seconds
+        path = os.path.join(self.folder, "templates.json")
+        templates = json.loads(json.dumps(templates))
+        if os.path.exists(path):
+            with open(path) as f:
+                if json.load(f) != templates:
+                    raise SystemExit(f"{path}: this sitting generated other context templates than the first; "
+                                     f"the cached v* do not fit them")
+        else:
+            _write(path, templates)
+        self._refresh()
+
+    def _keep_fresh(self):
+        while True:
+            time.sleep(REFRESH_SECONDS)
+            self._refresh()
+
+    def earlier(self):
+        """The sittings before this one, each with the v* files it wrote and the seconds it counts."""
+        records = []
+        for path in glob.glob(os.path.join(self.folder, "sitting-*.json")):
+            if path == self.mine:
+                continue
+            with open(path) as f:
+                records.append(json.load(f))
+        records.sort(key=lambda r: r["start_unix"])
+        starts = [r["start_unix"] for r in records] + [self.started]
+        files = [os.path.getmtime(p) for p in glob.glob(os.path.join(self.folder, "v_star_*.npz"))]
+        out = []
+        for r, end_bound in zip(records, starts[1:]):
+            written = [t for t in files if r["start_unix"] <= t < end_bound]
+            last = max(written, default=r["start_unix"])
+            out.append({"start_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r["start_unix"])),
+                        "v_star_written": len(written), "counted_seconds": last - r["start_unix"],
+                        "stopped_after_seconds": r["updated_unix"] - r["start_unix"],
+                        "templates_seconds": r["templates_seconds"] or 0.0,
+                        "peak_rss_mib": r["peak_rss_mib"]})
+        return out
+
+    def cached_requests(self):
+        return len(glob.glob(os.path.join(self.folder, "v_star_*.npz")))
