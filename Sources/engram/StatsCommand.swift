@@ -10,7 +10,7 @@ struct StatsCommand: ParsableCommand {
     @OptionGroup var model: ModelArgument
     @Option(help: "Layers, comma-separated (e.g. 4,5,6).") var layers: String
     @Option(help: "Text corpus (default: the shipped WikiText-2 test text).") var corpus: String?
-    @Option(help: "Documents (paragraphs) to sample.") var documents = 2000
+    @Option(help: "Documents (paragraphs) to sample (default: 2000, or all of a smaller corpus).") var documents: Int?
     @Option(name: .customLong("max-length"), help: "Tokens per document at most.") var maxLength = 256
 
     func run() throws {
@@ -25,6 +25,7 @@ struct StatsCommand: ParsableCommand {
         let text = try TextCorpus(path: corpusPath)
         var collector = KeyStatisticsCollector(model: lm, tokenizer: tokenizer, modelHash: try ck.contentHash())
         collector.maxLength = maxLength
+        let documents = self.documents ?? min(2000, text.documents.count)
         let progress = ProgressReporter("documents")
         let stats = try collector.statistics(corpus: text, layers: layerList, documents: documents, progress: progress.update)
         for l in layerList.sorted() {

@@ -103,8 +103,10 @@ final class EditClosedFormTests: XCTestCase {
         indefinite.tokens = 1
         XCTAssertThrowsError(try LinearSolve.symmetricPositiveDefinite(indefinite.moment(), n: m, [Double](repeating: 1, count: m), columns: 1))
         let x = randomKeys(1, seed: 5)[0]
-        let u = try ROME(hp, statistics: provider(indefinite)).inverseMoment(layer: layer, model: model, times: x)
+        let rome = ROME(hp, statistics: provider(indefinite))
+        let u = try rome.inverseMoment(layer: layer, model: model, times: x)
         XCTAssertLessThan(relativeGap(product(indefinite.moment(), u, rows: m, inner: m, cols: 1), x), 1e-9)
+        XCTAssertTrue(rome.statisticsProvenance[layer]?.contains("by LU") == true, "the patch says C was not positive definite")
 
         XCTAssertThrowsError(try ROME(hp, statistics: provider(covariance(span: preserved))).inverseMoment(layer: layer, model: model)) {
             let message = "\($0)"

@@ -122,9 +122,9 @@ t2 = time.perf_counter()
 earlier = sittings.earlier() if sittings else []
 this_sitting_seconds = t2 - t0
 edit_seconds = this_sitting_seconds + sum(e["counted_seconds"] for e in earlier)
-templates_seconds = (t1 - t0) + sum(e["templates_seconds"] for e in earlier)
-peak_rss = max([ec.benchcommon.peak_rss_mib()] + [e["peak_rss_mib"] for e in earlier])
+templates_seconds = t1 - t0  # made once in an uninterrupted run: earlier sittings' are not counted
 post = [ec.counterfact_scores(edited, tok, r) for r in records]
+peak_rss = max([ec.benchcommon.peak_rss_mib()] + [e["peak_rss_mib"] for e in earlier])
 with torch.no_grad():
     for name, value in weights_copy.items():
         memit_main.nethook.get_parameter(model, name)[...] = value

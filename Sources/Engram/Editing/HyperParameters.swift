@@ -110,9 +110,11 @@ public enum HyperParameterFile {
             dir = dir.deletingLastPathComponent()
             candidates.append(dir.appendingPathComponent(relative).path)
         }
-        let executable = URL(fileURLWithPath: CommandLine.arguments.first ?? "").resolvingSymlinksInPath().deletingLastPathComponent()
-        candidates.append(executable.appendingPathComponent(relative).path)
-        candidates.append(executable.appendingPathComponent("../share/engram/\(relative)").standardizedFileURL.path)
+        // The running binary's real folder (argv[0] may be a bare name found on $PATH).
+        if let executable = Bundle.main.executableURL?.resolvingSymlinksInPath().deletingLastPathComponent() {
+            candidates.append(executable.appendingPathComponent(relative).path)
+            candidates.append(executable.appendingPathComponent("../share/engram/\(relative)").standardizedFileURL.path)
+        }
         candidates.append((ModelRegistry.home as NSString).appendingPathComponent(relative))
         return candidates.first { FileManager.default.fileExists(atPath: $0) }
     }

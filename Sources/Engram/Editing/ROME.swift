@@ -154,15 +154,17 @@ public final class ROME: Editor {
             inverse = try LinearSolve.symmetricPositiveDefinite(c, n: m, identity, columns: m)
         } catch {
             // Rarely active units leave C barely positive semi-definite, and rounding can tip it just
-            // below zero where Cholesky stops; LU (what the reference's matrix inverse does) still
-            // solves it unless it is singular.
+            // below zero where Cholesky stops. The reference inverts C by LU whatever its conditioning;
+            // do the same, and say so in the patch, since such a C⁻¹ is dominated by those directions.
             do {
                 inverse = try LinearSolve.general(c, n: m, identity, columns: m)
+                statisticsProvenance[layer] = stats.provenance + " (not positive definite in float64: C⁻¹ by LU, as the reference's inverse)"
             } catch {
-                throw EngramError.invalidArgument(
-                    "ROME mom2_adjustment: the key second moment of layer \(layer) (\(stats.tokens) tokens) is singular, so C⁻¹ "
-                        + "does not exist: some key units never vary over the statistics corpus. Set mom2_adjustment: false "
-                        + "(ROME's default here) to edit without it")
+                let cause = stats.tokens < m
+                    ? "it sums \(stats.tokens) tokens for \(m) key units; collect statistics over more documents, or set mom2_adjustment: false"
+                    : "some key units are zero on every token, or linearly dependent; set mom2_adjustment: false"
+                throw EngramError.invalidArgument("ROME mom2_adjustment: the key second moment of layer \(layer) is singular, so C⁻¹ "
+                    + "does not exist: \(cause) (ROME's default here)")
             }
         }
         inverseCache[layer] = inverse
