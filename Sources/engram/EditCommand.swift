@@ -25,7 +25,7 @@ struct EditCommand: ParsableCommand {
         guard !requests.isEmpty else { throw ValidationError("\(edits): no edit requests") }
         let hash = try ck.contentHash()
         let cache = try valueCache.map { try ValueCache(directory: $0, modelID: hash) }
-        if EditorRegistry.usesHyperParameters(method) { printError("hyper-parameters: \(HyperParameterFile.source(method: method.lowercased(), path: hparams))") }
+        if let source = EditorRegistry.hyperParameterSource(method: method, path: hparams) { printError("hyper-parameters: \(source)") }
         let editor = try EditorRegistry.make(method: method, hyperParameters: hparams, pool: file.requests,
                                              model: lm, tokenizer: tokenizer, checkpointSHA256: hash, valueCache: cache,
                                              statisticsProgress: ProgressReporter("key statistics (documents)").update)

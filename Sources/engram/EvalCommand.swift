@@ -56,7 +56,7 @@ struct EvalCommand: ParsableCommand {
             try o.validate()
             let hash = try ck.contentHash()
             let cache = try valueCache.map { try ValueCache(directory: $0, modelID: hash) }
-            if EditorRegistry.usesHyperParameters(method) { printError("hyper-parameters: \(HyperParameterFile.source(method: method.lowercased(), path: hparams))") }
+            if let source = EditorRegistry.hyperParameterSource(method: method, path: hparams) { printError("hyper-parameters: \(source)") }
             let editor = try EditorRegistry.make(method: method, hyperParameters: hparams, pool: file.requests,
                                                  model: lm, tokenizer: tokenizer, checkpointSHA256: hash, valueCache: cache,
                                                  statisticsProgress: ProgressReporter("key statistics (documents)").update)

@@ -16,15 +16,12 @@ import glob
 import json
 import errno
 import os
-import resource
 import threading
 import time
 
+from easyedit_common import benchcommon, write_json
+
 REFRESH_SECONDS = 5
-
-
-def _peak_rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _alive(pid):
@@ -33,13 +30,6 @@ def _alive(pid):
     except OSError as e:
         return e.errno == errno.EPERM
     return True
-
-
-def _write(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
 
 
 class Sittings:
@@ -56,7 +46,7 @@ class Sittings:
                 raise SystemExit(f"{manifest}: the cached v* were made with other settings ({', '.join(changed)}); "
                                  f"use another --z-cache folder")
         else:
-            _write(manifest, settings)
+            write_json(manifest, settings)
         self.cache_template = os.path.join(self.folder, "v_star_layer{}_clamp{}_case{}.npz")
         self.mine = None
         self.templates_seconds = None
@@ -74,9 +64,9 @@ class Sittings:
 
     def _refresh(self):
         with self.lock:
-            _write(self.mine, {"start_unix": self.started, "updated_unix": time.time(),
+            write_json(self.mine, {"start_unix": self.started, "updated_unix": time.time(),
                                "templates_seconds": self.templates_seconds,
-                               "peak_rss_mib": _peak_rss_mib(), "pid": os.getpid()})
+                               "peak_rss_mib": benchcommon.peak_rss_mib(), "pid": os.getpid()})
 
     def templates_made(self, templates, seconds):
         """The v* depend on the context templates: every sitting must generate the same ones (seeded)."""
@@ -89,7 +79,7 @@ class Sittings:
                     raise SystemExit(f"{path}: this sitting generated other context templates than the first; "
                                      f"the cached v* do not fit them")
         else:
-            _write(path, templates)
+            write_json(path, templates)
         self._refresh()
 
     def _keep_fresh(self):

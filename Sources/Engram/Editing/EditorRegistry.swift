@@ -6,8 +6,12 @@ import Foundation
 public enum EditorRegistry {
     public static let methods = ["none", "ike", "rome", "memit", "alphaedit"]
 
-    /// Whether the method reads a hyper-parameter file.
-    public static func usesHyperParameters(_ method: String) -> Bool { ["rome", "memit", "alphaedit"].contains(method.lowercased()) }
+    /// The hyper-parameter file a method will read, or that the built-in defaults are in force
+    /// (`HyperParameterFile.source`); nil for methods without hyper-parameters.
+    public static func hyperParameterSource(method: String, path: String?) -> String? {
+        let m = method.lowercased()
+        return ["rome", "memit", "alphaedit"].contains(m) ? HyperParameterFile.source(method: m, path: path) : nil
+    }
 
     /// - Parameters:
     ///   - pool: requests IKE may draw demonstrations from (the other records of the data file).

@@ -77,6 +77,12 @@ public class MEMIT: Editor {
         guard let stats = try statistics([layer], hp.mom2_n_samples)[layer] else {
             throw EngramError.invalidArgument("\(name) needs key statistics for layer \(layer)")
         }
+        return remember(stats, layer: layer)
+    }
+
+    /// Keeps a layer's moment and where it came from (for the patch).
+    @discardableResult
+    func remember(_ stats: KeyStatistics, layer: Int) -> [Double] {
         let c = stats.moment()
         momentCache[layer] = c
         statisticsProvenance[layer] = stats.provenance
@@ -108,10 +114,7 @@ public class MEMIT: Editor {
             store: templateStore)
         let missing = hp.layers.filter { momentCache[$0] == nil }
         if !missing.isEmpty {
-            for (l, stats) in try statistics(missing, hp.mom2_n_samples) {
-                momentCache[l] = stats.moment()
-                statisticsProvenance[l] = stats.provenance
-            }
+            for (l, stats) in try statistics(missing, hp.mom2_n_samples) { remember(stats, layer: l) }
         }
         return groups
     }
