@@ -186,7 +186,9 @@ extension EditMethod {
                 Parameter("v_num_grad_steps", .integer(1...200), help: "Steps of the value optimisation (default: the hyper-parameter file's)."),
                 Parameter("v_lr", .number(1e-4...10), help: "Adam learning rate of the value optimisation (default: the file's)."),
                 Parameter("mom2_update_weight", .number(0...1e9), help: "λ, the weight of the preserved keys' moment (default: the file's)."),
-                Parameter("mom2_n_samples", .integer(1...100_000), help: "Documents of the statistics corpus (default: the file's)."),
+                // The server collects statistics from the shipped corpus only, so its size is the ceiling.
+                Parameter("mom2_n_samples", .integer(1...(TextCorpus.shippedDocumentCount ?? 100_000)),
+                          help: "Documents of the shipped statistics corpus (WikiText-2 test text) to use (default: the file's)."),
             ],
             changesWeights: true,
             makeEditor: { values, context in

@@ -17,6 +17,10 @@ struct EditCommand: ParsableCommand {
     @Option(help: "Edit only the first N requests.") var limit: Int?
     @Option(name: .customLong("value-cache"), help: "Folder where ROME/MEMIT/AlphaEdit keep searched target values for reuse.") var valueCache: String?
 
+    func validate() throws {
+        if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
+    }
+
     func run() throws {
         let (ck, lm, tokenizer) = try model.load()
         let file = try EditFile.load(edits)

@@ -48,6 +48,7 @@ struct PatchCommand: ParsableCommand {
             let p = try EditPatch.read(patch)
             try checkBase(p, ck, force: force)
             let lm = try ModelLoader.build(ck)
+            try p.validate(model: lm.config, patch: patch)
             let applied = try p.apply(to: lm)
             try CheckpointOutput.write(model: lm, checkpoint: ck, patch: p, to: out, format: format)
             try applied.revert()
@@ -74,6 +75,7 @@ struct PatchCommand: ParsableCommand {
             let ck = try model.checkpoint()
             let p = try EditPatch.read(patch)
             let lm = try ModelLoader.build(ck)
+            try p.validate(model: lm.config, patch: patch)
             let edited = Set(p.deltas.map(\.weight))
             if !edited.isEmpty, Set(p.originals.map(\.weight)) == edited {
                 if !force { try checkHoldsEdit(p, lm) }

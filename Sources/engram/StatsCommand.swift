@@ -13,6 +13,10 @@ struct StatsCommand: ParsableCommand {
     @Option(help: "Documents (paragraphs) to sample (default: 2000, or all of a smaller corpus).") var documents: Int?
     @Option(name: .customLong("max-length"), help: "Tokens per document at most.") var maxLength = 256
 
+    func validate() throws {
+        guard maxLength >= 1 else { throw ValidationError("--max-length must be at least 1, got \(maxLength)") }
+    }
+
     func run() throws {
         let layerList = try layers.split(separator: ",").map {
             guard let l = Int($0.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("--layers: '\($0)' is not a number") }

@@ -1,4 +1,4 @@
-import Engram
+@testable import Engram
 import Foundation
 import XCTest
 
@@ -49,5 +49,18 @@ final class CausalTraceTests: XCTestCase {
         XCTAssertThrowsError(try CausalTrace(model: model, tokenizer: tokenizer).run(prompt: "Hello there", subject: "Eiffel")) {
             XCTAssertTrue("\($0)".contains("does not occur"), "\($0)")
         }
+        // Options out of range are errors (a negative window made an inverted range, a huge one
+        // overflowed, a huge sample count exhausted memory); a window wider than the model is every layer.
+        let trace = CausalTrace(model: model, tokenizer: tokenizer)
+        for (window, samples, message) in [(0, 2, "window"), (-2, 2, "window"), (3, 0, "samples"), (3, 100_000_000, "samples")] {
+            var options = CausalTrace.Options()
+            options.window = window
+            options.samples = samples
+            XCTAssertThrowsError(try trace.run(prompt: "Paris is in", subject: "Paris", options: options), "\(window) \(samples)") {
+                XCTAssertTrue("\($0)".contains(message), "\($0)")
+            }
+        }
+        XCTAssertEqual(CausalTrace.window(3, Int.max, 30), Array(0..<30))
+        XCTAssertEqual(CausalTrace.window(3, 60, 30), CausalTrace.window(3, 61, 30))
     }
 }

@@ -144,7 +144,7 @@ final class EditClosedFormTests: XCTestCase {
     /// Template groups and AlphaEdit's ridge are checked before any work (a bad group used to trap on
     /// `$0[1]`, and `L2 = 0` makes the solve singular).
     func testTemplateGroupsAndRidgeAreChecked() throws {
-        for params in [[[10]], [[10, 7]], [[0, 10]], [[10, 0]]] {
+        for params in [[[10]], [[10, 7]], [[0, 10]], [[10, 0]], [[Int.max, 5]], [[10, 1_000_000]]] {
             var hp = hyperParameters()
             hp.context_template_length_params = params
             XCTAssertThrowsError(try hp.validate(layers: 3), "\(params)") { XCTAssertTrue("\($0)".contains("context_template_length_params[0]"), "\($0)") }
@@ -155,6 +155,18 @@ final class EditClosedFormTests: XCTestCase {
         var hp = hyperParameters()
         hp.L2 = 0
         XCTAssertThrowsError(try hp.validate(layers: 3)) { XCTAssertTrue("\($0)".contains("L2"), "\($0)") }
+        // The value search's knobs: a step count of zero or a huge negative one, a learning rate that is not positive.
+        for steps in [0, Int.min, 1_000_000] {
+            var memit = hyperParameters(), rome = ROMEHyperParameters()
+            rome.layers = [layer]
+            memit.v_num_grad_steps = steps
+            rome.v_num_grad_steps = steps
+            XCTAssertThrowsError(try memit.validate(layers: 3)) { XCTAssertTrue("\($0)".contains("v_num_grad_steps"), "\($0)") }
+            XCTAssertThrowsError(try rome.validate(layers: 3)) { XCTAssertTrue("\($0)".contains("v_num_grad_steps"), "\($0)") }
+        }
+        hp = hyperParameters()
+        hp.v_lr = -0.5
+        XCTAssertThrowsError(try hp.validate(layers: 3)) { XCTAssertTrue("\($0)".contains("v_lr"), "\($0)") }
     }
 
     /// Keys EasyEdit's files carry that have one meaning here are refused when they say something else

@@ -97,6 +97,15 @@ final class EditPatchTests: XCTestCase {
             }
             XCTAssertEqual(bits(model.weight(.mlpDown(0))), bits(original))
         }
+        // Stored originals come from the file too: `validate` checks them before `patch revert` reads them.
+        var withOriginal = EditPatch(method: "bad", requests: [], deltas: [good])
+        for (o, message) in [(StoredOriginal(weight: .mlpDown(0), dtype: .f32, shape: [1, 1], bytes: Data(count: 4)), "has shape [1, 1]"),
+                             (StoredOriginal(weight: .mlpDown(5), dtype: .f32, shape: [d, m], bytes: Data(count: 4 * d * m)), "does not exist")] {
+            withOriginal.originals = [o]
+            XCTAssertThrowsError(try withOriginal.validate(model: model.config, patch: "x.patch")) { error in
+                XCTAssertTrue("\(error)".contains("x.patch") && "\(error)".contains(message), "\(error)")
+            }
+        }
     }
 
     func temporaryFolder() throws -> URL {
@@ -159,7 +168,7 @@ final class EditPatchTests: XCTestCase {
         let good = try Data(contentsOf: URL(fileURLWithPath: goodPath))
         func read(_ bytes: Data) -> String {
             let path = dir.appendingPathComponent("bad-\(UUID().uuidString).patch").path
-            FileManager.default.createFile(atPath: path, contents: bytes)
+            XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: bytes))
             do {
                 _ = try EditPatch.read(path)
                 return "no error"
@@ -178,6 +187,18 @@ final class EditPatchTests: XCTestCase {
         plain.append(header)
         plain.append(contentsOf: [0, 0, 0, 0])
         XCTAssertTrue(read(plain).contains("engram.patch"), read(plain))
+        // An original whose element count overflows Int is an error naming the field, not a trap.
+        var withOriginal = samplePatch(model)
+        let d = model.config.hidden, m = model.config.intermediate
+        withOriginal.originals = [StoredOriginal(weight: .mlpDown(0), dtype: .f32, shape: [d, m], bytes: Data(count: 4 * d * m))]
+        let (tensors, description) = try withOriginal.fileContents()
+        let overflowing = description.replacingOccurrences(of: "\"shape\":[\(d),\(m)]", with: "\"shape\":[4294967296,4294967296]")
+        XCTAssertNotEqual(overflowing, description)
+        let overflowPath = dir.appendingPathComponent("overflow.patch").path
+        try Safetensors.write(tensors: try tensors.map { name, w in try WritableTensor.matrix(name: name, shape: [w.rows, w.cols], as: .f32, w) }
+                                + [WritableTensor.opaqueBytes(name: "original.0", data: Data(count: 4))],
+                              metadata: ["engram.patch": overflowing, "format": EditPatch.formatName], to: overflowPath)
+        XCTAssertThrowsError(try EditPatch.read(overflowPath)) { XCTAssertTrue("\($0)".contains("originals[0].shape"), "\($0)") }
         XCTAssertThrowsError(try EditPatch.read(dir.appendingPathComponent("missing.patch").path))
     }
 

@@ -121,6 +121,15 @@ final class LocateThenEditTests: XCTestCase {
         XCTAssertThrowsError(try HyperParameterFile.load(ROMEHyperParameters.self, path: wrongType)) { error in
             XCTAssertTrue("\(error)".contains("layers"), "\(error)")
         }
+        // Values YAML has and JSON does not, and a required key left blank: errors naming file and key.
+        for (line, key) in [("v_lr: .nan", "v_lr"), ("v_lr: -.inf", "v_lr"), ("mom2_dataset: 2024-01-01", "mom2_dataset"),
+                            ("mom2_dataset: !!binary aGVsbG8=", "mom2_dataset"), ("v_lr:", "v_lr")] {
+            let odd = dir.appendingPathComponent("odd.yaml").path
+            try "layers: [5]\n\(line)\n".write(toFile: odd, atomically: true, encoding: .utf8)
+            XCTAssertThrowsError(try HyperParameterFile.load(ROMEHyperParameters.self, path: odd), line) { error in
+                XCTAssertTrue("\(error)".contains(odd) && "\(error)".contains(key), "\(line): \(error)")
+            }
+        }
         // resolve: a given file wins, and its errors are reported (the server used to fall back to the
         // defaults silently); without one, the shipped file is read.
         XCTAssertEqual(try HyperParameterFile.resolve(ROMEHyperParameters.self, method: "rome", path: good).v_lr, 0.25)

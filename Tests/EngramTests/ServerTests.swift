@@ -343,6 +343,11 @@ final class ServerTests: XCTestCase {
                         param: "hyper_parameters.k")
         try await check("/v1/edits", #"{"method": "IKE", "requests": [{"prompt": "A B", "subject": "A", "target_new": "C"}], "hyper_parameters": {"layers": [5]}}"#,
                         code: "unknown_field", param: "hyper_parameters.layers")
+        // The statistics corpus is the shipped one, so asking for more documents than it holds is refused
+        // before any statistics or edit work starts.
+        let corpusSize = try XCTUnwrap(TextCorpus.shippedDocumentCount)
+        try await check("/v1/edits", #"{"method": "MEMIT", "requests": [{"prompt": "A B", "subject": "A", "target_new": "C"}], "hyper_parameters": {"mom2_n_samples": \#(corpusSize + 1)}}"#,
+                        param: "hyper_parameters.mom2_n_samples")
         try await check("/v1/edits", "not a patch file", code: "invalid_json")
         let upload = try await s.postRaw("/v1/edits", Data("not a patch file".utf8), headers: s.auth.merging(["Content-Type": "application/octet-stream"]) { $1 })
         XCTAssertEqual(upload.status, 400)

@@ -52,6 +52,17 @@ final class ValueCacheTests: XCTestCase {
         for (a, b) in zip(again.joined(), first.joined()) { XCTAssertEqual(a, b, accuracy: 1e-3) }
         _ = try values(cache)
         XCTAssertEqual(cache.hits, 6)
+
+        // An entry whose key matches but whose value has the wrong width (hand-edited) is a miss too.
+        for f in files {
+            let url = URL(fileURLWithPath: "\(folder)/\(f)")
+            var entry = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+            entry["value"] = [1.0, 2.0]
+            try JSONSerialization.data(withJSONObject: entry).write(to: url)
+        }
+        let short = try values(cache)
+        XCTAssertEqual(cache.misses, 8)
+        XCTAssertEqual(short.map(\.count), [model.config.hidden, model.config.hidden])
     }
 
     /// Context templates on disk: sampled once and written; a stored file is read instead of sampling

@@ -63,7 +63,9 @@ public struct CausalTrace {
     /// first token, with a leading space as continuations have).
     public func run(prompt: String, subject: String, target: String? = nil, options: Options = Options(),
                     progress: ((Int, Int) -> Void)? = nil) throws -> Result {
-        guard options.samples >= 1 else { throw EngramError.invalidArgument("samples must be ≥ 1") }
+        // Each sample holds a KV cache for the whole prompt: the bound keeps a typo from exhausting memory.
+        guard (1...1000).contains(options.samples) else { throw EngramError.invalidArgument("samples \(options.samples) must be in 1...1000") }
+        guard options.window >= 1 else { throw EngramError.invalidArgument("window \(options.window) must be at least 1") }
         guard let subjectBytes = SubjectLocator.byteRange(of: subject, in: prompt) else {
             throw EngramError.invalidArgument("subject '\(subject)' does not occur in the prompt '\(prompt)'")
         }
@@ -158,7 +160,8 @@ public struct CausalTrace {
 
     /// Layers `[max(0, l − w/2), min(L, l + ⌈w/2⌉))`, as the reference restores for a window.
     static func window(_ l: Int, _ w: Int, _ layers: Int) -> [Int] {
-        Array(max(0, l - w / 2)..<min(layers, l + (w + 1) / 2))
+        let w = min(w, 2 * layers) // any wider window covers every layer too; the cap keeps w + 1 from overflowing
+        return Array(max(0, l - w / 2)..<min(layers, l + (w + 1) / 2))
     }
 
     static func probability(_ logits: Matrix, row: Int, token: Int32) -> Float {

@@ -177,6 +177,20 @@ public struct EditPatch: @unchecked Sendable {
         }
     }
 
+    /// Checks every delta and stored original against the model's matrices: a patch file is user input,
+    /// and its weights and shapes must be known to fit before anything reads or writes through them.
+    public func validate(model config: ModelConfig, patch file: String) throws {
+        for d in deltas { try d.validate(model: config, patch: file) }
+        for o in originals {
+            guard let shape = o.weight.shape(in: config) else {
+                throw EngramError.invalidArgument("\(file): original weight '\(o.weight.name)' does not exist in this model (\(config.layers) layers)")
+            }
+            guard o.shape.reduce(1, *) == shape.rows * shape.cols else {
+                throw EngramError.invalidArgument("\(file): original weight '\(o.weight.name)' has shape \(o.shape), but the model's matrix is [\(shape.rows), \(shape.cols)]")
+            }
+        }
+    }
+
     /// Writes the deltas into the model's live weights, remembering the exact values overwritten.
     /// Everything is checked before the first weight is touched.
     public func apply(to model: LanguageModel) throws -> AppliedPatch {
@@ -411,7 +425,11 @@ extension EditPatch {
             let key = "originals[\(i)]"
             guard let weight = EditableWeight(name: o.weight) else { throw EngramError.metadata(file: path, key: "\(key).weight", detail: "unknown weight '\(o.weight)'") }
             guard let dtype = DType.allCases.first(where: { $0.description == o.dtype }) else { throw EngramError.metadata(file: path, key: "\(key).dtype", detail: "unknown type '\(o.dtype)'") }
-            guard !o.shape.isEmpty, o.shape.allSatisfy({ $0 > 0 }), let byteCount = dtype.byteCount(elements: o.shape.reduce(1, *)) else {
+            // The shape comes from the file: its product must not overflow (a trap, not an error).
+            let elements = o.shape.reduce(Optional(1)) { product, n in
+                product.flatMap { p in let (r, overflow) = p.multipliedReportingOverflow(by: n); return overflow ? nil : r }
+            }
+            guard !o.shape.isEmpty, o.shape.allSatisfy({ $0 > 0 }), let elements, let byteCount = dtype.byteCount(elements: elements) else {
                 throw EngramError.metadata(file: path, key: "\(key).shape", detail: "\(o.shape) is not a valid \(o.dtype) shape")
             }
             let name = "original.\(i)"

@@ -53,14 +53,33 @@ public enum HyperParameterFile {
         }
         // Keys the file leaves out keep the method's defaults.
         var merged = (try JSONSerialization.jsonObject(with: JSONEncoder().encode(H())) as? [String: Any]) ?? [:]
-        for (key, value) in map where H.knownKeys.contains(key) { merged[key] = value }
+        for (key, value) in map where H.knownKeys.contains(key) {
+            // YAML also has .nan, .inf, timestamps and binary; no knob takes them, and JSON cannot
+            // carry them to the decoder.
+            guard isPlainValue(value) else {
+                throw EngramError.metadata(file: path, key: key, detail: "'\(value)' is not a value this key takes (a finite number, string, boolean or list of them)")
+            }
+            merged[key] = value
+        }
         do {
             let json = try JSONSerialization.data(withJSONObject: merged)
             return try JSONDecoder().decode(H.self, from: json)
-        } catch let DecodingError.typeMismatch(_, context), let DecodingError.dataCorrupted(context) {
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.dataCorrupted(context), let DecodingError.valueNotFound(_, context) {
             throw EngramError.metadata(file: path, key: context.codingPath.map(\.stringValue).joined(separator: "."), detail: context.debugDescription)
         } catch let DecodingError.keyNotFound(key, _) {
             throw EngramError.metadata(file: path, key: key.stringValue, detail: "missing")
+        } catch {
+            throw EngramError.format(file: path, detail: "cannot read the hyper-parameters: \(error)")
+        }
+    }
+
+    static func isPlainValue(_ value: Any) -> Bool {
+        switch value {
+        case is String, is Bool, is Int, is NSNull: return true // null: an optional key left empty
+        case let d as Double: return d.isFinite
+        case let list as [Any]: return list.allSatisfy(isPlainValue)
+        case let map as [String: Any]: return map.values.allSatisfy(isPlainValue)
+        default: return false
         }
     }
 

@@ -117,6 +117,10 @@ public struct TextCorpus: Sendable {
         let installed = (ModelRegistry.home as NSString).appendingPathComponent("corpus/wiki.test.raw")
         return FileManager.default.fileExists(atPath: installed) ? installed : nil
     }
+
+    /// Documents in the shipped corpus: the most a method's `mom2_n_samples` can ask of it (nil when
+    /// the corpus is missing or unreadable, which the statistics provider reports when it is needed).
+    public static let shippedDocumentCount: Int? = defaultPath().flatMap { try? TextCorpus(path: $0).documents.count }
 }
 
 /// Collects key statistics for several layers in one pass over a corpus: documents are tokenized,
@@ -157,6 +161,7 @@ public struct KeyStatisticsCollector {
                 + "\(requested) were asked for (mom2_n_samples or --documents must be 1...\(corpus.documents.count))")
         }
         let documents = requested
+        guard maxLength >= 1 else { throw EngramError.invalidArgument("max length \(maxLength) must be at least 1") }
         for l in layers where !(0..<model.config.layers).contains(l) {
             throw EngramError.invalidArgument("layer \(l) is outside 0..<\(model.config.layers)")
         }

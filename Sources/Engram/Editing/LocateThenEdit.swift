@@ -12,19 +12,36 @@ public enum LocateThenEdit {
             self.count = count
         }
 
+        /// Templates are short prefixes sampled token by token: the bounds keep a typo (a length of
+        /// 100000) from becoming hours of sampling or an overflowing cache size.
+        static let maxLength = 512, maxCount = 500
+
         /// `context_template_length_params`: `[[length, count], …]`, each count a positive multiple of
         /// the five seed words (count / 5 samples per seed, as in the reference).
         static func validate(_ params: [[Int]]) throws {
             for (i, p) in params.enumerated() {
-                guard p.count == 2, p[0] > 0, p[1] > 0, p[1] % LocateThenEdit.seeds.count == 0 else {
+                guard p.count == 2, (1...maxLength).contains(p[0]), (1...maxCount).contains(p[1]), p[1] % LocateThenEdit.seeds.count == 0 else {
                     throw EngramError.invalidArgument("context_template_length_params[\(i)] is \(p): it must be [length, count] with "
-                        + "length > 0 and count a positive multiple of \(LocateThenEdit.seeds.count) (one share per seed word)")
+                        + "length in 1...\(maxLength) and count a multiple of \(LocateThenEdit.seeds.count) in 5...\(maxCount) (one share per seed word)")
                 }
             }
         }
     }
 
     static let seeds = ["The", "Therefore", "Because", "I", "You"]
+
+    /// The value search's keys, shared by ROME's and MEMIT's files: a step count outside this range or a
+    /// learning rate that is not positive is a mistake in the file, not a setting.
+    static func validateValueSearch(_ keys: ValueSearchKeys) throws {
+        guard (1...10_000).contains(keys.v_num_grad_steps) else {
+            throw EngramError.invalidArgument("v_num_grad_steps \(keys.v_num_grad_steps) must be in 1...10000")
+        }
+        guard keys.v_lr > 0, keys.v_weight_decay >= 0, keys.kl_factor >= 0, keys.clamp_norm_factor > 0 else {
+            throw EngramError.invalidArgument("v_lr (\(keys.v_lr)) and clamp_norm_factor (\(keys.clamp_norm_factor)) must be positive, "
+                + "v_weight_decay (\(keys.v_weight_decay)) and kl_factor (\(keys.kl_factor)) not negative")
+        }
+    }
+
     /// Templates sampled in this process, per model object. The entry holds the model weakly: an
     /// address can be reused by a model loaded later, and a freed model's entry must not answer for it.
     struct CachedTemplates {
@@ -41,6 +58,9 @@ public enum LocateThenEdit {
     public static func contextTemplates(model: LanguageModel, tokenizer: Tokenizer, groups: [TemplateGroup], seed: UInt64 = 0,
                                         store: TemplateStore? = nil) throws -> [[String]] {
         try TemplateGroup.validate(groups.map { [$0.length, $0.count] }) // a group of fewer than 5 would come back empty
+        if let longest = groups.map(\.length).max(), longest >= model.config.contextLength {
+            throw EngramError.invalidArgument("context_template_length_params: templates of \(longest) tokens do not fit the model's context of \(model.config.contextLength)")
+        }
         let key = "\(ObjectIdentifier(model).hashValue)|\(groups.map { "\($0.length)x\($0.count)" })|\(seed)"
         cacheLock.lock()
         if let cached = templateCache[key], cached.model === model { cacheLock.unlock(); return cached.templates }
@@ -177,7 +197,7 @@ public enum LocateThenEdit {
         if let cache {
             let weights = ValueCache.weightsFingerprint(model)
             keys = requests.map { ValueCache.describe(modelID: cache.modelID, weights: weights, site: site, hp: hp, templates: templates, request: $0) }
-            for i in requests.indices { values[i] = cache.lookup(keys[i]) }
+            for i in requests.indices { values[i] = cache.lookup(keys[i], width: model.config.hidden) }
         }
         var pending: [(index: Int, group: ValueSearchGroup, rows: Int)] = []
         func flush() throws {

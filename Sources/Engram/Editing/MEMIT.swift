@@ -42,6 +42,7 @@ public struct MEMITHyperParameters: MethodHyperParameters, ValueSearchKeys, Equa
             throw EngramError.invalidArgument("mom2_update_weight, nullspace_threshold and L2 must be positive")
         }
         try LocateThenEdit.TemplateGroup.validate(context_template_length_params)
+        try LocateThenEdit.validateValueSearch(self)
         try HyperParameterFile.checkFixedKeys(v_loss_layer: v_loss_layer, mom2_dtype: mom2_dtype, modelLayers: count)
         guard mom2_adjustment else {
             throw EngramError.invalidArgument("mom2_adjustment: false is not supported by MEMIT or AlphaEdit: their update is always weighed by C")

@@ -41,6 +41,7 @@ public struct ROMEHyperParameters: MethodHyperParameters, ValueSearchKeys, Equat
             throw EngramError.invalidArgument("rome_key_mode must be 'original' or 'rrome', got '\(rome_key_mode)'")
         }
         try LocateThenEdit.TemplateGroup.validate(context_template_length_params)
+        try LocateThenEdit.validateValueSearch(self)
         try HyperParameterFile.checkFixedKeys(v_loss_layer: v_loss_layer, mom2_dtype: mom2_dtype, modelLayers: count)
     }
 }

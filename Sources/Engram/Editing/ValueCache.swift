@@ -54,10 +54,12 @@ public final class ValueCache {
         return "\(directory)/\(FileHash.sha256(data: Data(text.utf8))).json"
     }
 
-    /// The stored value, if any. An unreadable or mismatching entry counts as a miss (it is rewritten).
-    func lookup(_ key: [String: String]) -> [Float]? {
+    /// The stored value, if any. An unreadable or mismatching entry, or one whose value is not `width`
+    /// finite numbers (a damaged or hand-edited file), counts as a miss (it is rewritten).
+    func lookup(_ key: [String: String], width: Int) -> [Float]? {
         guard let data = FileManager.default.contents(atPath: path(for: key)),
-              let entry = try? JSONDecoder().decode(Entry.self, from: data), entry.key == key else {
+              let entry = try? JSONDecoder().decode(Entry.self, from: data), entry.key == key,
+              entry.value.count == width, entry.value.allSatisfy(\.isFinite) else {
             misses += 1
             return nil
         }

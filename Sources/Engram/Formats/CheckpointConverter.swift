@@ -25,8 +25,10 @@ public enum CheckpointConverter {
         }
         try checkReplacements(ck, replacing)
         for (name, o) in restoring.sorted(by: { $0.key < $1.key }) {
-            guard let t = ck.tensors[name], t.elementCount == o.shape.reduce(1, *) else {
-                throw EngramError.tensor(file: ck.location, tensor: name, detail: "cannot be restored: the checkpoint has no such tensor of \(o.shape.reduce(1, *)) elements")
+            // Originals are recorded in the canonical layout, so the shape must match exactly (an equal
+            // element count in another shape would write a malformed tensor).
+            guard let t = ck.tensors[name], t.shape == o.shape else {
+                throw EngramError.tensor(file: ck.location, tensor: name, detail: "cannot be restored: the checkpoint has no such tensor of shape \(o.shape)")
             }
         }
         try refuseOverwritingInput(ck, out: out, format: format)
