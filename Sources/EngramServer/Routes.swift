@@ -113,8 +113,18 @@ extension EngramServer {
                 }
             }
             if let dir = configuration.patchDirectory {
-                let path = (dir as NSString).appendingPathComponent("\(response.edit.id).patch.safetensors")
-                do { try fileData.write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
+                // Edit ids start again at edit-1 in every run: a name already taken by an earlier run's
+                // patch gets a number instead of replacing it.
+                var path = (dir as NSString).appendingPathComponent("\(response.edit.id).patch.safetensors")
+                var n = 2
+                while FileManager.default.fileExists(atPath: path) {
+                    path = (dir as NSString).appendingPathComponent("\(response.edit.id).\(n).patch.safetensors")
+                    n += 1
+                }
+                do {
+                    try fileData.write(to: URL(fileURLWithPath: path), options: .atomic)
+                    logger.info("saved the patch", metadata: ["file": .string(path)])
+                } catch {
                     logger.warning("cannot save the patch", metadata: ["file": .string(path), "error": .string(error.localizedDescription)])
                 }
             }

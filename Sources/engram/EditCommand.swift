@@ -10,15 +10,34 @@ struct EditCommand: ParsableCommand {
     @OptionGroup var model: ModelArgument
     @Option(help: "Edit file (JSON or JSONL: KnowEdit, CounterFact, zsRE or MQuAKE layout).") var edits: String
     @Option(help: "Method: rome, memit, alphaedit, ike.") var method = "rome"
+    static let methods = ["rome", "memit", "alphaedit", "ike"]
     @Option(help: "Hyper-parameter YAML (default: hparams/<method>/smollm2.yaml, EasyEdit keys accepted).") var hparams: String?
     @Option(help: "Write the edited checkpoint here (input format unless --format).") var out: String?
     @Option(help: "Format of --out: gguf or safetensors.") var format: String?
     @Option(help: "Write the patch (low-rank factors, requests, method, base sha256) here.") var patch: String?
-    @Option(help: "Edit only the first N requests.") var limit: Int?
+    @Option(parsing: .unconditional, help: "Edit only the first N requests.") var limit: Int?
     @Option(name: .customLong("value-cache"), help: "Folder where ROME/MEMIT/AlphaEdit keep searched target values for reuse.") var valueCache: String?
 
+    /// Everything that can be checked without the model, so that a bad option fails before minutes of
+    /// editing and before any file is written.
     func validate() throws {
         if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
+        guard Self.methods.contains(method.lowercased()) else {
+            throw ValidationError("--method must be one of \(Self.methods.joined(separator: ", ")), got '\(method)'")
+        }
+        if hparams != nil, EditorRegistry.hyperParameterSource(method: method, path: hparams) == nil {
+            throw ValidationError("--hparams: method \(method) takes no hyper-parameters")
+        }
+        if out != nil, method.lowercased() == "ike" {
+            throw ValidationError("--out: ike edits the prompt, not the weights, so there is no checkpoint to write (use --patch)")
+        }
+        if let format {
+            guard out != nil else { throw ValidationError("--format applies to --out, which is not given") }
+            _ = try CheckpointOutput.parseFormat(format)
+        }
+        try OutputPaths.checkDistinct(outputs: [("--out", out), ("--patch", patch)],
+                                      inputs: [("the model", model.path), ("the edit file", edits),
+                                               ("the hyper-parameter file", hparams), ("the value cache", valueCache)])
     }
 
     func run() throws {
@@ -29,10 +48,10 @@ struct EditCommand: ParsableCommand {
         guard !requests.isEmpty else { throw ValidationError("\(edits): no edit requests") }
         let hash = try ck.contentHash()
         let cache = try valueCache.map { try ValueCache(directory: $0, modelID: hash) }
-        if let source = EditorRegistry.hyperParameterSource(method: method, path: hparams) { printError("hyper-parameters: \(source)") }
         let editor = try EditorRegistry.make(method: method, hyperParameters: hparams, pool: file.requests,
                                              model: lm, tokenizer: tokenizer, checkpointSHA256: hash, valueCache: cache,
                                              statisticsProgress: ProgressReporter("key statistics (documents)").update)
+        if let source = EditorRegistry.hyperParameterSource(method: method, path: hparams) { printError("hyper-parameters: \(source)") }
 
         let before = try EditDemo.measure(requests, model: lm, tokenizer: tokenizer, context: nil)
         let clock = ContinuousClock(), start = clock.now
@@ -51,7 +70,6 @@ struct EditCommand: ParsableCommand {
             printError("wrote patch \(patch)")
         }
         if let out {
-            guard result.context == nil else { throw ValidationError("\(editor.name) edits the prompt, not the weights: there is no checkpoint to write") }
             try CheckpointOutput.write(model: lm, checkpoint: ck, patch: result, to: out, format: format)
             printError("wrote edited checkpoint \(out)")
         }

@@ -19,6 +19,9 @@ struct ModelArgument: ParsableArguments {
 
     func checkpoint() throws -> Checkpoint { try ModelLoader.checkpoint(model) }
 
+    /// The file or folder the argument names (`smollm2` resolved to its installed file), if it resolves.
+    var path: String? { try? ModelRegistry.resolve(model) }
+
     /// Checkpoint, model and tokenizer together.
     func load() throws -> (Checkpoint, LanguageModel, Tokenizer) {
         let ck = try checkpoint()

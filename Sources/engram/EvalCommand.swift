@@ -16,15 +16,33 @@ struct EvalCommand: ParsableCommand {
         @Option(help: "Method: \(EditorRegistry.methods.joined(separator: ", ")).") var method = "none"
         @Option(help: "Hyper-parameter YAML (default: hparams/<method>/smollm2.yaml).") var hparams: String?
         @Option(name: .customLong("protocol"), help: "single, batch or sequential.") var editingProtocol = "single"
-        @Option(name: .customLong("batch-size"), help: "Edits applied together (batch and sequential).") var batchSize = 1
-        @Option(help: "Sequential: evaluate immediate, final or both.") var timing = "both"
-        @Option(name: .customLong("forward-batch"), help: "Sequences per forward pass when scoring (1: no batching).") var forwardBatch = 8
-        @Option(help: "Evaluate only the first N records.") var limit: Int?
-        @Option(help: "Evaluate shard i of n, written i/n.") var shard: String?
+        @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Edits applied together (batch and sequential).") var batchSize: Int?
+        @Option(help: "Sequential: evaluate immediate, final or both (default both).") var timing: String?
+        @Option(name: .customLong("forward-batch"), parsing: .unconditional, help: "Sequences per forward pass when scoring (1: no batching).") var forwardBatch = 8
+        @Option(parsing: .unconditional, help: "Evaluate only the first N records.") var limit: Int?
+        @Option(parsing: .unconditional, help: "Evaluate shard i of n, written i/n.") var shard: String?
         @Option(name: .customLong("value-cache"), help: "Folder where ROME/MEMIT/AlphaEdit keep searched target values for reuse.") var valueCache: String?
         @Flag(name: .customLong("no-fluency"), help: "Skip the 100-token fluency generations.") var noFluency = false
         @Option(help: "Write the results (deterministic JSON) here.") var json: String?
         @Option(help: "Write the Markdown report here.") var report: String?
+
+        func validate() throws {
+            if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
+            if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
+            guard forwardBatch >= 1 else { throw ValidationError("--forward-batch must be at least 1, got \(forwardBatch)") }
+            if editingProtocol == "single", let batchSize, batchSize != 1 {
+                throw ValidationError("--batch-size \(batchSize) needs --protocol batch or sequential (single edits one record at a time)")
+            }
+            if hparams != nil, EditorRegistry.hyperParameterSource(method: method, path: hparams) == nil {
+                throw ValidationError("--hparams: method \(method) takes no hyper-parameters")
+            }
+            if timing != nil, editingProtocol != "sequential" {
+                throw ValidationError("--timing applies to --protocol sequential only")
+            }
+            try OutputPaths.checkDistinct(outputs: [("--json", json), ("--report", report)],
+                                          inputs: [("the model", model.path), ("the data file", data),
+                                                   ("the hyper-parameter file", hparams), ("the value cache", valueCache)])
+        }
 
         func run() throws {
             let (ck, lm, tokenizer) = try model.load()
@@ -40,10 +58,10 @@ struct EvalCommand: ParsableCommand {
             let file = try EditFile.load(data, format: layout)
             var o = EvaluationOptions()
             guard let p = EditingProtocol(rawValue: editingProtocol) else { throw ValidationError("--protocol must be single, batch or sequential") }
-            guard let t = SequentialTiming(rawValue: timing) else { throw ValidationError("--timing must be immediate, final or both") }
+            guard let t = SequentialTiming(rawValue: timing ?? "both") else { throw ValidationError("--timing must be immediate, final or both") }
             o.editingProtocol = p
             o.sequentialTiming = t
-            o.editBatchSize = p == .single ? 1 : batchSize
+            o.editBatchSize = p == .single ? 1 : batchSize ?? 1
             o.limit = limit
             o.forwardBatchSize = forwardBatch
             o.fluency = !noFluency
@@ -56,10 +74,10 @@ struct EvalCommand: ParsableCommand {
             try o.validate()
             let hash = try ck.contentHash()
             let cache = try valueCache.map { try ValueCache(directory: $0, modelID: hash) }
-            if let source = EditorRegistry.hyperParameterSource(method: method, path: hparams) { printError("hyper-parameters: \(source)") }
             let editor = try EditorRegistry.make(method: method, hyperParameters: hparams, pool: file.requests,
                                                  model: lm, tokenizer: tokenizer, checkpointSHA256: hash, valueCache: cache,
                                                  statisticsProgress: ProgressReporter("key statistics (documents)").update)
+            if let source = EditorRegistry.hyperParameterSource(method: method, path: hparams) { printError("hyper-parameters: \(source)") }
             let runner = EvaluationRunner(model: lm, tokenizer: tokenizer, editor: editor, file: file, modelSHA256: hash, options: o)
             var bars: [String: ProgressReporter] = [:]
             runner.progress = { p in
@@ -83,6 +101,11 @@ struct EvalCommand: ParsableCommand {
         @Option(help: "Write the Markdown report here.") var report: String?
         @Flag(help: "Merge the shards given even if some are missing (the report says how many records were evaluated).")
         var allowMissing = false
+
+        func validate() throws {
+            try OutputPaths.checkDistinct(outputs: [("--json", json), ("--report", report)],
+                                          inputs: shards.map { ("the shard file \($0)", $0) })
+        }
 
         func run() throws {
             let merged = try EvaluationRun.merge(shards.map(EvaluationRun.read), allowMissing: allowMissing)

@@ -27,7 +27,10 @@ struct PatchCommand: ParsableCommand {
                 print("  \(d.weight.name) [\(d.rows), \(d.cols)] \(kind)")
             }
             if let c = p.context { print("prompt context: \(c.facts.count) fact(s)") }
-            if p.originals.isEmpty {
+            for key in p.metadata.keys.sorted() { print("\(key): \(p.metadata[key]!)") }
+            if p.deltas.isEmpty {
+                print("original weights: none needed (no weight changes)")
+            } else if p.originals.isEmpty {
                 print("original weights: not kept (revert subtracts ΔW)")
             } else {
                 print("original weights kept for an exact revert: " + p.originals.map { "\($0.weight.name) (\($0.dtype), \($0.bytes.count) bytes)" }.joined(separator: ", "))
@@ -43,9 +46,12 @@ struct PatchCommand: ParsableCommand {
         @Option(help: "Output format: gguf or safetensors (default: the input's).") var format: String?
         @Flag(help: "Apply even if the checkpoint's sha256 differs from the patch's base.") var force = false
 
+        func validate() throws { try checkPaths(model: model, patch: patch, out: out, format: format) }
+
         func run() throws {
             let ck = try model.checkpoint()
             let p = try EditPatch.read(patch)
+            try requireWeightChanges(p, patch: patch)
             try checkBase(p, ck, force: force)
             let lm = try ModelLoader.build(ck)
             try p.validate(model: lm.config, patch: patch)
@@ -71,9 +77,12 @@ struct PatchCommand: ParsableCommand {
         @Option(help: "Output format: gguf or safetensors (default: the input's).") var format: String?
         @Flag(help: "Revert even if the checkpoint's weights do not hold the patch's edit.") var force = false
 
+        func validate() throws { try checkPaths(model: model, patch: patch, out: out, format: format) }
+
         func run() throws {
             let ck = try model.checkpoint()
             let p = try EditPatch.read(patch)
+            try requireWeightChanges(p, patch: patch)
             let lm = try ModelLoader.build(ck)
             try p.validate(model: lm.config, patch: patch)
             let edited = Set(p.deltas.map(\.weight))
@@ -113,7 +122,7 @@ struct PatchCommand: ParsableCommand {
                 let w = lm.weight(o.weight)
                 var expected = [Float](repeating: 0, count: w.count)
                 guard o.shape.reduce(1, *) == w.count else {
-                    throw ValidationError("\(patch): original \(o.weight.name) has shape \(o.shape), the checkpoint's weight has \(w.rows)×\(w.cols)")
+                    throw EngramError.invalidArgument("\(patch): original \(o.weight.name) has shape \(o.shape), the checkpoint's weight has \(w.rows)×\(w.cols)")
                 }
                 o.values(into: &expected)
                 for d in p.deltas where d.weight == o.weight {
@@ -126,10 +135,24 @@ struct PatchCommand: ParsableCommand {
                     scale = max(scale, abs(expected[i]))
                 }
                 if worst > 1e-4 * scale {
-                    throw ValidationError("\(model.model): \(o.weight.name) does not hold this patch's edit (largest difference \(worst)); use --force to write the originals anyway")
+                    throw EngramError.invalidArgument("\(model.model): \(o.weight.name) does not hold this patch's edit (largest difference \(worst)); use --force to write the originals anyway")
                 }
             }
         }
+    }
+}
+
+/// Options of `patch apply|revert` that can be checked before the checkpoint is read.
+func checkPaths(model: ModelArgument, patch: String, out: String, format: String?) throws {
+    if let format { _ = try CheckpointOutput.parseFormat(format) }
+    try OutputPaths.checkDistinct(outputs: [("--out", out)], inputs: [("the model", model.path), ("the patch", patch)])
+}
+
+/// A patch of a prompt-side method (IKE) holds no weights: writing a checkpoint "with it applied" would
+/// silently drop the edit, so say so instead.
+func requireWeightChanges(_ p: EditPatch, patch: String) throws {
+    guard !p.deltas.isEmpty else {
+        throw EngramError.invalidArgument("\(patch): this \(p.method) patch changes no weights (it edits the prompt), so there is no checkpoint to write")
     }
 }
 
@@ -137,6 +160,6 @@ func checkBase(_ p: EditPatch, _ ck: Checkpoint, force: Bool) throws {
     guard let base = p.baseSHA256 else { return }
     let hash = try ck.contentHash()
     if hash != base && !force {
-        throw ValidationError("\(ck.location) has sha256 \(hash), but the patch was made on \(base); use --force to apply anyway")
+        throw EngramError.invalidArgument("\(ck.location) has sha256 \(hash), but the patch was made on \(base); use --force to apply anyway")
     }
 }

@@ -53,6 +53,20 @@ struct ServeCommand: AsyncParsableCommand {
         config.port = port
         config.token = try ServerConfiguration.loadToken(file: tokenFile)
         config.requireTokenForReads = requireToken
+        if let savePatches {
+            // Made (or checked) now: finding out at the first edit would only log a warning per edit.
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: savePatches, isDirectory: &isDirectory) {
+                guard isDirectory.boolValue else { throw ValidationError("--save-patches \(savePatches): not a folder") }
+            } else {
+                do { try FileManager.default.createDirectory(atPath: savePatches, withIntermediateDirectories: true) } catch {
+                    throw ValidationError("--save-patches \(savePatches): cannot create the folder: \(error.localizedDescription)")
+                }
+            }
+            guard FileManager.default.isWritableFile(atPath: savePatches) else {
+                throw ValidationError("--save-patches \(savePatches): the folder is not writable")
+            }
+        }
         config.patchDirectory = savePatches
         config.limits.maxBodyBytes = maxBodyBytes
         config.limits.maxPromptTokens = maxPromptTokens

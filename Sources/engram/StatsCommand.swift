@@ -10,18 +10,25 @@ struct StatsCommand: ParsableCommand {
     @OptionGroup var model: ModelArgument
     @Option(help: "Layers, comma-separated (e.g. 4,5,6).") var layers: String
     @Option(help: "Text corpus (default: the shipped WikiText-2 test text).") var corpus: String?
-    @Option(help: "Documents (paragraphs) to sample (default: 2000, or all of a smaller corpus).") var documents: Int?
-    @Option(name: .customLong("max-length"), help: "Tokens per document at most.") var maxLength = 256
+    @Option(parsing: .unconditional, help: "Documents (paragraphs) to sample (default: 2000, or all of a smaller corpus).") var documents: Int?
+    @Option(name: .customLong("max-length"), parsing: .unconditional, help: "Tokens per document at most.") var maxLength = 256
 
     func validate() throws {
         guard maxLength >= 1 else { throw ValidationError("--max-length must be at least 1, got \(maxLength)") }
+        if let documents, documents < 1 { throw ValidationError("--documents must be at least 1, got \(documents)") }
+        _ = try layerList()
     }
 
-    func run() throws {
-        let layerList = try layers.split(separator: ",").map {
+    func layerList() throws -> [Int] {
+        guard !layers.trimmingCharacters(in: .whitespaces).isEmpty else { throw ValidationError("--layers: no layers given") }
+        return try layers.split(separator: ",", omittingEmptySubsequences: false).map {
             guard let l = Int($0.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("--layers: '\($0)' is not a number") }
             return l
         }
+    }
+
+    func run() throws {
+        let layerList = try layerList()
         guard let corpusPath = corpus ?? TextCorpus.defaultPath() else {
             throw ValidationError("no corpus given and the default corpus (fixtures/wikitext-2/wiki.test.raw) was not found")
         }

@@ -12,10 +12,25 @@ struct TraceCommand: ParsableCommand {
     @Option(help: "The subject inside the prompt, e.g. 'The Eiffel Tower'.") var subject: String
     @Option(help: "The answer to trace (default: the model's own top token).") var target: String?
     @Option(help: "Output prefix: writes PREFIX.json and PREFIX.svg.") var out: String
-    @Option(help: "Noised copies of the prompt.") var samples = 10
-    @Option(help: "Noise standard deviation (default: 3 × std of the token embeddings).") var noise: Float?
-    @Option(help: "Layers restored together for the mlp and attention grids.") var window = 10
+    @Option(parsing: .unconditional, help: "Noised copies of the prompt.") var samples = 10
+    @Option(parsing: .unconditional, help: "Noise standard deviation (default: 3 × std of the token embeddings).") var noise: Float?
+    @Option(parsing: .unconditional, help: "Layers restored together for the mlp and attention grids.") var window = 10
     @Option(help: "Kinds to trace: residual, mlp, attention (comma-separated).") var kinds = "residual,mlp,attention"
+
+    /// Checked before the (minutes-long) trace, so that nothing fails only when the results are written.
+    func validate() throws {
+        if let target, target.trimmingCharacters(in: .whitespaces).isEmpty { throw ValidationError("--target is empty") }
+        if let noise, !(noise > 0) || !noise.isFinite { throw ValidationError("--noise must be a positive number, got \(noise)") }
+        let name = (out as NSString).lastPathComponent
+        guard !out.hasSuffix("/"), !name.isEmpty, name != ".", name != ".." else {
+            throw ValidationError("--out \(out): give a file prefix (PREFIX.json and PREFIX.svg are written), not a folder")
+        }
+        let folder = (out as NSString).deletingLastPathComponent
+        var isDirectory: ObjCBool = false
+        guard folder.isEmpty || (FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory) && isDirectory.boolValue) else {
+            throw ValidationError("--out \(out): the folder \(folder) does not exist")
+        }
+    }
 
     func run() throws {
         let (_, lm, tokenizer) = try model.load()

@@ -308,4 +308,37 @@ final class BadInputTests: XCTestCase {
         try Data("{".utf8).write(to: URL(fileURLWithPath: indexPath))
         assertEngramError([indexPath, "not valid JSON"]) { _ = try ModelLoader.checkpoint(p) }
     }
+
+    // MARK: Command outputs
+
+    /// An output path that is one of the inputs (also through a symbolic link or inside a checkpoint
+    /// folder) or another output is refused before anything runs; distinct paths pass.
+    func testOutputsMayNotLandOnInputsOrEachOther() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("outputs-\(UUID().uuidString)")
+        let folder = dir.appendingPathComponent("hf")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let edits = dir.appendingPathComponent("edits.json").path
+        try Data("[]".utf8).write(to: URL(fileURLWithPath: edits))
+        try Data("{}".utf8).write(to: folder.appendingPathComponent("config.json"))
+        let link = dir.appendingPathComponent("link.json").path
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: edits)
+        let inputs: [(what: String, path: String?)] = [("the model", folder.path), ("the edit file", edits), ("the hyper-parameter file", nil)]
+
+        func refused(_ outputs: [(option: String, path: String?)], _ expected: String) {
+            XCTAssertThrowsError(try OutputPaths.checkDistinct(outputs: outputs, inputs: inputs), expected) { error in
+                XCTAssertTrue("\(error)".contains(expected), "\(error)")
+            }
+        }
+        refused([("--patch", edits)], "that is the edit file")
+        refused([("--patch", link)], "that is the edit file")
+        refused([("--json", dir.appendingPathComponent("./hf/../edits.json").path)], "that is the edit file")
+        refused([("--patch", folder.appendingPathComponent("config.json").path)], "that is the model (config.json)")
+        refused([("--out", folder.path)], "that is the model")
+        refused([("--out", dir.appendingPathComponent("x").path), ("--patch", dir.appendingPathComponent("x").path)],
+                "that is the path given to --out")
+        XCTAssertNoThrow(try OutputPaths.checkDistinct(outputs: [("--out", dir.appendingPathComponent("out.gguf").path),
+                                                                 ("--patch", dir.appendingPathComponent("p.patch").path),
+                                                                 ("--report", nil)], inputs: inputs))
+    }
 }

@@ -119,7 +119,20 @@ final class LocateThenEditTests: XCTestCase {
         let wrongType = dir.appendingPathComponent("type.yaml").path
         try "layers: five\n".write(toFile: wrongType, atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try HyperParameterFile.load(ROMEHyperParameters.self, path: wrongType)) { error in
-            XCTAssertTrue("\(error)".contains("layers"), "\(error)")
+            XCTAssertTrue("\(error)".contains("layers") && "\(error)".contains("expected a list (the file has five)"), "\(error)")
+        }
+        // Values checked against the model, at edit time, still name the file they came from.
+        let outOfRange = dir.appendingPathComponent("range.yaml").path
+        try "layers: [99]\n".write(toFile: outOfRange, atomically: true, encoding: .utf8)
+        let tokenizer = TestTokenizer(pieces: [" Ann", " lives"])
+        var config = InMemoryTinyModels.llama
+        config.vocab = tokenizer.vocabularySize
+        let tiny = try InMemoryTinyModels.model(config)
+        for method in ["rome", "memit", "alphaedit"] {
+            let editor = try EditorRegistry.make(method: method, hyperParameters: outOfRange, statistics: { _, _ in [:] })
+            XCTAssertThrowsError(try editor.prepare(model: tiny, tokenizer: tokenizer), method) { error in
+                XCTAssertTrue("\(error)".hasPrefix("\(outOfRange): ") && "\(error)".contains("[99]"), "\(method): \(error)")
+            }
         }
         // Values YAML has and JSON does not, and a required key left blank: errors naming file and key.
         for (line, key) in [("v_lr: .nan", "v_lr"), ("v_lr: -.inf", "v_lr"), ("mom2_dataset: 2024-01-01", "mom2_dataset"),

@@ -248,6 +248,9 @@ final class ServerTests: XCTestCase {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("engram-patches-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
+        // An earlier run's patch under the name this run's first edit gets: kept, not replaced.
+        let earlier = Data("earlier run".utf8)
+        try earlier.write(to: dir.appendingPathComponent("edit-1.patch.safetensors"))
         let s = try await TestServer { c in
             c.requireTokenForReads = true
             c.patchDirectory = dir.path
@@ -271,7 +274,9 @@ final class ServerTests: XCTestCase {
         XCTAssertEqual(request["case_id"] as? String, "7")
         XCTAssertEqual(request["target_new"] as? String, "Rome")
         let download = try await s.get("/v1/edits/\(id)/patch", headers: s.auth)
-        let saved = try Data(contentsOf: dir.appendingPathComponent("\(id).patch.safetensors"))
+        XCTAssertEqual(id, "edit-1")
+        XCTAssertEqual(try Data(contentsOf: dir.appendingPathComponent("edit-1.patch.safetensors")), earlier)
+        let saved = try Data(contentsOf: dir.appendingPathComponent("edit-1.2.patch.safetensors"))
         XCTAssertEqual(saved, download.body, "the saved file holds the patch bytes the route serves")
         try await s.stop()
     }

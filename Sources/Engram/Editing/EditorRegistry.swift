@@ -33,18 +33,21 @@ public enum EditorRegistry {
             let rome = ROME(hp, statistics: statistics)
             rome.valueCache = valueCache
             rome.templateStore = templateStore
+            rome.hyperParameterSource = path ?? HyperParameterFile.defaultPath(method: "rome")
             return rome
         case "memit":
             let hp = try HyperParameterFile.resolve(MEMITHyperParameters.self, method: "memit", path: path)
             let memit = MEMIT(hp, statistics: try needStatistics())
             memit.valueCache = valueCache
             memit.templateStore = templateStore
+            memit.hyperParameterSource = path ?? HyperParameterFile.defaultPath(method: "memit")
             return memit
         case "alphaedit":
             let hp = try HyperParameterFile.resolve(MEMITHyperParameters.self, method: "alphaedit", path: path)
             let alphaEdit = AlphaEdit(hp, statistics: try needStatistics())
             alphaEdit.valueCache = valueCache
             alphaEdit.templateStore = templateStore
+            alphaEdit.hyperParameterSource = path ?? HyperParameterFile.defaultPath(method: "alphaedit")
             return alphaEdit
         default:
             throw EngramError.invalidArgument("unknown method '\(method)' (known: \(methods.joined(separator: ", ")))")

@@ -64,12 +64,27 @@ public enum HyperParameterFile {
         do {
             let json = try JSONSerialization.data(withJSONObject: merged)
             return try JSONDecoder().decode(H.self, from: json)
-        } catch let DecodingError.typeMismatch(_, context), let DecodingError.dataCorrupted(context), let DecodingError.valueNotFound(_, context) {
+        } catch let DecodingError.typeMismatch(type, context) {
+            let key = context.codingPath.map(\.stringValue).joined(separator: ".")
+            let found = context.codingPath.first.flatMap { merged[$0.stringValue] }.map { " (the file has \($0))" } ?? ""
+            throw EngramError.metadata(file: path, key: key, detail: "expected \(kindName(type))\(found)")
+        } catch let DecodingError.dataCorrupted(context), let DecodingError.valueNotFound(_, context) {
             throw EngramError.metadata(file: path, key: context.codingPath.map(\.stringValue).joined(separator: "."), detail: context.debugDescription)
         } catch let DecodingError.keyNotFound(key, _) {
             throw EngramError.metadata(file: path, key: key.stringValue, detail: "missing")
         } catch {
             throw EngramError.format(file: path, detail: "cannot read the hyper-parameters: \(error)")
+        }
+    }
+
+    /// A Swift type as the kind of YAML value it reads, for error messages.
+    static func kindName(_ type: Any.Type) -> String {
+        switch type {
+        case is Int.Type: return "a whole number"
+        case is Float.Type, is Double.Type: return "a number"
+        case is String.Type: return "a string"
+        case is Bool.Type: return "true or false"
+        default: return String(describing: type).hasPrefix("Array") ? "a list" : "a value of type \(type)"
         }
     }
 
@@ -80,6 +95,15 @@ public enum HyperParameterFile {
         case let list as [Any]: return list.allSatisfy(isPlainValue)
         case let map as [String: Any]: return map.values.allSatisfy(isPlainValue)
         default: return false
+        }
+    }
+
+    /// Runs a check of hyper-parameters read from `source` (nil: built-in defaults), naming that file in
+    /// what it throws: the checks against the model run at edit time, far from where the file was read.
+    public static func checking(_ source: String?, _ body: () throws -> Void) throws {
+        do { try body() } catch let EngramError.invalidArgument(detail) {
+            guard let source else { throw EngramError.invalidArgument(detail) }
+            throw EngramError.invalidArgument("\(source): \(detail)")
         }
     }
 

@@ -64,6 +64,8 @@ public class MEMIT: Editor {
     public var valueCache: ValueCache?
     /// Where context templates are kept between runs (optional).
     public var templateStore: TemplateStore?
+    /// The file `hp` was read from (nil: built-in defaults), named in errors about its values.
+    public var hyperParameterSource: String?
 
     public init(_ hp: MEMITHyperParameters = MEMITHyperParameters(), statistics: @escaping StatisticsProvider) {
         self.hp = hp
@@ -105,7 +107,7 @@ public class MEMIT: Editor {
 
     /// Context templates and the second moments of every edited layer.
     public func prepare(model: LanguageModel, tokenizer: Tokenizer) throws {
-        try hp.validate(layers: model.config.layers)
+        try HyperParameterFile.checking(hyperParameterSource) { try hp.validate(layers: model.config.layers) }
         _ = try templatesAndMoments(model: model, tokenizer: tokenizer)
     }
 
@@ -128,7 +130,7 @@ public class MEMIT: Editor {
     func didEdit(keysAt: (Int) throws -> [[Double]]) throws {}
 
     public func edit(_ requests: [EditRequest], model: LanguageModel, tokenizer: Tokenizer) throws -> EditPatch {
-        try hp.validate(layers: model.config.layers)
+        try HyperParameterFile.checking(hyperParameterSource) { try hp.validate(layers: model.config.layers) }
         guard !requests.isEmpty else { return EditPatch(method: name, hyperParameters: hyperParameters, requests: []) }
         var seen: [String: String] = [:]
         for r in requests { // conflicting targets for one subject and prompt cannot both be written

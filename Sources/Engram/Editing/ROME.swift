@@ -63,6 +63,8 @@ public final class ROME: Editor {
     public var valueCache: ValueCache?
     /// Where context templates are kept between runs (optional).
     public var templateStore: TemplateStore?
+    /// The file `hp` was read from (nil: built-in defaults), named in errors about its values.
+    public var hyperParameterSource: String?
 
     public init(_ hp: ROMEHyperParameters = ROMEHyperParameters(), statistics: StatisticsProvider? = nil) {
         self.hp = hp
@@ -74,7 +76,7 @@ public final class ROME: Editor {
 
     /// Context templates, and the inverse moments when `mom2_adjustment` is on.
     public func prepare(model: LanguageModel, tokenizer: Tokenizer) throws {
-        try hp.validate(layers: model.config.layers)
+        try HyperParameterFile.checking(hyperParameterSource) { try hp.validate(layers: model.config.layers) }
         _ = try contextTemplates(model: model, tokenizer: tokenizer)
         if hp.mom2_adjustment {
             for layer in hp.layers { _ = try inverseMoment(layer: layer, model: model) }

@@ -53,7 +53,7 @@ extension EvaluationRun {
         lines.append("|---|---|")
         let hp = h.hyperParameters.keys.sorted().map { "\($0)=\(h.hyperParameters[$0]!)" }.joined(separator: ", ")
         lines.append("| method | \(h.method)\(hp.isEmpty ? "" : " (\(hp))") |")
-        lines.append("| protocol | \(h.options.editingProtocol.summary)\(h.options.editingProtocol == .single ? "" : "; \(h.options.editBatchSize) records per edit")\(h.options.editingProtocol == .sequential ? "; timing \(h.options.sequentialTiming.rawValue)" : "") |")
+        lines.append("| protocol | \(h.options.editingProtocol.summary)\(h.options.editingProtocol == .single ? "" : "; \(h.options.editBatchSize) \(h.options.editBatchSize == 1 ? "record" : "records") per edit")\(h.options.editingProtocol == .sequential ? "; timing \(h.options.sequentialTiming.rawValue)" : "") |")
         lines.append("| model | \(h.modelDescription); sha256 `\(h.modelSHA256)` |")
         lines.append("| data | \(h.dataFile) (\(h.dataFormat.rawValue)); sha256 `\(h.dataSHA256)` |")
         let shard = h.options.shardCount > 1 ? "; shard \(h.options.shardIndex + 1) of \(h.options.shardCount)" : ""

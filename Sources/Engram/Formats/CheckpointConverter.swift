@@ -72,7 +72,7 @@ public enum CheckpointConverter {
     }
 
     /// Absolute path with symbolic links resolved as far as the path exists.
-    static func resolved(_ path: String) -> String {
+    public static func resolved(_ path: String) -> String {
         let url = URL(fileURLWithPath: (path as NSString).expandingTildeInPath).standardizedFileURL
         if FileManager.default.fileExists(atPath: url.path) { return url.resolvingSymlinksInPath().path }
         let parent = url.deletingLastPathComponent()

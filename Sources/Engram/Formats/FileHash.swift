@@ -24,7 +24,7 @@ extension FileHash {
     /// safetensors files' own hashes.
     public static func checkpoint(location: String) throws -> String {
         var isDirectory: ObjCBool = false
-        FileManager.default.fileExists(atPath: location, isDirectory: &isDirectory)
+        _ = FileManager.default.fileExists(atPath: location, isDirectory: &isDirectory)
         guard isDirectory.boolValue else { return try sha256(path: location) }
         let files = try FileManager.default.contentsOfDirectory(atPath: location).filter { $0.hasSuffix(".safetensors") }.sorted()
         let parts = try files.map { "\($0) \(try sha256(path: (location as NSString).appendingPathComponent($0)))" }
