@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Reads the JSON written by EngramBench and the peer scripts and prints a Markdown table of medians,
-spreads and ratios (engine ÷ Engram, so a ratio above 1 means the peer is faster)."""
-import json, os, sys
+spreads and ratios (Engram ÷ peer, so a ratio above 1 means Engram is faster). Given several output
+folders (repeated runs), prints the median and range over the runs instead."""
+import json, os, statistics, sys
 
 def load(path):
     with open(path) as f:
@@ -13,26 +14,76 @@ def rates(d):
     res = {k: v["tok_per_s"] for k, v in d["results"].items()}
     return res, (d.get("peak_rss_mib") or 0) * 2**20 or None
 
-out = sys.argv[1]
-engram, engram_rss = rates(load(os.path.join(out, "engram.json")))
-rows = [("Engram", engram, engram_rss)]
-for name, file in [("llama.cpp", "llamacpp.json"), ("transformers", "transformers.json")]:
-    p = os.path.join(out, file)
-    if os.path.exists(p):
-        r, rss = rates(load(p))
-        rows.append((name, r, rss))
-print("| engine | pp128 tok/s | pp512 tok/s | tg128 tok/s | peak RSS MiB |")
-print("|---|---|---|---|---|")
-for name, r, rss in rows:
-    cells = []
-    for k in ["pp128", "pp512", "tg128"]:
-        v = r.get(k)
-        cells.append("—" if v is None else f"{v['median']:.1f} ({v['min']:.1f}–{v['max']:.1f})")
-    print(f"| {name} | " + " | ".join(cells) + f" | {rss / 2**20:.0f} |" if rss else " | — |")
-print()
-print("| Engram ÷ peer | pp128 | pp512 | tg128 | peak RSS |")
-print("|---|---|---|---|---|")
-for name, r, rss in rows[1:]:
-    cells = [f"{engram[k]['median'] / r[k]['median']:.2f}x" if k in r and k in engram else "—" for k in ["pp128", "pp512", "tg128"]]
-    mem = f"{engram_rss / rss:.2f}x" if rss and engram_rss else "—"
-    print(f"| {name} | " + " | ".join(cells) + f" | {mem} |")
+PEERS = [("llama.cpp", "llamacpp.json"), ("transformers", "transformers.json")]
+METRICS = ["pp128", "pp512", "tg128"]
+
+
+def engines(out):
+    """(name, rates, peak RSS bytes) of Engram and of each peer that ran in the folder `out`."""
+    engram, engram_rss = rates(load(os.path.join(out, "engram.json")))
+    rows = [("Engram", engram, engram_rss)]
+    for name, file in PEERS:
+        p = os.path.join(out, file)
+        if os.path.exists(p):
+            r, rss = rates(load(p))
+            rows.append((name, r, rss))
+    return rows
+
+
+def ratios(rows):
+    """Engram ÷ peer per metric (and peak RSS), per peer."""
+    _, engram, engram_rss = rows[0]
+    out = {}
+    for name, r, rss in rows[1:]:
+        out[name] = {k: engram[k]["median"] / r[k]["median"] for k in METRICS if k in r and k in engram}
+        if rss and engram_rss:
+            out[name]["peak RSS"] = engram_rss / rss
+    return out
+
+
+def table(out):
+    rows = engines(out)
+    print("| engine | pp128 tok/s | pp512 tok/s | tg128 tok/s | peak RSS MiB |")
+    print("|---|---|---|---|---|")
+    for name, r, rss in rows:
+        cells = []
+        for k in METRICS:
+            v = r.get(k)
+            cells.append("—" if v is None else f"{v['median']:.1f} ({v['min']:.1f}–{v['max']:.1f})")
+        print(f"| {name} | " + " | ".join(cells) + (f" | {rss / 2**20:.0f} |" if rss else " | — |"))
+    print()
+    print("| Engram ÷ peer | pp128 | pp512 | tg128 | peak RSS |")
+    print("|---|---|---|---|---|")
+    for name, r in ratios(rows).items():
+        print(f"| {name} | " + " | ".join(f"{r[k]:.2f}x" if k in r else "—" for k in METRICS + ["peak RSS"]) + " |")
+
+
+def over_runs(dirs):
+    """Several runs of run_inference.sh: each engine's median tok/s and each ratio as the median
+    (min–max) over the runs, the spread a shared machine puts between repeats of the whole run."""
+    runs = [engines(d) for d in dirs]
+    med = lambda xs, f, unit="": f"{statistics.median(xs):{f}}{unit} ({min(xs):{f}}–{max(xs):{f}})"
+    print(f"Median (range) over {len(dirs)} runs of each run's median:")
+    print()
+    print("| engine | pp128 tok/s | pp512 tok/s | tg128 tok/s | peak RSS MiB |")
+    print("|---|---|---|---|---|")
+    for i, (name, _, _) in enumerate(runs[0]):
+        cells = [med([run[i][1][k]["median"] for run in runs], ".1f") for k in METRICS]
+        rss = [run[i][2] / 2**20 for run in runs if run[i][2]]
+        print(f"| {name} | " + " | ".join(cells) + f" | {med(rss, '.0f') if rss else '—'} |")
+    print()
+    print("| Engram ÷ peer | pp128 | pp512 | tg128 | peak RSS |")
+    print("|---|---|---|---|---|")
+    per_run = [ratios(run) for run in runs]
+    for name in per_run[0]:
+        cells = [med([r[name][k] for r in per_run], ".2f", "x") for k in METRICS + ["peak RSS"] if k in per_run[0][name]]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit("usage: compare_inference.py OUT_DIR [OUT_DIR ...]")
+    if len(sys.argv) == 2:
+        table(sys.argv[1])
+    else:
+        over_runs(sys.argv[1:])

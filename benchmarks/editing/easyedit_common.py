@@ -291,6 +291,7 @@ def machine(threads):
     import torch
     return {"cpu_model": benchcommon.cpu_model(), "logical_cpus": os.cpu_count(),
             "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+            "openblas": benchcommon.openblas_core(),
             "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
             "torch_threads": torch.get_num_threads(), "requested_threads": threads,

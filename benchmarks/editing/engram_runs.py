@@ -263,6 +263,7 @@ def main():
            **result,
            "machine": {"cpu_model": benchcommon.cpu_model(), "logical_cpus": os.cpu_count(),
                        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+                       "openblas": benchcommon.openblas_core(),
                        "OPENBLAS_NUM_THREADS": env["OPENBLAS_NUM_THREADS"],
                        "loadavg_before": before, "loadavg_after": loadavg()},
            "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}

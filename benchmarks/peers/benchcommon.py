@@ -117,6 +117,31 @@ def cpu_model():
     return platform.processor() or None
 
 
+_OPENBLAS_PROBE = """
+import ctypes
+for name in ("libopenblas.so.0", "libopenblas.so"):
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError:
+        continue
+    lib.openblas_get_config.restype = lib.openblas_get_corename.restype = ctypes.c_char_p
+    print(lib.openblas_get_config().decode(), "core=" + lib.openblas_get_corename().decode())
+    break
+"""
+
+
+def openblas_core():
+    """The system OpenBLAS build and the core it picks on this CPU, e.g. '... core=Zen': the library and
+    environment Engram's kernels run with (OPENBLAS_CORETYPE, if set, changes it). Asked in a child
+    process, so the library never adds to the measured process's memory. None if it cannot be loaded."""
+    import subprocess
+    try:
+        out = subprocess.run([sys.executable, "-c", _OPENBLAS_PROBE], capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out or None
+
+
 def versions():
     out = {"python": platform.python_version()}
     for name in VERSION_PACKAGES:
@@ -159,6 +184,7 @@ def report(args, engine, settings, results, extra):
             "cpu_model": cpu_model(),
             "logical_cpus": os.cpu_count(),
             "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+            "openblas": openblas_core(),
             "platform": platform.platform(),
         },
         "versions": versions(),
