@@ -95,7 +95,9 @@ struct CompletionRequest {
         func tokens(_ items: [JSONInput], path: String) throws -> [Int32] {
             try items.enumerated().map { i, item in
                 guard case let .int(t) = item, t >= 0, t < vocab else {
-                    throw APIError.invalidField("\(path)[\(i)]", "expected a token id in 0..<\(vocab), got \(item.kind)")
+                    let got: String
+                    if case let .int(t) = item { got = "\(t)" } else { got = item.kind }
+                    throw APIError.invalidField("\(path)[\(i)]", "expected a token id in 0..<\(vocab), got \(got)")
                 }
                 return Int32(t)
             }

@@ -95,6 +95,10 @@ extension EngramServer {
                 (response, fileData) = try await addEdit(source: "upload") { _, _ in (patch, data) }
             } else {
                 let parsed = try EditCreateRequest.parse(data, registry: configuration.methods, limits: configuration.limits)
+                // The declared range of a layer cannot know the model; checked here so the error names the field.
+                if let layer = parsed.values["layer"]?.int, layer >= state.model.config.layers {
+                    throw APIError.invalidField("hyper_parameters.layer", "the model has \(state.model.config.layers) layers (0...\(state.model.config.layers - 1)), got \(layer)")
+                }
                 (response, fileData) = try await addEdit(source: "request") { [state, configuration, logger] model, tokenizer in
                     var context = EditMethodContext(checkpointLocation: state.checkpointLocation, demonstrationPool: configuration.demonstrationPool)
                     if let hash = state.checkpointSHA256 {

@@ -27,7 +27,11 @@ struct PatchCommand: ParsableCommand {
                 print("  \(d.weight.name) [\(d.rows), \(d.cols)] \(kind)")
             }
             if let c = p.context { print("prompt context: \(c.facts.count) fact(s)") }
-            for key in p.metadata.keys.sorted() { print("\(key): \(p.metadata[key]!)") }
+            for key in p.metadata.keys.sorted() {
+                // One line per key: newlines shown escaped, long values (context templates) shortened.
+                let value = p.metadata[key]!.replacingOccurrences(of: "\n", with: "\\n")
+                print("\(key): " + (value.count > 240 ? "\(value.prefix(240))… (\(value.count) characters)" : value))
+            }
             if p.deltas.isEmpty {
                 print("original weights: none needed (no weight changes)")
             } else if p.originals.isEmpty {

@@ -348,6 +348,9 @@ final class ServerTests: XCTestCase {
                         param: "hyper_parameters.k")
         try await check("/v1/edits", #"{"method": "IKE", "requests": [{"prompt": "A B", "subject": "A", "target_new": "C"}], "hyper_parameters": {"layers": [5]}}"#,
                         code: "unknown_field", param: "hyper_parameters.layers")
+        // A layer inside the declared range but past the model's last layer: refused naming the field.
+        try await check("/v1/edits", #"{"method": "ROME", "requests": [{"prompt": "A B", "subject": "A", "target_new": "C"}], "hyper_parameters": {"layer": 1023}}"#,
+                        param: "hyper_parameters.layer")
         // The statistics corpus is the shipped one, so asking for more documents than it holds is refused
         // before any statistics or edit work starts.
         let corpusSize = try XCTUnwrap(TextCorpus.shippedDocumentCount)
