@@ -7,10 +7,12 @@ struct EditCommand: ParsableCommand {
         commandName: "edit",
         abstract: "Apply an edit file to a checkpoint: writes a reversible patch and/or the edited checkpoint, and shows before/after.")
 
+    /// The methods that edit (the evaluator's `none` baseline does not).
+    static let methods = ["rome", "memit", "alphaedit", "ike"]
+
     @OptionGroup var model: ModelArgument
     @Option(help: "Edit file (JSON or JSONL: KnowEdit, CounterFact, zsRE or MQuAKE layout).") var edits: String
     @Option(help: "Method: rome, memit, alphaedit, ike.") var method = "rome"
-    static let methods = ["rome", "memit", "alphaedit", "ike"]
     @Option(help: "Hyper-parameter YAML (default: hparams/<method>/smollm2.yaml, EasyEdit keys accepted).") var hparams: String?
     @Option(help: "Write the edited checkpoint here (input format unless --format).") var out: String?
     @Option(help: "Format of --out: gguf or safetensors.") var format: String?
