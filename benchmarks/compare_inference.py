@@ -60,23 +60,31 @@ def table(out):
 
 def over_runs(dirs):
     """Several runs of run_inference.sh: each engine's median tok/s and each ratio as the median
-    (min–max) over the runs, the spread a shared machine puts between repeats of the whole run."""
+    (min–max) over the runs, the spread a shared machine puts between repeats of the whole run. Engines
+    are matched by name; a figure is summarised over the runs that have it (the count shows when not all)."""
     runs = [engines(d) for d in dirs]
-    med = lambda xs, f, unit="": f"{statistics.median(xs):{f}}{unit} ({min(xs):{f}}–{max(xs):{f}})"
+    names = list(dict.fromkeys(name for run in runs for name, _, _ in run))
+
+    def med(xs, f, unit=""):
+        if not xs:
+            return "—"
+        note = "" if len(xs) == len(runs) else f", {len(xs)} of {len(runs)} runs"
+        return f"{statistics.median(xs):{f}}{unit} ({min(xs):{f}}–{max(xs):{f}}{note})"
+
     print(f"Median (range) over {len(dirs)} runs of each run's median:")
     print()
     print("| engine | pp128 tok/s | pp512 tok/s | tg128 tok/s | peak RSS MiB |")
     print("|---|---|---|---|---|")
-    for i, (name, _, _) in enumerate(runs[0]):
-        cells = [med([run[i][1][k]["median"] for run in runs], ".1f") for k in METRICS]
-        rss = [run[i][2] / 2**20 for run in runs if run[i][2]]
-        print(f"| {name} | " + " | ".join(cells) + f" | {med(rss, '.0f') if rss else '—'} |")
+    for name in names:
+        rows = [row for run in runs for row in run if row[0] == name]
+        cells = [med([r[k]["median"] for _, r, _ in rows if k in r], ".1f") for k in METRICS]
+        print(f"| {name} | " + " | ".join(cells) + f" | {med([rss / 2**20 for _, _, rss in rows if rss], '.0f')} |")
     print()
     print("| Engram ÷ peer | pp128 | pp512 | tg128 | peak RSS |")
     print("|---|---|---|---|---|")
     per_run = [ratios(run) for run in runs]
-    for name in per_run[0]:
-        cells = [med([r[name][k] for r in per_run], ".2f", "x") for k in METRICS + ["peak RSS"] if k in per_run[0][name]]
+    for name in names[1:]:
+        cells = [med([r[name][k] for r in per_run if k in r.get(name, {})], ".2f", "x") for k in METRICS + ["peak RSS"]]
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 

@@ -7,6 +7,8 @@ struct EditCreateRequest {
     var method: EditMethod
     var requests: [EditRequest]
     var values: [String: HyperValue]
+    /// The hyper-parameters the request itself gave (the others in `values` are defaults).
+    var given: Set<String> = []
 
     static let recordFields = ["case_id", "prompt", "subject", "target_new", "ground_truth", "rephrase_prompt", "locality", "portability"]
 
@@ -19,9 +21,11 @@ struct EditCreateRequest {
         guard let items = try r.array("requests", maxCount: limits.maxEditRequests) else { throw APIError.missingField("requests") }
         guard !items.isEmpty else { throw APIError.invalidField("requests", "must hold at least one request") }
         let requests = try items.enumerated().map { i, item in try parseRecord(item, path: "requests[\(i)]", defaultID: String(i)) }
-        let values = try parseHyperParameters(r.object("hyper_parameters"), method: method, limits: limits)
+        let hyper = try r.object("hyper_parameters")
+        let values = try parseHyperParameters(hyper, method: method, limits: limits)
         try r.finish()
-        return EditCreateRequest(method: method, requests: requests, values: values)
+        let given = Set(method.parameters.map(\.name).filter { hyper?.has($0) ?? false })
+        return EditCreateRequest(method: method, requests: requests, values: values, given: given)
     }
 
     /// One edit record. The simple fields are type-checked here (errors name the field); the record is

@@ -97,7 +97,8 @@ extension EngramServer {
                 let parsed = try EditCreateRequest.parse(data, registry: configuration.methods, limits: configuration.limits)
                 // The declared range of a layer cannot know the model; checked here so the error names the field.
                 if let layer = parsed.values["layer"]?.int, layer >= state.model.config.layers {
-                    throw APIError.invalidField("hyper_parameters.layer", "the model has \(state.model.config.layers) layers (0...\(state.model.config.layers - 1)), got \(layer)")
+                    let got = parsed.given.contains("layer") ? "got \(layer)" : "the default is \(layer): give hyper_parameters.layer"
+                    throw APIError.invalidField("hyper_parameters.layer", "the model has \(state.model.config.layers) layers (0...\(state.model.config.layers - 1)); \(got)")
                 }
                 (response, fileData) = try await addEdit(source: "request") { [state, configuration, logger] model, tokenizer in
                     var context = EditMethodContext(checkpointLocation: state.checkpointLocation, demonstrationPool: configuration.demonstrationPool)

@@ -33,10 +33,8 @@ struct EditCommand: ParsableCommand {
         if out != nil, method.lowercased() == "ike" {
             throw ValidationError("--out: ike edits the prompt, not the weights, so there is no checkpoint to write (use --patch)")
         }
-        if let format {
-            guard out != nil else { throw ValidationError("--format applies to --out, which is not given") }
-            _ = try CheckpointOutput.parseFormat(format)
-        }
+        if format != nil, out == nil { throw ValidationError("--format applies to --out, which is not given") }
+        try CheckpointOutput.checkOut(out, format: format, model: model)
         try OutputPaths.checkDistinct(outputs: [("--out", out), ("--patch", patch)],
                                       inputs: [("the model", model.path), ("the edit file", edits),
                                                ("the hyper-parameter file", hparams), ("the value cache", valueCache)])
@@ -113,6 +111,19 @@ enum EditDemo {
 
 /// Writes a model's current weights for the patched tensors into a copy of its checkpoint.
 enum CheckpointOutput {
+    /// Before any work: the format is known, and a GGUF output is not an existing folder (the rename at
+    /// the end would fail after the whole edit).
+    static func checkOut(_ out: String?, format: String?, model: ModelArgument) throws {
+        let target = try format.map(parseFormat)
+        guard let out else { return }
+        var isDirectory: ObjCBool = false
+        let inputIsFolder = model.path.map { FileManager.default.fileExists(atPath: $0, isDirectory: &isDirectory) && isDirectory.boolValue } ?? false
+        guard (target ?? (inputIsFolder ? .safetensors : .gguf)) == .gguf else { return }
+        if FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw ValidationError("--out \(out) is a folder; a GGUF checkpoint is one file (or use --format safetensors)")
+        }
+    }
+
     static func parseFormat(_ name: String) throws -> CheckpointFormat {
         guard let f = CheckpointFormat(rawValue: name) else { throw ValidationError("--format must be gguf or safetensors") }
         return f

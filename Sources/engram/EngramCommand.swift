@@ -20,7 +20,11 @@ struct ModelArgument: ParsableArguments {
     func checkpoint() throws -> Checkpoint { try ModelLoader.checkpoint(model) }
 
     /// The file or folder the argument names (`smollm2` resolved to its installed file), if it resolves.
-    var path: String? { try? ModelRegistry.resolve(model) }
+    /// A `.safetensors` file stands for its folder, as `ModelLoader.checkpoint` reads it.
+    var path: String? {
+        guard let p = try? ModelRegistry.resolve(model) else { return nil }
+        return p.hasSuffix(".safetensors") ? AtomicFile.parentFolder(of: p) : p
+    }
 
     /// Checkpoint, model and tokenizer together.
     func load() throws -> (Checkpoint, LanguageModel, Tokenizer) {

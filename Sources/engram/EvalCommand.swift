@@ -27,6 +27,11 @@ struct EvalCommand: ParsableCommand {
         @Option(help: "Write the Markdown report here.") var report: String?
 
         func validate() throws {
+            guard EditorRegistry.methods.contains(method.lowercased()) else {
+                throw ValidationError("--method must be one of \(EditorRegistry.methods.joined(separator: ", ")), got '\(method)'")
+            }
+            guard EditingProtocol(rawValue: editingProtocol) != nil else { throw ValidationError("--protocol must be single, batch or sequential") }
+            if let timing, SequentialTiming(rawValue: timing) == nil { throw ValidationError("--timing must be immediate, final or both") }
             if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
             if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
             guard forwardBatch >= 1 else { throw ValidationError("--forward-batch must be at least 1, got \(forwardBatch)") }

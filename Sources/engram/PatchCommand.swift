@@ -148,7 +148,7 @@ struct PatchCommand: ParsableCommand {
 
 /// Options of `patch apply|revert` that can be checked before the checkpoint is read.
 func checkPaths(model: ModelArgument, patch: String, out: String, format: String?) throws {
-    if let format { _ = try CheckpointOutput.parseFormat(format) }
+    try CheckpointOutput.checkOut(out, format: format, model: model)
     try OutputPaths.checkDistinct(outputs: [("--out", out)], inputs: [("the model", model.path), ("the patch", patch)])
 }
 

@@ -53,20 +53,6 @@ struct ServeCommand: AsyncParsableCommand {
         config.port = port
         config.token = try ServerConfiguration.loadToken(file: tokenFile)
         config.requireTokenForReads = requireToken
-        if let savePatches {
-            // Made (or checked) now: finding out at the first edit would only log a warning per edit.
-            var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: savePatches, isDirectory: &isDirectory) {
-                guard isDirectory.boolValue else { throw ValidationError("--save-patches \(savePatches): not a folder") }
-            } else {
-                do { try FileManager.default.createDirectory(atPath: savePatches, withIntermediateDirectories: true) } catch {
-                    throw ValidationError("--save-patches \(savePatches): cannot create the folder: \(error.localizedDescription)")
-                }
-            }
-            guard FileManager.default.isWritableFile(atPath: savePatches) else {
-                throw ValidationError("--save-patches \(savePatches): the folder is not writable")
-            }
-        }
         config.patchDirectory = savePatches
         config.limits.maxBodyBytes = maxBodyBytes
         config.limits.maxPromptTokens = maxPromptTokens
@@ -83,6 +69,20 @@ struct ServeCommand: AsyncParsableCommand {
             logger.warning("the token file is readable by other users; chmod 600 it", metadata: ["file": .string(file)])
         }
 
+        if let savePatches {
+            // Made (or checked) now: finding out at the first edit would only log a warning per edit.
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: savePatches, isDirectory: &isDirectory) {
+                guard isDirectory.boolValue else { throw ValidationError("--save-patches \(savePatches): not a folder") }
+            } else {
+                do { try FileManager.default.createDirectory(atPath: savePatches, withIntermediateDirectories: true) } catch {
+                    throw ValidationError("--save-patches \(savePatches): cannot create the folder: \(error.localizedDescription)")
+                }
+            }
+            guard FileManager.default.isWritableFile(atPath: savePatches) else {
+                throw ValidationError("--save-patches \(savePatches): the folder is not writable")
+            }
+        }
         let (ck, lm, tokenizer) = try model.load()
         let server = EngramServer(configuration: config, model: lm, tokenizer: tokenizer, checkpointLocation: ck.location, logger: logger)
         for patch in patches { try await server.loadPatch(file: patch) }

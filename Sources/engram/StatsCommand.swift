@@ -21,7 +21,7 @@ struct StatsCommand: ParsableCommand {
 
     func layerList() throws -> [Int] {
         guard !layers.trimmingCharacters(in: .whitespaces).isEmpty else { throw ValidationError("--layers: no layers given") }
-        return try layers.split(separator: ",", omittingEmptySubsequences: false).map {
+        return try layers.split(separator: ",").map {
             guard let l = Int($0.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("--layers: '\($0)' is not a number") }
             return l
         }

@@ -25,9 +25,9 @@ struct TraceCommand: ParsableCommand {
         guard !out.hasSuffix("/"), !name.isEmpty, name != ".", name != ".." else {
             throw ValidationError("--out \(out): give a file prefix (PREFIX.json and PREFIX.svg are written), not a folder")
         }
-        let folder = (out as NSString).deletingLastPathComponent
+        let folder = AtomicFile.parentFolder(of: out)
         var isDirectory: ObjCBool = false
-        guard folder.isEmpty || (FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory) && isDirectory.boolValue) else {
+        guard folder == "." || (FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory) && isDirectory.boolValue) else {
             throw ValidationError("--out \(out): the folder \(folder) does not exist")
         }
     }

@@ -311,6 +311,16 @@ final class BadInputTests: XCTestCase {
 
     // MARK: Command outputs
 
+    /// The parent folder of an output path, including one-character names (NSString's
+    /// deletingLastPathComponent traps on those here).
+    func testParentFolderOfShortAndOddPaths() {
+        XCTAssertEqual(AtomicFile.parentFolder(of: "t"), ".")
+        XCTAssertEqual(AtomicFile.parentFolder(of: "a/b"), "a")
+        XCTAssertEqual(AtomicFile.parentFolder(of: "/x"), "/")
+        XCTAssertEqual(AtomicFile.parentFolder(of: "a/b/"), "a")
+        XCTAssertEqual(AtomicFile.parentFolder(of: "/a/bc/d.json"), "/a/bc")
+    }
+
     /// An output path that is one of the inputs (also through a symbolic link or inside a checkpoint
     /// folder) or another output is refused before anything runs; distinct paths pass.
     func testOutputsMayNotLandOnInputsOrEachOther() throws {
@@ -337,6 +347,12 @@ final class BadInputTests: XCTestCase {
         refused([("--out", folder.path)], "that is the model")
         refused([("--out", dir.appendingPathComponent("x").path), ("--patch", dir.appendingPathComponent("x").path)],
                 "that is the path given to --out")
+        // A folder output replaces everything under it: inputs and other outputs must not be inside.
+        refused([("--out", dir.path)], "is inside it")
+        refused([("--out", dir.appendingPathComponent("x").path), ("--patch", dir.appendingPathComponent("x/p.patch").path)],
+                "inside the path given to --out")
+        refused([("--patch", dir.appendingPathComponent("x/p.patch").path), ("--out", dir.appendingPathComponent("x").path)],
+                "the path given to --patch is inside it")
         XCTAssertNoThrow(try OutputPaths.checkDistinct(outputs: [("--out", dir.appendingPathComponent("out.gguf").path),
                                                                  ("--patch", dir.appendingPathComponent("p.patch").path),
                                                                  ("--report", nil)], inputs: inputs))

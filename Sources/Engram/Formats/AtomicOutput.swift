@@ -23,9 +23,8 @@ public final class AtomicFile {
 
     public init(path: String) throws {
         self.path = path
-        let folder = (path as NSString).deletingLastPathComponent
+        let parent = AtomicFile.parentFolder(of: path)
         let name = (path as NSString).lastPathComponent
-        let parent = folder.isEmpty ? "." : folder
         var isDirectory: ObjCBool = false
         if !FileManager.default.fileExists(atPath: parent, isDirectory: &isDirectory) {
             do { try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true) } catch {
@@ -132,6 +131,16 @@ public final class AtomicFile {
         unlink(temporaryPath)
     }
 
+    /// The folder a path's last component sits in ("." for a bare name). Computed on the string: NSString's
+    /// `deletingLastPathComponent` traps on one-character paths in this Foundation.
+    public static func parentFolder(of path: String) -> String {
+        var p = Substring(path)
+        while p.count > 1, p.hasSuffix("/") { p = p.dropLast() }
+        guard let slash = p.lastIndex(of: "/") else { return "." }
+        let folder = p[..<slash]
+        return folder.isEmpty ? "/" : String(folder)
+    }
+
     /// Runs `body` on a new atomic file and commits it, or removes the temporary file if `body` throws.
     public static func write(to path: String, _ body: (AtomicFile) throws -> Void) throws {
         let file = try AtomicFile(path: path)
@@ -171,7 +180,7 @@ public enum AtomicFolder {
     /// mistyped output path cannot wipe an unrelated folder.
     public static func write(to path: String, _ body: (String) throws -> Void) throws {
         let fm = FileManager.default
-        let parent = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
+        let parent = AtomicFile.parentFolder(of: path)
         let name = (path as NSString).lastPathComponent
         var isDirectory: ObjCBool = false
         if fm.fileExists(atPath: path, isDirectory: &isDirectory) {

@@ -9,23 +9,32 @@ public enum OutputPaths {
     ///   - inputs: what each input is, and its path; a folder (a Hugging Face checkpoint) counts with
     ///     every file in it.
     public static func checkDistinct(outputs: [(option: String, path: String?)], inputs: [(what: String, path: String?)]) throws {
-        var taken: [String: String] = [:]
+        var taken: [(path: String, what: String)] = []
         for case let (what, path?) in inputs {
             let resolved = CheckpointConverter.resolved(path)
-            taken[resolved] = what
+            taken.append((resolved, what))
             var isDirectory: ObjCBool = false
             if FileManager.default.fileExists(atPath: resolved, isDirectory: &isDirectory), isDirectory.boolValue {
                 for name in (try? FileManager.default.contentsOfDirectory(atPath: resolved)) ?? [] {
-                    taken[(resolved as NSString).appendingPathComponent(name)] = "\(what) (\(name))"
+                    taken.append(((resolved as NSString).appendingPathComponent(name), "\(what) (\(name))"))
                 }
             }
         }
+        var written: [(path: String, option: String)] = []
         for case let (option, path?) in outputs {
             let target = CheckpointConverter.resolved(path)
-            if let other = taken[target] {
-                throw EngramError.invalidArgument("\(option) \(path): that is \(other); refusing to overwrite it, choose another path")
+            func refuse(_ why: String) -> EngramError {
+                .invalidArgument("\(option) \(path): \(why); refusing to overwrite it, choose another path")
             }
-            taken[target] = "the path given to \(option)"
+            // An output folder (a safetensors checkpoint) replaces everything under it.
+            for (other, what) in taken + written.map({ ($0.path, "the path given to \($0.option)") }) {
+                if other == target { throw refuse("that is \(what)") }
+                if other.hasPrefix(target + "/") { throw refuse("\(what) is inside it") }
+            }
+            for (other, earlier) in written where target.hasPrefix(other + "/") {
+                throw refuse("it is inside the path given to \(earlier), which is replaced as a whole")
+            }
+            written.append((target, option))
         }
     }
 }
