@@ -121,6 +121,15 @@ final class LocateThenEditTests: XCTestCase {
         XCTAssertThrowsError(try HyperParameterFile.load(ROMEHyperParameters.self, path: wrongType)) { error in
             XCTAssertTrue("\(error)".contains("layers") && "\(error)".contains("expected a list (the file has five)"), "\(error)")
         }
+        // The key is named even where the decoder cannot say it (a fraction for a whole number), and list
+        // elements by index.
+        for (line, key) in [("v_num_grad_steps: 2.5", "key 'v_num_grad_steps'"), ("layers: [4, x]", "key 'layers[1]'")] {
+            let odd = dir.appendingPathComponent("odd-type.yaml").path
+            try "\(line)\n".write(toFile: odd, atomically: true, encoding: .utf8)
+            XCTAssertThrowsError(try HyperParameterFile.load(ROMEHyperParameters.self, path: odd), line) { error in
+                XCTAssertTrue("\(error)".contains(key), "\(line): \(error)")
+            }
+        }
         // Values checked against the model, at edit time, still name the file they came from.
         let outOfRange = dir.appendingPathComponent("range.yaml").path
         try "layers: [99]\n".write(toFile: outOfRange, atomically: true, encoding: .utf8)

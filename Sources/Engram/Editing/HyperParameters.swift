@@ -53,6 +53,7 @@ public enum HyperParameterFile {
         }
         // Keys the file leaves out keep the method's defaults.
         var merged = (try JSONSerialization.jsonObject(with: JSONEncoder().encode(H())) as? [String: Any]) ?? [:]
+        let defaults = merged
         for (key, value) in map where H.knownKeys.contains(key) {
             // YAML also has .nan, .inf, timestamps and binary; no knob takes them, and JSON cannot
             // carry them to the decoder.
@@ -64,17 +65,33 @@ public enum HyperParameterFile {
         do {
             let json = try JSONSerialization.data(withJSONObject: merged)
             return try JSONDecoder().decode(H.self, from: json)
+        } catch let DecodingError.dataCorrupted(context) where context.codingPath.isEmpty {
+            // The decoder could not say which key (a fraction where a whole number goes): find it by
+            // decoding the defaults with one of the file's values at a time.
+            let culprit = map.keys.sorted().first { key in
+                var one = defaults
+                one[key] = merged[key]
+                guard let json = try? JSONSerialization.data(withJSONObject: one) else { return true }
+                return (try? JSONDecoder().decode(H.self, from: json)) == nil
+            }
+            guard let culprit else { throw EngramError.format(file: path, detail: "cannot read the hyper-parameters: \(context.debugDescription)") }
+            throw EngramError.metadata(file: path, key: culprit, detail: "'\(merged[culprit] ?? "")' is not a value of this key's type (a whole number, a number, a string, true/false or a list)")
         } catch let DecodingError.typeMismatch(type, context) {
-            let key = context.codingPath.map(\.stringValue).joined(separator: ".")
+            let key = codingPathName(context.codingPath)
             let found = context.codingPath.first.flatMap { merged[$0.stringValue] }.map { " (the file has \($0))" } ?? ""
             throw EngramError.metadata(file: path, key: key, detail: "expected \(kindName(type))\(found)")
         } catch let DecodingError.dataCorrupted(context), let DecodingError.valueNotFound(_, context) {
-            throw EngramError.metadata(file: path, key: context.codingPath.map(\.stringValue).joined(separator: "."), detail: context.debugDescription)
+            throw EngramError.metadata(file: path, key: codingPathName(context.codingPath), detail: context.debugDescription)
         } catch let DecodingError.keyNotFound(key, _) {
             throw EngramError.metadata(file: path, key: key.stringValue, detail: "missing")
         } catch {
             throw EngramError.format(file: path, detail: "cannot read the hyper-parameters: \(error)")
         }
+    }
+
+    /// A decoding path as the file's key: `layers[1]`, `context_template_length_params[0][1]`.
+    static func codingPathName(_ path: [CodingKey]) -> String {
+        path.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().trimmingCharacters(in: CharacterSet(charactersIn: "."))
     }
 
     /// A Swift type as the kind of YAML value it reads, for error messages.
