@@ -20,11 +20,12 @@ struct StatsCommand: ParsableCommand {
     }
 
     func layerList() throws -> [Int] {
-        guard !layers.trimmingCharacters(in: .whitespaces).isEmpty else { throw ValidationError("--layers: no layers given") }
-        return try layers.split(separator: ",").map {
+        let list = try layers.split(separator: ",").map {
             guard let l = Int($0.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("--layers: '\($0)' is not a number") }
             return l
         }
+        guard !list.isEmpty else { throw ValidationError("--layers: no layers given") }
+        return list
     }
 
     func run() throws {
