@@ -3,32 +3,48 @@ import Foundation
 import XCTest
 
 final class KeyStatisticsTests: XCTestCase {
-    /// The accumulated sum equals Σ k kᵀ computed directly from hooked keys, and the file round-trips.
+    /// The accumulated sums equal Σ k kᵀ computed directly from hooked keys, at two layers of one pass
+    /// (the pass stops at the last one's keys) and over more rows than one float64 chunk holds; the
+    /// file round-trips.
     func testSumMatchesDirectComputationAndRoundTrips() throws {
         let ck = try ModelLoader.checkpoint("smollm2")
         let model = try ModelLoader.build(ck), tokenizer = try TokenizerLoader.load(ck)
-        let texts = ["The cat sat on the mat.", "Paris is the capital of France, and a large city."]
-        var stats: [Int: KeyStatistics] = [2: KeyStatistics(layer: 2, width: model.config.keyWidth)]
+        let long = Array(repeating: "The river runs past the old mill, and the miller counts his sacks of grain.", count: 9)
+            .joined(separator: " ")
+        let texts = ["The cat sat on the mat.", "Paris is the capital of France, and a large city.", long, long + " Then he sleeps."]
+        let layers = [1, 2]
+        var stats = Dictionary(uniqueKeysWithValues: layers.map { ($0, KeyStatistics(layer: $0, width: model.config.keyWidth)) })
         let collector = KeyStatisticsCollector(model: model, tokenizer: tokenizer, modelHash: "test")
         try collector.accumulate(texts, into: &stats)
-        stats[2]!.symmetrize()
         let m = model.config.keyWidth
-        var direct = [Double](repeating: 0, count: m * m)
+        var direct = Dictionary(uniqueKeysWithValues: layers.map { ($0, [Double](repeating: 0, count: m * m)) })
         var tokens = 0
         for text in texts {
             var hooks = Hooks()
-            hooks.on(.mlpKey(2)) { rows in
-                for r in 0..<rows.rows {
-                    let k = rows.values(row: r).map(Double.init)
-                    for i in 0..<m { for j in 0..<m { direct[i * m + j] += k[i] * k[j] } }
+            for l in layers {
+                hooks.on(.mlpKey(l)) { rows in
+                    for r in 0..<rows.rows {
+                        let k = rows.values(row: r).map(Double.init)
+                        direct[l]!.withUnsafeMutableBufferPointer { d in
+                            for i in 0..<m { for j in i..<m { d[i * m + j] += k[i] * k[j] } }
+                        }
+                    }
                 }
-                tokens += rows.rows
             }
-            _ = try model.forward(tokenizer.encode(text), cache: model.makeCache(), hooks: hooks, logits: .none)
+            let ids = tokenizer.encode(text)
+            tokens += ids.count
+            _ = try model.forward(ids, cache: model.makeCache(), hooks: hooks, logits: .none)
         }
-        XCTAssertEqual(stats[2]!.tokens, tokens)
-        for i in stride(from: 0, to: m * m, by: 997) {
-            XCTAssertEqual(stats[2]!.sum[i], direct[i], accuracy: 1e-4 * max(1, abs(direct[i])), "keys of a batched pass differ from single-sequence ones in the last float32 bits")
+        XCTAssertGreaterThan(tokens, 300, "more rows than one chunk")
+        for l in layers {
+            stats[l]!.symmetrize()
+            XCTAssertEqual(stats[l]!.tokens, tokens)
+            for i in 0..<m { for j in stride(from: i, to: m, by: 97) {
+                let want = direct[l]![i * m + j]
+                XCTAssertEqual(stats[l]!.sum[i * m + j], want, accuracy: 1e-4 * max(1, abs(want)),
+                               "layer \(l) [\(i), \(j)]: keys of a batched pass differ from single-sequence ones in the last float32 bits")
+                XCTAssertEqual(stats[l]!.sum[j * m + i], stats[l]!.sum[i * m + j])
+            } }
         }
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("stats-\(UUID().uuidString).safetensors").path
         try stats[2]!.write(to: path)
@@ -36,6 +52,36 @@ final class KeyStatisticsTests: XCTestCase {
         XCTAssertEqual(back.sum, stats[2]!.sum)
         XCTAssertEqual(back.tokens, tokens)
         XCTAssertEqual(back.layer, 2)
+    }
+}
+
+final class HookStopTests: XCTestCase {
+    /// A pass told to stop after a site gives that site the same rows as a full pass and runs no later
+    /// handler; `max()` of sites is the one a pass reaches last.
+    func testStoppingAfterASiteKeepsItsRowsAndSkipsTheRest() throws {
+        let ck = try ModelLoader.checkpoint("smollm2")
+        let model = try ModelLoader.build(ck), tokenizer = try TokenizerLoader.load(ck)
+        let ids = tokenizer.encode("The Eiffel Tower is located in the city of")
+        func keys(stopAfter: HookSite?) throws -> (keys: [Float], later: Bool) {
+            var hooks = Hooks()
+            hooks.stopAfter = stopAfter
+            var keys: [Float] = [], later = false
+            hooks.on(.mlpKey(3)) { rows in keys = (0..<rows.rows).flatMap { rows.values(row: $0) } }
+            hooks.on(.mlpOutput(3)) { _ in later = true }
+            hooks.on(.residual(5)) { _ in later = true }
+            _ = try model.forward(ids, cache: model.makeCache(), hooks: hooks, logits: .none)
+            return (keys, later)
+        }
+        let full = try keys(stopAfter: nil), stopped = try keys(stopAfter: .mlpKey(3))
+        XCTAssertTrue(full.later)
+        XCTAssertFalse(stopped.later)
+        XCTAssertEqual(stopped.keys, full.keys)
+        XCTAssertEqual(stopped.keys.count, ids.count * model.config.keyWidth)
+        XCTAssertEqual([HookSite.residual(1), .mlpKey(2), .embedding, .attentionOutput(2)].max(), .mlpKey(2))
+        XCTAssertEqual([HookSite.mlpOutput(4), .residual(3)].max(), .mlpOutput(4))
+        var hooks = Hooks()
+        hooks.stopAfterLayer = 4
+        XCTAssertEqual(hooks.stopAfter, .residual(4))
     }
 }
 

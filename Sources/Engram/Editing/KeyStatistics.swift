@@ -209,7 +209,10 @@ public struct KeyStatisticsCollector {
         return result
     }
 
-    /// Runs one batch of documents and adds `Kᵀ K` (upper triangle, float64) for each layer.
+    /// Runs one batch of documents and adds `Kᵀ K` (upper triangle, float64) for each layer. Each layer's
+    /// keys are added while the pass is at that layer, `chunkRows` rows at a time through one small
+    /// float64 buffer (converting a whole batch per layer took ~100 MB of fresh pages per batch), and
+    /// the pass stops at the last layer's keys.
     func accumulate(_ texts: [String], into stats: inout [Int: KeyStatistics]) throws {
         let m = model.config.keyWidth
         let layers = stats.keys.sorted()
@@ -217,27 +220,34 @@ public struct KeyStatisticsCollector {
             let ids = Array(tokenizer.encode(text, addSpecial: true).prefix(maxLength))
             return SequenceInput(tokens: ids, cache: model.makeCache(capacity: ids.count))
         }.filter { !$0.tokens.isEmpty }
-        guard !inputs.isEmpty else { return }
+        guard !inputs.isEmpty, let last = layers.last else { return }
+        // The sums are moved out of `stats` (no copy) so the handlers can add to them in place.
+        var sums = layers.map { l -> [Double] in
+            var sum: [Double] = []
+            swap(&sum, &stats[l]!.sum)
+            return sum
+        }
+        defer { for (i, l) in layers.enumerated() { swap(&sums[i], &stats[l]!.sum) } }
+        let chunkRows = 256
+        let chunk = UnsafeMutablePointer<Double>.allocate(capacity: chunkRows * m)
+        defer { chunk.deallocate() }
         var hooks = Hooks()
-        hooks.stopAfterLayer = layers.last
-        var captured: [Int: (rows: Int, keys: [Double])] = [:]
-        for l in layers {
+        hooks.stopAfter = .mlpKey(last)
+        for (i, l) in layers.enumerated() {
             hooks.on(.mlpKey(l)) { rows in
-                var keys = [Double](repeating: 0, count: rows.rows * m)
-                for i in 0..<(rows.rows * m) { keys[i] = Double(rows.pointer[i]) }
-                captured[l] = (rows.rows, keys)
+                sums[i].withUnsafeMutableBufferPointer { s in
+                    for r0 in stride(from: 0, to: rows.rows, by: chunkRows) {
+                        let n = min(chunkRows, rows.rows - r0)
+                        let keys = rows.row(r0)
+                        for j in 0..<(n * m) { chunk[j] = Double(keys[j]) }
+                        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(m), Int32(n), 1, chunk, Int32(m), 1, s.baseAddress, Int32(m))
+                    }
+                }
             }
         }
         _ = try model.forward(inputs, hooks: hooks, logits: .none)
-        for l in layers {
-            guard let (n, keys) = captured[l] else { continue }
-            stats[l]!.sum.withUnsafeMutableBufferPointer { s in
-                keys.withUnsafeBufferPointer { k in
-                    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, Int32(m), Int32(n), 1, k.baseAddress, Int32(m), 1, s.baseAddress, Int32(m))
-                }
-            }
-            stats[l]!.tokens += n
-        }
+        let tokens = inputs.reduce(0) { $0 + $1.tokens.count }
+        for l in layers { stats[l]!.tokens += tokens }
     }
 }
 

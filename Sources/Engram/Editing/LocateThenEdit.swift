@@ -140,13 +140,13 @@ public enum LocateThenEdit {
     public static let lookupChunk = 64
 
     /// The hidden states at each site, at each prompt's lookup position, in order: forward passes of at
-    /// most `lookupChunk` sequences that stop after the highest site's layer.
+    /// most `lookupChunk` sequences that stop after the last site the pass reaches.
     static func lookupRows(model: LanguageModel, prompts: [FilledPrompt], sites: [HookSite]) throws -> [[[Float]]] {
         var out = [[[Float]]](repeating: [], count: sites.count)
         for start in stride(from: 0, to: prompts.count, by: lookupChunk) {
             let chunk = prompts[start..<min(start + lookupChunk, prompts.count)]
             var hooks = Hooks()
-            hooks.stopAfterLayer = sites.compactMap(\.layer).max()
+            hooks.stopAfter = sites.max()
             for (j, site) in sites.enumerated() {
                 hooks.on(site) { rows in
                     out[j] += chunk.enumerated().map { s, p in rows.values(row: rows.rowIndex(sequence: s, position: p.lookup)!) }

@@ -1,53 +1,5 @@
 import Foundation
 
-/// Rotary embedding for a fixed set of rows, with the angles computed once (the tape reruns the same
-/// positions at every optimisation step). Same angle arithmetic as `Rope.apply`, so the tape's keys
-/// match the keys the model's forward cached.
-struct RopeTable {
-    let rope: Rope
-    let half: Int
-    let cosines: [Float]   // [rows, half]
-    let sines: [Float]
-
-    init(rope: Rope, positions: [Int]) {
-        self.rope = rope
-        half = rope.headDim / 2
-        var c = [Float](repeating: 0, count: positions.count * half), s = c
-        for (r, p) in positions.enumerated() {
-            for i in 0..<half {
-                let angle = Double(p) * Double(rope.inverseFrequencies[i])
-                c[r * half + i] = Float(cos(angle))
-                s[r * half + i] = Float(sin(angle))
-            }
-        }
-        cosines = c
-        sines = s
-    }
-
-    /// Rotates the `heads` head vectors of each row by its position's angles; `inverse` rotates back
-    /// (the transpose of the rotation), which is the backward of the rotation.
-    func rotate(_ x: UnsafeMutablePointer<Float>, rows: Int, heads: Int, stride: Int, inverse: Bool) {
-        let hd = rope.headDim
-        let sign: Float = inverse ? -1 : 1
-        cosines.withUnsafeBufferPointer { cp in
-            sines.withUnsafeBufferPointer { sp in
-                for r in 0..<rows {
-                    let c = cp.baseAddress! + r * half, s = sp.baseAddress! + r * half
-                    for h in 0..<heads {
-                        let v = x + r * stride + h * hd
-                        for i in 0..<half {
-                            let (a, b) = rope.style == .interleaved ? (2 * i, 2 * i + 1) : (i, i + half)
-                            let x0 = v[a], x1 = v[b], si = sign * s[i]
-                            v[a] = x0 * c[i] - x1 * si
-                            v[b] = x0 * si + x1 * c[i]
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// Causal grouped-query attention over a sequence whose first `start` positions come from a cache,
 /// keeping the softmax probabilities for the backward pass.
 ///

@@ -55,6 +55,7 @@ public final class GPT2: LanguageModel {
         let n = layout.totalRows
         Attention.reserve(batch, layout: layout)
         let hooks = hooks ?? Hooks()
+        func stopped() -> [Matrix] { batch.map { _ in Matrix(rows: 0, cols: c.vocab) } } // no logits
 
         let x = FloatBuffer(count: n * d, zeroed: false)
         for r in 0..<n {
@@ -64,7 +65,7 @@ public final class GPT2: LanguageModel {
             row.update(from: tokenEmbedding.row(token), count: d)
             Kernels.add(row, positionEmbedding.row(pos), count: d)
         }
-        hooks.run(.embedding, layout, x.pointer, width: d)
+        if hooks.run(.embedding, layout, x.pointer, width: d) { return stopped() }
 
         let xn = FloatBuffer(count: n * d, zeroed: false)
         let qkv = FloatBuffer(count: n * 3 * d, zeroed: false)
@@ -86,22 +87,21 @@ public final class GPT2: LanguageModel {
             Attention.run(layout: layout, batch: batch, layer: l, config: c, q: q.pointer, k: k.pointer, v: v.pointer, out: attn.pointer)
             BLAS.linear(attn.pointer, rows: n, weight: b.wo, into: delta.pointer)
             Kernels.addBias(delta.pointer, bias: b.bo.pointer, rows: n, width: d)
-            hooks.run(.attentionOutput(l), layout, delta.pointer, width: d)
+            if hooks.run(.attentionOutput(l), layout, delta.pointer, width: d) { return stopped() }
             Kernels.add(x.pointer, delta.pointer, count: n * d)
 
             Kernels.layerNorm(x.pointer, weight: b.ln2w.pointer, bias: b.ln2b.pointer, rows: n, width: d, eps: c.normEps, into: xn.pointer)
             BLAS.linear(xn.pointer, rows: n, weight: b.wUp, into: hidden.pointer)
             Kernels.addBias(hidden.pointer, bias: b.bUp.pointer, rows: n, width: m)
             Kernels.gelu(hidden.pointer, count: n * m)
-            hooks.run(.mlpKey(l), layout, hidden.pointer, width: m)
+            if hooks.run(.mlpKey(l), layout, hidden.pointer, width: m) { return stopped() }
             BLAS.linear(hidden.pointer, rows: n, weight: b.wDown, into: delta.pointer)
             Kernels.addBias(delta.pointer, bias: b.bDown.pointer, rows: n, width: d)
-            hooks.run(.mlpOutput(l), layout, delta.pointer, width: d)
+            if hooks.run(.mlpOutput(l), layout, delta.pointer, width: d) { return stopped() }
             Kernels.add(x.pointer, delta.pointer, count: n * d)
-            hooks.run(.residual(l), layout, x.pointer, width: d)
-            if hooks.stopAfterLayer == l { return batch.map { _ in Matrix(rows: 0, cols: c.vocab) } }
+            if hooks.run(.residual(l), layout, x.pointer, width: d) { return stopped() }
         }
-        if request == .none { return batch.map { _ in Matrix(rows: 0, cols: c.vocab) } }
+        if request == .none { return stopped() }
         finalNorm(x.pointer, rows: n, into: xn.pointer)
         return OutputHead.logits(xn.pointer, layout: layout, request: request, weight: outputWeight)
     }

@@ -2,7 +2,7 @@ import Foundation
 
 /// Named places in the forward pass where a hidden state can be read or replaced.
 /// Editors address weights and activations through these, never through module paths.
-public enum HookSite: Hashable, Sendable, CustomStringConvertible {
+public enum HookSite: Hashable, Comparable, Sendable, CustomStringConvertible {
     /// Token (+ position) embeddings entering block 0, width d.
     case embedding
     /// Output of the attention output projection of a block, width d.
@@ -31,6 +31,18 @@ public enum HookSite: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// Where the site comes in the forward pass: the embedding, then per block attention output, MLP key,
+    /// MLP output, residual.
+    var passOrder: Int {
+        switch self {
+        case .embedding: return 0
+        case let .attentionOutput(l): return 4 * l + 1
+        case let .mlpKey(l): return 4 * l + 2
+        case let .mlpOutput(l): return 4 * l + 3
+        case let .residual(l): return 4 * l + 4
+        }
+    }
+
     /// Parses "residual.5", "mlp_key.3", "embedding", …
     public init?(_ text: String) {
         if text == "embedding" { self = .embedding; return }
@@ -44,6 +56,9 @@ public enum HookSite: Hashable, Sendable, CustomStringConvertible {
         default: return nil
         }
     }
+
+    /// Forward-pass order: `sites.max()` is the last of them a pass reaches.
+    public static func < (a: HookSite, b: HookSite) -> Bool { a.passOrder < b.passOrder }
 }
 
 /// The rows of one hidden state during a forward pass: `rows × width` floats, row-major.
@@ -68,8 +83,14 @@ public struct ActivationRows {
 /// Handlers called at hook sites. A handler may read the rows or overwrite them in place.
 public struct Hooks {
     public var handlers: [HookSite: (ActivationRows) -> Void] = [:]
-    /// Stop the forward pass after this block (no logits are produced).
-    public var stopAfterLayer: Int?
+    /// Stop the forward pass right after this site (its handlers have run; no logits are produced).
+    /// Saves the rest of the pass when only earlier states are wanted, e.g. statistics of one key.
+    public var stopAfter: HookSite?
+    /// Stop the forward pass after block `l` (its residual output).
+    public var stopAfterLayer: Int? {
+        get { if case let .residual(l) = stopAfter { return l } else { return nil } }
+        set { stopAfter = newValue.map { .residual($0) } }
+    }
 
     public init() {}
 
@@ -81,5 +102,5 @@ public struct Hooks {
         }
     }
 
-    public var isEmpty: Bool { handlers.isEmpty && stopAfterLayer == nil }
+    public var isEmpty: Bool { handlers.isEmpty && stopAfter == nil }
 }

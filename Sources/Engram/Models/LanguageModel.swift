@@ -83,9 +83,11 @@ struct BatchLayout {
 }
 
 extension Hooks {
+    /// Calls the site's handlers; true when the pass is to stop here (`stopAfter`).
     @inline(__always)
-    func run(_ site: HookSite, _ layout: BatchLayout, _ pointer: UnsafeMutablePointer<Float>, width: Int) {
+    func run(_ site: HookSite, _ layout: BatchLayout, _ pointer: UnsafeMutablePointer<Float>, width: Int) -> Bool {
         if let h = handlers[site] { h(layout.rows(site, pointer, width: width)) }
+        return stopAfter == site
     }
 }
 

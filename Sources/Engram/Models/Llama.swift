@@ -60,13 +60,14 @@ public final class Llama: LanguageModel {
         let n = layout.totalRows
         Attention.reserve(batch, layout: layout)
         let hooks = hooks ?? Hooks()
+        func stopped() -> [Matrix] { batch.map { _ in Matrix(rows: 0, cols: c.vocab) } } // no logits
 
         let x = FloatBuffer(count: n * d, zeroed: false)
         for r in 0..<n {
             let token = Int(batch[layout.rowSequence[r]].tokens[layout.rowPosition[r] - layout.past[layout.rowSequence[r]]])
             (x.pointer + r * d).update(from: tokenEmbedding.row(token), count: d)
         }
-        hooks.run(.embedding, layout, x.pointer, width: d)
+        if hooks.run(.embedding, layout, x.pointer, width: d) { return stopped() }
 
         let xn = FloatBuffer(count: n * d, zeroed: false)
         let q = FloatBuffer(count: n * c.qDim, zeroed: false)
@@ -76,6 +77,7 @@ public final class Llama: LanguageModel {
         let delta = FloatBuffer(count: n * d, zeroed: false)
         let gate = FloatBuffer(count: n * m, zeroed: false)
         let up = FloatBuffer(count: n * m, zeroed: false)
+        let ropeTable = RopeTable(rope: rope, positions: layout.rowPosition) // every layer rotates the same positions
 
         for (l, b) in blocks.enumerated() {
             // Attention sub-block.
@@ -88,13 +90,11 @@ public final class Llama: LanguageModel {
                 Kernels.addBias(k.pointer, bias: bk.pointer, rows: n, width: c.kvDim)
                 Kernels.addBias(v.pointer, bias: bv.pointer, rows: n, width: c.kvDim)
             }
-            for r in 0..<n {
-                rope.apply(q.pointer + r * c.qDim, heads: c.heads, position: layout.rowPosition[r])
-                rope.apply(k.pointer + r * c.kvDim, heads: c.kvHeads, position: layout.rowPosition[r])
-            }
+            ropeTable.rotate(q.pointer, rows: n, heads: c.heads, stride: c.qDim)
+            ropeTable.rotate(k.pointer, rows: n, heads: c.kvHeads, stride: c.kvDim)
             Attention.run(layout: layout, batch: batch, layer: l, config: c, q: q.pointer, k: k.pointer, v: v.pointer, out: attn.pointer)
             BLAS.linear(attn.pointer, rows: n, weight: b.wo, into: delta.pointer)
-            hooks.run(.attentionOutput(l), layout, delta.pointer, width: d)
+            if hooks.run(.attentionOutput(l), layout, delta.pointer, width: d) { return stopped() }
             Kernels.add(x.pointer, delta.pointer, count: n * d)
 
             // MLP sub-block: key = silu(gate) * up, value = W_down key.
@@ -102,14 +102,13 @@ public final class Llama: LanguageModel {
             BLAS.linear(xn.pointer, rows: n, weight: b.wGate, into: gate.pointer)
             BLAS.linear(xn.pointer, rows: n, weight: b.wUp, into: up.pointer)
             Kernels.swiglu(gate: gate.pointer, up: up.pointer, count: n * m)
-            hooks.run(.mlpKey(l), layout, gate.pointer, width: m)
+            if hooks.run(.mlpKey(l), layout, gate.pointer, width: m) { return stopped() }
             BLAS.linear(gate.pointer, rows: n, weight: b.wDown, into: delta.pointer)
-            hooks.run(.mlpOutput(l), layout, delta.pointer, width: d)
+            if hooks.run(.mlpOutput(l), layout, delta.pointer, width: d) { return stopped() }
             Kernels.add(x.pointer, delta.pointer, count: n * d)
-            hooks.run(.residual(l), layout, x.pointer, width: d)
-            if hooks.stopAfterLayer == l { return batch.map { _ in Matrix(rows: 0, cols: c.vocab) } }
+            if hooks.run(.residual(l), layout, x.pointer, width: d) { return stopped() }
         }
-        if request == .none { return batch.map { _ in Matrix(rows: 0, cols: c.vocab) } }
+        if request == .none { return stopped() }
         finalNorm(x.pointer, rows: n, into: xn.pointer)
         return OutputHead.logits(xn.pointer, layout: layout, request: request, weight: outputWeight)
     }
