@@ -134,7 +134,7 @@ def main():
     e0, x0 = pairs[0]
     m = summary["machine"] = {
         "cpu_model": e0["machine"]["cpu_model"], "logical_cpus": e0["machine"]["logical_cpus"],
-        "OPENBLAS_CORETYPE": e0["machine"]["OPENBLAS_CORETYPE"],
+        "OPENBLAS_CORETYPE": e0["machine"]["OPENBLAS_CORETYPE"], "openblas": e0["machine"].get("openblas"),
         "threads": run["threads"] if run else e0["threads"], "torch_threads": x0["machine"]["torch_threads"],
         "loadavg_per_step": {}}
     for name, e, x in (("rome", er, xr), ("eval", ee, xe), ("memit", em, xm), ("stats", es, xs)):
