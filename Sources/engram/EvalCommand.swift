@@ -15,9 +15,9 @@ struct EvalCommand: ParsableCommand {
         @Option(help: "Layout: auto, easyedit (KnowEdit), counterfact, zsre, mquake.") var format = "auto"
         @Option(help: "Method: \(EditorRegistry.methods.joined(separator: ", ")).") var method = "none"
         @Option(help: "Hyper-parameter YAML (default: hparams/<method>/smollm2.yaml).") var hparams: String?
-        @Option(name: .customLong("protocol"), help: "single, batch or sequential.") var editingProtocol = "single"
+        @Option(name: .customLong("protocol"), help: "single, batch or sequential.") var editingProtocol = EditingProtocol.single
         @Option(name: .customLong("batch-size"), parsing: .unconditional, help: "Edits applied together (batch and sequential).") var batchSize: Int?
-        @Option(help: "Sequential: evaluate immediate, final or both (default both).") var timing: String?
+        @Option(help: "Sequential: evaluate immediate, final or both (default both).") var timing: SequentialTiming?
         @Option(name: .customLong("forward-batch"), parsing: .unconditional, help: "Sequences per forward pass when scoring (1: no batching).") var forwardBatch = 8
         @Option(parsing: .unconditional, help: "Evaluate only the first N records.") var limit: Int?
         @Option(parsing: .unconditional, help: "Evaluate shard i of n, written i/n.") var shard: String?
@@ -30,18 +30,18 @@ struct EvalCommand: ParsableCommand {
             guard EditorRegistry.methods.contains(method.lowercased()) else {
                 throw ValidationError("--method must be one of \(EditorRegistry.methods.joined(separator: ", ")), got '\(method)'")
             }
-            guard EditingProtocol(rawValue: editingProtocol) != nil else { throw ValidationError("--protocol must be single, batch or sequential") }
-            if let timing, SequentialTiming(rawValue: timing) == nil { throw ValidationError("--timing must be immediate, final or both") }
+            _ = try layout()
+            _ = try shardParts()
             if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
             if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
             guard forwardBatch >= 1 else { throw ValidationError("--forward-batch must be at least 1, got \(forwardBatch)") }
-            if editingProtocol == "single", let batchSize, batchSize != 1 {
+            if editingProtocol == .single, let batchSize, batchSize != 1 {
                 throw ValidationError("--batch-size \(batchSize) needs --protocol batch or sequential (single edits one record at a time)")
             }
             if hparams != nil, EditorRegistry.hyperParameterSource(method: method, path: hparams) == nil {
                 throw ValidationError("--hparams: method \(method) takes no hyper-parameters")
             }
-            if timing != nil, editingProtocol != "sequential" {
+            if timing != nil, editingProtocol != .sequential {
                 throw ValidationError("--timing applies to --protocol sequential only")
             }
             try OutputPaths.checkDistinct(outputs: [("--json", json), ("--report", report)],
@@ -49,32 +49,44 @@ struct EvalCommand: ParsableCommand {
                                                    ("the hyper-parameter file", hparams), ("the value cache", valueCache)])
         }
 
+        /// The edit-file layout `--format` names (nil: detect it).
+        func layout() throws -> EditFileFormat? {
+            switch format {
+            case "auto": return nil
+            case "knowedit", "easyedit": return .easyEdit
+            case "counterfact": return .counterfactFlat
+            case "zsre": return .zsreMEND
+            case "mquake": return .mquake
+            default: throw ValidationError("--format must be auto, knowedit, counterfact, zsre or mquake, got '\(format)'")
+            }
+        }
+
+        /// `--shard i/n` as (i, n), checked: 0 ≤ i < n.
+        func shardParts() throws -> (Int, Int)? {
+            guard let shard else { return nil }
+            let parts = shard.split(separator: "/", omittingEmptySubsequences: false).map { Int($0) }
+            guard parts.count == 2, let index = parts[0], let count = parts[1] else {
+                throw ValidationError("--shard must look like 0/4 (shard i of n), got '\(shard)'")
+            }
+            guard count >= 1, (0..<count).contains(index) else {
+                throw ValidationError("--shard \(shard): need 0 ≤ i < n")
+            }
+            return (index, count)
+        }
+
         func run() throws {
             let (ck, lm, tokenizer) = try model.load()
-            let layout: EditFileFormat?
-            switch format {
-            case "auto": layout = nil
-            case "knowedit", "easyedit": layout = .easyEdit
-            case "counterfact": layout = .counterfactFlat
-            case "zsre": layout = .zsreMEND
-            case "mquake": layout = .mquake
-            default: throw ValidationError("--format must be auto, knowedit, counterfact, zsre or mquake")
-            }
-            let file = try EditFile.load(data, format: layout)
+            let file = try EditFile.load(data, format: try layout())
             var o = EvaluationOptions()
-            guard let p = EditingProtocol(rawValue: editingProtocol) else { throw ValidationError("--protocol must be single, batch or sequential") }
-            guard let t = SequentialTiming(rawValue: timing ?? "both") else { throw ValidationError("--timing must be immediate, final or both") }
-            o.editingProtocol = p
-            o.sequentialTiming = t
-            o.editBatchSize = p == .single ? 1 : batchSize ?? 1
+            o.editingProtocol = editingProtocol
+            o.sequentialTiming = timing ?? .both
+            o.editBatchSize = editingProtocol == .single ? 1 : batchSize ?? 1
             o.limit = limit
             o.forwardBatchSize = forwardBatch
             o.fluency = !noFluency
-            if let shard {
-                let parts = shard.split(separator: "/").compactMap { Int($0) }
-                guard parts.count == 2 else { throw ValidationError("--shard must look like 0/4") }
-                o.shardIndex = parts[0]
-                o.shardCount = parts[1]
+            if let (index, count) = try shardParts() {
+                o.shardIndex = index
+                o.shardCount = count
             }
             try o.validate()
             let hash = try ck.contentHash()
@@ -121,3 +133,6 @@ struct EvalCommand: ParsableCommand {
         }
     }
 }
+
+extension EditingProtocol: ExpressibleByArgument {}
+extension SequentialTiming: ExpressibleByArgument {}
