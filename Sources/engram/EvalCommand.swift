@@ -57,7 +57,7 @@ struct EvalCommand: ParsableCommand {
             case "counterfact": return .counterfactFlat
             case "zsre": return .zsreMEND
             case "mquake": return .mquake
-            default: throw ValidationError("--format must be auto, knowedit, counterfact, zsre or mquake, got '\(format)'")
+            default: throw ValidationError("--format must be auto, knowedit (or easyedit), counterfact, zsre or mquake, got '\(format)'")
             }
         }
 
@@ -68,9 +68,8 @@ struct EvalCommand: ParsableCommand {
             guard parts.count == 2, let index = parts[0], let count = parts[1] else {
                 throw ValidationError("--shard must look like 0/4 (shard i of n), got '\(shard)'")
             }
-            guard count >= 1, (0..<count).contains(index) else {
-                throw ValidationError("--shard \(shard): need 0 ≤ i < n")
-            }
+            guard count >= 1 else { throw ValidationError("--shard \(shard): n must be at least 1") }
+            guard (0..<count).contains(index) else { throw ValidationError("--shard \(shard): i must be in 0..<\(count)") }
             return (index, count)
         }
 

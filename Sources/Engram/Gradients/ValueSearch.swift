@@ -211,7 +211,7 @@ public final class ValueSearch {
         let captured = FloatBuffer(count: n * c.hidden, zeroed: false)
         var initValues = [[Float]](repeating: [], count: groups.count)
         var hooks = Hooks()
-        hooks.stopAfterLayer = l
+        hooks.stopAfter = .residual(l)
         hooks.on(site) { rows in
             for (g, group) in groups.enumerated() {
                 let sequence = firstSequence[g] + group.targetInitRow

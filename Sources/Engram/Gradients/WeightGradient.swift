@@ -81,7 +81,7 @@ public final class WeightGradient {
             }
         } else if n > 0 {
             var hooks = Hooks()
-            hooks.stopAfterLayer = first - 1
+            hooks.stopAfter = .residual(first - 1)
             hooks.on(.residual(first - 1)) { rows in captured.pointer.update(from: rows.pointer, count: rows.rows * rows.width) }
             _ = try model.forward(used.indices.map { k in SequenceInput(tokens: Array(batch[used[k]].tokens[..<ends[k]]), cache: caches[k]) },
                                   hooks: hooks, logits: .none)

@@ -32,10 +32,10 @@ public enum HookSite: Hashable, Comparable, Sendable, CustomStringConvertible {
     }
 
     /// Where the site comes in the forward pass: the embedding, then per block attention output, MLP key,
-    /// MLP output, residual.
+    /// MLP output, residual (distinct for distinct sites, so `<` agrees with `==`).
     var passOrder: Int {
         switch self {
-        case .embedding: return 0
+        case .embedding: return Int.min
         case let .attentionOutput(l): return 4 * l + 1
         case let .mlpKey(l): return 4 * l + 2
         case let .mlpOutput(l): return 4 * l + 3
@@ -84,13 +84,10 @@ public struct ActivationRows {
 public struct Hooks {
     public var handlers: [HookSite: (ActivationRows) -> Void] = [:]
     /// Stop the forward pass right after this site (its handlers have run; no logits are produced).
-    /// Saves the rest of the pass when only earlier states are wanted, e.g. statistics of one key.
+    /// Saves the rest of the pass when only earlier states are wanted, e.g. statistics of one key;
+    /// `.residual(l)` stops after block l. The caches of a stopped pass hold keys and values only for
+    /// the blocks it reached: they are for that pass, not to be continued.
     public var stopAfter: HookSite?
-    /// Stop the forward pass after block `l` (its residual output).
-    public var stopAfterLayer: Int? {
-        get { if case let .residual(l) = stopAfter { return l } else { return nil } }
-        set { stopAfter = newValue.map { .residual($0) } }
-    }
 
     public init() {}
 
