@@ -29,3 +29,20 @@ public enum EngramError: Error, CustomStringConvertible, LocalizedError, Equatab
 
     public var errorDescription: String? { description }
 }
+
+extension EngramError {
+    /// A whole file's bytes, or an error that says why not in words (missing, a folder, no permission)
+    /// rather than Foundation's "NSCocoaErrorDomain error 256".
+    public static func readFile(_ path: String, what: String) throws -> Data {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw EngramError.io(file: path, detail: "cannot read \(what): no such file")
+        }
+        guard !isDirectory.boolValue else { throw EngramError.io(file: path, detail: "cannot read \(what): it is a folder, not a file") }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            let reason = FileManager.default.isReadableFile(atPath: path) ? "reading failed" : "permission denied"
+            throw EngramError.io(file: path, detail: "cannot read \(what): \(reason)")
+        }
+        return data
+    }
+}

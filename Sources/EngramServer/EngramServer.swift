@@ -29,12 +29,14 @@ public final class EngramServer: @unchecked Sendable {
 
     /// Applies a patch file before serving (`--patch`); it becomes an edit like any other.
     public func loadPatch(file: String) async throws {
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: file)) } catch {
-            throw EngramError.io(file: file, detail: "cannot read the patch: \(error.localizedDescription)")
-        }
+        let data = try EngramError.readFile(file, what: "the patch")
         let patch = try EditPatch.parse(data, file: file)
-        let entry = try await onWorker { [state] _ in try state.add(patch, fileData: data, source: file) }
+        let entry = try await onWorker { [state] _ in
+            do { try state.requireBase(of: patch) } catch let error as APIError {
+                throw EngramError.invalidArgument("\(file): \(error.message)")
+            }
+            return try state.add(patch, fileData: data, source: file)
+        }
         logger.info("patch loaded", metadata: ["edit": .string(entry.id), "file": .string(file), "method": .string(patch.method)])
     }
 

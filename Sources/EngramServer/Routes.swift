@@ -92,7 +92,10 @@ extension EngramServer {
                 do { patch = try EditPatch.parse(data, file: "request body") } catch {
                     throw APIError(.badRequest, "the body is not a valid Engram patch file: \(error)", code: "invalid_patch")
                 }
-                (response, fileData) = try await addEdit(source: "upload") { _, _ in (patch, data) }
+                (response, fileData) = try await addEdit(source: "upload") { [state] _, _ in
+                    try state.requireBase(of: patch)
+                    return (patch, data)
+                }
             } else {
                 let parsed = try EditCreateRequest.parse(data, registry: configuration.methods, limits: configuration.limits)
                 // The declared range of a layer cannot know the model; checked here so the error names the field.

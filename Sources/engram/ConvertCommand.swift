@@ -11,6 +11,11 @@ struct ConvertCommand: ParsableCommand {
     @Option(help: "Element type of converted float tensors: f32, f16 or bf16 (default f32; GGUF quantized tensors are copied as they are).")
     var dtype: String?
 
+    func validate() throws {
+        // Every file of a Hugging Face input folder counts, not only its tensors (config.json, tokenizer.json).
+        try OutputPaths.checkDistinct(outputs: [("--out", out)], inputs: [("the model", model.path)])
+    }
+
     func run() throws {
         guard let format = CheckpointFormat(rawValue: to) else { throw ValidationError("--to must be 'safetensors' or 'gguf', got '\(to)'") }
         var target: DType?

@@ -46,6 +46,9 @@ struct EditCommand: ParsableCommand {
         var requests = file.requests
         if let limit { requests = Array(requests.prefix(limit)) }
         guard !requests.isEmpty else { throw ValidationError("\(edits): no edit requests") }
+        do {
+            for r in requests { try r.checkFits(tokenizer: tokenizer, context: lm.config.contextLength) }
+        } catch { throw EngramError.invalidArgument("\(edits): \(error)") }
         let hash = try ck.contentHash()
         let cache = try valueCache.map { try ValueCache(directory: $0, modelID: hash) }
         let editor = try EditorRegistry.make(method: method, hyperParameters: hparams, pool: file.requests,

@@ -10,7 +10,40 @@ struct EngramCommand: AsyncParsableCommand {
         subcommands: [GenerateCommand.self, TokenizeCommand.self, InspectCommand.self, ConvertCommand.self, TraceCommand.self,
                       StatsCommand.self, EditCommand.self, PatchCommand.self, EvalCommand.self, ServeCommand.self]
     )
+
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            // The server shuts down gracefully on these signals itself (service lifecycle).
+            if !(command is ServeCommand) { removeTemporaryOutputsOnSignal() }
+            if var command = command as? AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
+
+/// Ctrl-C or a `kill` while a command writes its outputs would leave the temporary files of an
+/// unfinished write (`.NAME.tmp-…`) next to them: remove those, then die of the signal as usual.
+func removeTemporaryOutputsOnSignal() {
+    for number in [SIGINT, SIGTERM, SIGHUP] {
+        signal(number, SIG_IGN) // delivered to the dispatch source instead
+        let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+        source.setEventHandler {
+            TemporaryOutputs.removeAll()
+            signal(number, SIG_DFL)
+            raise(number)
+        }
+        source.resume()
+        signalSources.append(source)
+    }
+}
+
+nonisolated(unsafe) private var signalSources: [DispatchSourceSignal] = []
 
 /// The MODEL argument every command takes: a GGUF file, a Hugging Face folder, or `smollm2`.
 struct ModelArgument: ParsableArguments {

@@ -135,7 +135,8 @@ struct PatchCommand: ParsableCommand {
                 }
                 var worst: Float = 0, scale: Float = 1e-12
                 for i in 0..<w.count {
-                    worst = max(worst, abs(w.pointer[i] - expected[i]))
+                    let difference = abs(w.pointer[i] - expected[i])
+                    worst = difference.isNaN ? .infinity : max(worst, difference) // NaN never compares greater
                     scale = max(scale, abs(expected[i]))
                 }
                 if worst > 1e-4 * scale {

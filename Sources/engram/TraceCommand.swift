@@ -38,6 +38,7 @@ struct TraceCommand: ParsableCommand {
         options.samples = samples
         options.noise = noise
         options.window = window
+        guard !kinds.trimmingCharacters(in: .whitespaces).isEmpty else { throw ValidationError("--kinds: give at least one of residual, mlp, attention") }
         options.kinds = try kinds.split(separator: ",").map {
             guard let k = CausalTrace.Kind(rawValue: String($0)) else { throw ValidationError("--kinds: unknown kind '\($0)'") }
             return k

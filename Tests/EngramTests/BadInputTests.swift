@@ -313,6 +313,27 @@ final class BadInputTests: XCTestCase {
 
     /// The parent folder of an output path, including one-character names (NSString's
     /// deletingLastPathComponent traps on those here).
+    /// What a command stopped by a signal removes (`removeTemporaryOutputsOnSignal` in the CLI): the
+    /// temporary file or folder of every write still in progress, and nothing once it is committed.
+    func testTemporaryOutputsInProgressCanBeRemoved() throws {
+        let tmp = TemporaryFolder()
+        let inProgress = try AtomicFile(path: tmp.file("out.gguf"))
+        try inProgress.write("partial")
+        let done = try AtomicFile(path: tmp.file("done.json"))
+        try done.write("{}")
+        try done.commit()
+        var folderTemporary = ""
+        try? AtomicFolder.write(to: tmp.file("folder")) { temporary in
+            folderTemporary = temporary
+            XCTAssertTrue(FileManager.default.fileExists(atPath: temporary))
+            TemporaryOutputs.removeAll()
+            throw EngramError.invalidArgument("stop")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folderTemporary))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: tmp.path).sorted(), ["done.json"])
+        inProgress.abort() // after the removal: nothing left to do, and no trap
+    }
+
     func testParentFolderOfShortAndOddPaths() {
         XCTAssertEqual(AtomicFile.parentFolder(of: "t"), ".")
         XCTAssertEqual(AtomicFile.parentFolder(of: "a/b"), "a")

@@ -89,6 +89,9 @@ final class EditPatchTests: XCTestCase {
             (WeightDelta(weight: .mlpDown(1), change: .dense(randomMatrix(m, d, seed: 1))), "delta is [32, 16]"),
             (WeightDelta(weight: .mlpDown(1), change: .lowRank(r: randomMatrix(2, d, seed: 1), u: randomMatrix(1, m, seed: 2))), "rank"),
             (WeightDelta(weight: .mlpDown(1), change: .dense(Matrix(rows: d, cols: m, values: [Float](repeating: .nan, count: d * m)))), "NaN"),
+            // Finite factors whose product is not: r·u = 3e38 · 100.
+            (WeightDelta(weight: .mlpDown(1), change: .lowRank(r: Matrix(rows: 1, cols: d, values: [Float](repeating: 3e38, count: d)),
+                                                               u: Matrix(rows: 1, cols: m, values: [Float](repeating: 100, count: m)))), "multiply to values up to"),
         ]
         for (bad, message) in cases {
             let patch = EditPatch(method: "bad", requests: [], deltas: [good, bad])
@@ -97,10 +100,20 @@ final class EditPatchTests: XCTestCase {
             }
             XCTAssertEqual(bits(model.weight(.mlpDown(0))), bits(original))
         }
+        // Each delta finite and in range, but together they overflow float32 in the weight: undone, and said so.
+        let largest = WeightDelta(weight: .mlpDown(1), change: .dense(Matrix(rows: d, cols: m, values: [Float](repeating: .greatestFiniteMagnitude, count: d * m))))
+        let original1 = model.weight(.mlpDown(1)).copy()
+        XCTAssertThrowsError(try EditPatch(method: "bad", requests: [], deltas: [good, largest, largest]).apply(to: model)) {
+            XCTAssertTrue("\($0)".contains("adding the delta to weight 'mlp_down.1' overflows float32"), "\($0)")
+        }
+        XCTAssertEqual(bits(model.weight(.mlpDown(0))), bits(original))
+        XCTAssertEqual(bits(model.weight(.mlpDown(1))), bits(original1))
         // Stored originals come from the file too: `validate` checks them before `patch revert` reads them.
         var withOriginal = EditPatch(method: "bad", requests: [], deltas: [good])
         for (o, message) in [(StoredOriginal(weight: .mlpDown(0), dtype: .f32, shape: [1, 1], bytes: Data(count: 4)), "has shape [1, 1]"),
-                             (StoredOriginal(weight: .mlpDown(5), dtype: .f32, shape: [d, m], bytes: Data(count: 4 * d * m)), "does not exist")] {
+                             (StoredOriginal(weight: .mlpDown(5), dtype: .f32, shape: [d, m], bytes: Data(count: 4 * d * m)), "does not exist"),
+                             // Reverting writes the stored bytes back as the weight: NaN there is damage, not a weight.
+                             (StoredOriginal(weight: .mlpDown(0), dtype: .f32, shape: [d, m], bytes: Data(repeating: 0xff, count: 4 * d * m)), "NaN or infinite")] {
             withOriginal.originals = [o]
             XCTAssertThrowsError(try withOriginal.validate(model: model.config, patch: "x.patch")) { error in
                 XCTAssertTrue("\(error)".contains("x.patch") && "\(error)".contains(message), "\(error)")

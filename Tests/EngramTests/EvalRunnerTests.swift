@@ -235,6 +235,36 @@ final class EvalRunnerTests: XCTestCase {
         XCTAssertThrowsError(try EvaluationRun.merge([shards[0], shards[0], shards[1], shards[2]])) { XCTAssertTrue("\($0)".contains("more than one shard"), "\($0)") }
         let other = try run(file, BiasEditor(token: id(" York"), amount: 3), model(), options { $0.limit = 6; $0.fluency = true; $0.shardIndex = 1; $0.shardCount = 3 })
         XCTAssertThrowsError(try EvaluationRun.merge([shards[0], other, shards[2]])) { XCTAssertTrue("\($0)".contains("different run"), "\($0)") }
+
+        // Shard files are user input: a record outside its shard's block, a metric that is not a number or
+        // an impossible shard header is an error naming the key, not a silently different merge.
+        func parseError(_ edit: (inout [String: Any]) -> Void) throws -> String {
+            var json = try XCTUnwrap(try JSONSerialization.jsonObject(with: shards[1].jsonData) as? [String: Any])
+            edit(&json)
+            do { _ = try EvaluationRun.parse(try JSONSerialization.data(withJSONObject: json), file: "shard.json"); return "no error" } catch { return "\(error)" }
+        }
+        func editRecord(_ i: Int, _ json: inout [String: Any], _ change: (inout [String: Any]) -> Void) {
+            var records = json["records"] as! [[String: Any]]
+            change(&records[i])
+            json["records"] = records
+        }
+        var message = try parseError { editRecord(0, &$0) { $0["index"] = 5 } }
+        XCTAssertTrue(message.contains("records[0].index': 5 is outside shard 1/3 of 6 records (2..<4)"), message)
+        message = try parseError { editRecord(1, &$0) { $0["index"] = -1 } }
+        XCTAssertTrue(message.contains("records[1].index'"), message)
+        message = try parseError { editRecord(0, &$0) { r in
+            var pre = r["pre"] as! [String: Any]
+            pre["knowedit.reliability"] = "abc"
+            r["pre"] = pre
+        } }
+        XCTAssertTrue(message.contains("records[0].pre.knowedit.reliability': not a number"), message)
+        message = try parseError { json in
+            var header = json["header"] as! [String: Any]
+            header["shard"] = ["index": 5, "count": 2]
+            json["header"] = header
+        }
+        XCTAssertTrue(message.contains("shard 5/2 is not valid"), message)
+        XCTAssertEqual(try parseError { _ in }, "no error")
     }
 
     func testSequentialEditsAccumulateAndLocalityUsesTheOriginalModel() throws {

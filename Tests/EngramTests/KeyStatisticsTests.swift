@@ -52,6 +52,19 @@ final class KeyStatisticsTests: XCTestCase {
         XCTAssertEqual(back.sum, stats[2]!.sum)
         XCTAssertEqual(back.tokens, tokens)
         XCTAssertEqual(back.layer, 2)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+
+        // A damaged cache file is named when read, not met later as a zero key or a singular C.
+        for (what, damage) in [("NaN", { (s: inout KeyStatistics) in s.sum[5] = .nan }),
+                               ("negative diagonal", { (s: inout KeyStatistics) in s.sum[0] = -1 }),
+                               ("all-zero", { (s: inout KeyStatistics) in s.sum = [Double](repeating: 0, count: s.sum.count) })] {
+            var bad = stats[2]!
+            damage(&bad)
+            try bad.write(to: path)
+            XCTAssertThrowsError(try KeyStatistics.read(path: path), what) {
+                XCTAssertTrue("\($0)".contains(path) && "\($0)".contains("is damaged"), "\($0)")
+            }
+        }
     }
 }
 

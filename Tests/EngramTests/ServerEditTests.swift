@@ -140,6 +140,14 @@ final class ServerEditTests: XCTestCase {
         let r16 = try await s.delete("/v1/edits/\(uploaded)").status
         XCTAssertEqual(r16, 200)
         XCTAssertEqual(lm.weight(.mlpDown(3)).values, original.values)
+
+        // The same patch said to be made on another checkpoint is refused, as `engram patch apply` does.
+        var foreign = try EditPatch.parse(bFile, file: "b.patch")
+        foreign.baseSHA256 = String(repeating: "0", count: 64)
+        let refused = try await s.postRaw("/v1/edits", try foreign.fileData(), headers: s.auth.merging(["Content-Type": "application/octet-stream"]) { $1 })
+        XCTAssertEqual(refused.status, 409, refused.text)
+        XCTAssertTrue(refused.text.contains("patch_base_mismatch") && refused.text.contains("this server runs"), refused.text)
+        XCTAssertEqual(lm.weight(.mlpDown(3)).values, original.values)
         try await s.stop()
     }
 

@@ -47,8 +47,15 @@ public final class Generator {
         try options.sampling.validate()
         guard !prompt.isEmpty else { throw EngramError.invalidArgument("the prompt is empty (no tokens)") }
         guard options.maxTokens >= 0 else { throw EngramError.invalidArgument("max tokens must be ≥ 0") }
+        let context = model.config.contextLength
+        guard prompt.count < context else {
+            throw EngramError.invalidArgument("the prompt has \(prompt.count) tokens and leaves no room in the model's context of \(context) tokens")
+        }
+        // Every generated token but the last is fed back, so the context bounds how many can follow the prompt;
+        // the cache grows as needed, so a large `maxTokens` reserves nothing up front.
+        let maxTokens = min(options.maxTokens, context - prompt.count)
         var sampler = Sampler(options.sampling)
-        let cache = model.makeCache(capacity: prompt.count + options.maxTokens + 1)
+        let cache = model.makeCache(capacity: prompt.count + min(maxTokens, 256) + 1)
         let clock = ContinuousClock()
         let start = clock.now
         var logits = try model.forward(prompt, cache: cache, hooks: hooks, logits: .last)
@@ -59,7 +66,7 @@ public final class Generator {
         var text = ""
         var finish = FinishReason.length
         let decodeStart = clock.now
-        while tokens.count < options.maxTokens {
+        while tokens.count < maxTokens {
             if let isCancelled = options.isCancelled, isCancelled() { throw CancellationError() }
             let next = sampler.sample(logits.pointer, count: logits.cols)
             if options.stopAtEndOfGeneration && tokenizer.isEndOfGeneration(next) { finish = .endOfGeneration; break }
@@ -77,7 +84,7 @@ public final class Generator {
                     emitted = safe
                 }
             }
-            if tokens.count == options.maxTokens { break }
+            if tokens.count == maxTokens { break }
             logits = try model.forward([next], cache: cache, hooks: hooks, logits: .last)
         }
         if let onText, text.count > emitted { onText(String(text.dropFirst(emitted))) }

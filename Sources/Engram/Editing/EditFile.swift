@@ -90,10 +90,7 @@ public struct EditFile: Sendable {
 
     /// Reads a JSON (list or single object) or JSONL file; the layout is detected unless given.
     public static func load(_ path: String, format: EditFileFormat? = nil) throws -> EditFile {
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw EngramError.io(file: path, detail: "cannot read the edit file: \(error.localizedDescription)")
-        }
+        let data = try EngramError.readFile(path, what: "the edit file")
         return try parse(data, name: path, format: format)
     }
 

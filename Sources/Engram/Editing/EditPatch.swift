@@ -133,6 +133,17 @@ public struct WeightDelta: @unchecked Sendable {
         for m in matrices where !UnsafeBufferPointer(start: m.pointer, count: m.count).allSatisfy(\.isFinite) {
             throw EngramError.invalidArgument("\(patch): weight '\(weight.name)': the delta holds NaN or infinite values")
         }
+        // Finite factors can still multiply past float32's range; every entry of r uᵀ is at most
+        // Σ_k max|r_k| · max|u_k|, and an edit never comes near 1e30.
+        if case let .lowRank(r, u) = change {
+            func largest(_ m: Matrix, _ k: Int) -> Double {
+                (0..<m.cols).reduce(0) { max($0, Double(abs(m.pointer[k * m.cols + $1]))) }
+            }
+            let bound = (0..<r.rows).reduce(0.0) { $0 + largest(r, $1) * largest(u, $1) }
+            guard bound < 1e30 else {
+                throw EngramError.invalidArgument("\(patch): weight '\(weight.name)': the low-rank factors multiply to values up to \(bound), which no edit produces")
+            }
+        }
     }
 }
 
@@ -188,6 +199,12 @@ public struct EditPatch: @unchecked Sendable {
             guard o.shape.reduce(1, *) == shape.rows * shape.cols else {
                 throw EngramError.invalidArgument("\(file): original weight '\(o.weight.name)' has shape \(o.shape), but the model's matrix is [\(shape.rows), \(shape.cols)]")
             }
+            // Reverting writes these bytes back as the weight: a damaged copy must not become the model.
+            var values = [Float](repeating: 0, count: shape.rows * shape.cols)
+            o.values(into: &values)
+            guard values.allSatisfy(\.isFinite) else {
+                throw EngramError.invalidArgument("\(file): the stored original of weight '\(o.weight.name)' holds NaN or infinite values")
+            }
         }
     }
 
@@ -205,6 +222,14 @@ public struct EditPatch: @unchecked Sendable {
             originals.append((d.weight, saved))
         }
         for d in deltas { d.add(into: model.weight(d.weight)) }
+        // Finite deltas can still overflow once added to the weights: undo everything and say so.
+        for weight in seen {
+            let w = model.weight(weight)
+            guard UnsafeBufferPointer(start: w.pointer, count: w.count).allSatisfy(\.isFinite) else {
+                for (weight, saved) in originals { model.weight(weight).pointer.update(from: saved.pointer, count: saved.count) }
+                throw EngramError.invalidArgument("patch '\(method)': adding the delta to weight '\(weight.name)' overflows float32; nothing was changed")
+            }
+        }
         let fingerprints = originals.map { AppliedPatch.fingerprint(model.weight($0.0)) }
         return AppliedPatch(model: model, patch: self, originals: originals, fingerprints: fingerprints)
     }

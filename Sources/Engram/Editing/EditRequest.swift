@@ -125,3 +125,17 @@ public struct MultiHopCase: Codable, Equatable, Sendable {
     public var originalAnswers: [String] { [answer] + answerAliases }
     public var newAnswers: [String] { [newAnswer] + newAnswerAliases }
 }
+
+extension EditRequest {
+    /// Refuses a request whose prompt followed by its new target takes more than `context − room`
+    /// tokens: nothing past the model's context can be scored or edited, and a long prompt would
+    /// otherwise fail deep inside a pass (or, on a rotary model, run on untrained positions).
+    /// `room` is what the method puts in front of the prompt (context templates).
+    public func checkFits(tokenizer: Tokenizer, context: Int, room: Int = 0) throws {
+        let tokens = tokenizer.encode(prompt, addSpecial: true).count + tokenizer.encode(" " + targetNew, addSpecial: false).count
+        guard tokens + room <= context else {
+            let what = room > 0 ? "with \(room) tokens of context template in front, " : ""
+            throw EngramError.invalidArgument("request \(caseID): the prompt and new target take \(tokens) tokens; \(what)that is more than the model's context of \(context) tokens")
+        }
+    }
+}

@@ -78,6 +78,11 @@ public struct KeyStatistics: Sendable {
         stats.tokens = tokens
         stats.documents = meta["documents"].flatMap(Int.init) ?? 0
         stats.sum = Array(payload.bindMemory(to: Double.self))
+        // A damaged file would otherwise surface later as a zero key or a singular C at some layer.
+        guard tokens > 0, stats.sum.allSatisfy(\.isFinite), (0..<width).allSatisfy({ stats.sum[$0 * width + $0] >= 0 }),
+              (0..<width).contains(where: { stats.sum[$0 * width + $0] > 0 }) else {
+            throw EngramError.format(file: path, detail: "the sum of k kᵀ is damaged (non-finite, a negative or all-zero diagonal, or no tokens); delete the file to recompute it")
+        }
         for key in ["layer", "tokens", "documents", "holds", "format"] { stats.info[key] = nil }
         return stats
     }

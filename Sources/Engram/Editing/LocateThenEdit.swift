@@ -171,10 +171,14 @@ public enum LocateThenEdit {
 
     /// One request's value-search prompts: every template filled with the prompt, followed by the
     /// target; the KL prompt is "{subject} is a".
-    static func searchGroup(tokenizer: Tokenizer, request: EditRequest, templates: [String]) throws -> ValueSearchGroup {
+    static func searchGroup(tokenizer: Tokenizer, request: EditRequest, templates: [String], context: Int) throws -> ValueSearchGroup {
         let target = try targetTokens(request.targetNew, tokenizer: tokenizer)
         let rewriting = try templates.map { template -> ValueSearchPrompt in
             let filled = try fill(template, request: request, tokenizer: tokenizer)
+            guard filled.tokens.count + target.count <= context else {
+                throw EngramError.invalidArgument("request \(request.caseID): the value search's prompt '\(template)' filled with the prompt and target "
+                    + "takes \(filled.tokens.count + target.count) tokens, more than the model's context of \(context)")
+            }
             return ValueSearchPrompt(prompt: filled.tokens, lookup: filled.lookup, target: target)
         }
         let essenceRequest = EditRequest(caseID: request.caseID, prompt: request.subject + " is a", subject: request.subject, targetNew: request.targetNew)
@@ -210,7 +214,7 @@ public enum LocateThenEdit {
             pending = []
         }
         for i in requests.indices where values[i] == nil {
-            let group = try searchGroup(tokenizer: tokenizer, request: requests[i], templates: templates)
+            let group = try searchGroup(tokenizer: tokenizer, request: requests[i], templates: templates, context: model.config.contextLength)
             let rows = group.rows
             if pending.reduce(0, { $0 + $1.rows }) + rows > searchRowBudget { try flush() }
             pending.append((i, group, rows))

@@ -217,10 +217,7 @@ public struct EvaluationRun: Equatable, Sendable {
     }
 
     public static func read(_ path: String) throws -> EvaluationRun {
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw EngramError.io(file: path, detail: "cannot read the results: \(error.localizedDescription)")
-        }
+        let data = try EngramError.readFile(path, what: "the results")
         return try parse(data, file: path)
     }
 
@@ -232,12 +229,33 @@ public struct EvaluationRun: Equatable, Sendable {
         guard let headerJSON = json["header"] else { throw EngramError.metadata(file: file, key: "header", detail: "missing") }
         let header = try RunHeader(json: headerJSON, file: file)
         guard let list = json["records"]?.array else { throw EngramError.metadata(file: file, key: "records", detail: "missing") }
+        let o = header.options
+        do { try o.validate() } catch { throw EngramError.metadata(file: file, key: "header.options", detail: "\(error)") }
+        // The records a shard can hold: its contiguous block of the selected records (`selectedIndices`).
+        let n = header.recordsSelected
+        let block = (n * o.shardIndex / o.shardCount)..<(n * (o.shardIndex + 1) / o.shardCount)
         let records = try list.enumerated().map { i, r -> RecordResult in
             guard let index = r["index"]?.int, let caseID = r["case_id"]?.string, let pre = r["pre"]?.object else {
                 throw EngramError.metadata(file: file, key: "records[\(i)]", detail: "index, case_id or pre missing")
             }
-            func metrics(_ v: CanonicalJSON?) -> [String: Double]? { v?.object?.compactMapValues(\.double) }
-            return RecordResult(index: index, caseID: caseID, pre: metrics(.object(pre)) ?? [:], post: metrics(r["post"]), final: metrics(r["final"]),
+            guard block.contains(index) else {
+                throw EngramError.metadata(file: file, key: "records[\(i)].index",
+                                           detail: "\(index) is outside shard \(o.shardIndex)/\(o.shardCount) of \(n) records (\(block.lowerBound)..<\(block.upperBound))")
+            }
+            func metrics(_ v: CanonicalJSON?, _ phase: String) throws -> [String: Double]? {
+                guard let v, v != .null else { return nil }
+                guard let object = v.object else { throw EngramError.metadata(file: file, key: "records[\(i)].\(phase)", detail: "not an object") }
+                var values: [String: Double] = [:]
+                for (key, value) in object where value != .null { // null: a value that was not finite when written
+                    guard let d = value.double else {
+                        throw EngramError.metadata(file: file, key: "records[\(i)].\(phase).\(key)", detail: "not a number")
+                    }
+                    values[key] = d
+                }
+                return values
+            }
+            return RecordResult(index: index, caseID: caseID, pre: try metrics(.object(pre), "pre") ?? [:], post: try metrics(r["post"], "post"),
+                                final: try metrics(r["final"], "final"),
                                 warnings: r["warnings"]?.array?.compactMap(\.string) ?? [], error: r["error"]?.string,
                                 texts: r["texts"]?.object?.compactMapValues(\.string) ?? [:])
         }

@@ -7,6 +7,25 @@ import Darwin
 private let systemWrite = Darwin.write
 #endif
 
+/// The temporary files and folders of outputs being written in this process, so that a command
+/// stopped by a signal can remove them (`removeAll`) instead of leaving half-written files behind.
+public enum TemporaryOutputs {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var paths: Set<String> = []
+
+    static func add(_ path: String) { lock.lock(); paths.insert(path); lock.unlock() }
+    static func remove(_ path: String) { lock.lock(); paths.remove(path); lock.unlock() }
+
+    /// Deletes every temporary output still in progress (files and folders alike).
+    public static func removeAll() {
+        lock.lock()
+        let pending = paths
+        paths = []
+        lock.unlock()
+        for path in pending { try? FileManager.default.removeItem(atPath: path) }
+    }
+}
+
 /// A file written under a temporary name in its final folder and renamed into place on `commit()`,
 /// so that readers see either the old file or the complete new one, never a half-written file.
 /// Writes are buffered; large writes go straight to the file.
@@ -39,6 +58,7 @@ public final class AtomicFile {
         guard descriptor >= 0 else {
             throw EngramError.io(file: path, detail: "cannot create \(temporaryPath): \(String(cString: strerror(errno)))")
         }
+        TemporaryOutputs.add(temporaryPath)
         buffer = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 64)
     }
 
@@ -116,6 +136,7 @@ public final class AtomicFile {
         }
         close(descriptor)
         finished = true
+        defer { TemporaryOutputs.remove(temporaryPath) }
         guard rename(temporaryPath, path) == 0 else {
             let reason = String(cString: strerror(errno))
             unlink(temporaryPath)
@@ -129,6 +150,7 @@ public final class AtomicFile {
         finished = true
         close(descriptor)
         unlink(temporaryPath)
+        TemporaryOutputs.remove(temporaryPath)
     }
 
     /// The folder a path's last component sits in ("." for a bare name). Computed on the string: NSString's
@@ -200,6 +222,8 @@ public enum AtomicFolder {
         guard mkdir(temporary, 0o755) == 0 else {
             throw EngramError.io(file: path, detail: "cannot create \(temporary): \(String(cString: strerror(errno)))")
         }
+        TemporaryOutputs.add(temporary)
+        defer { TemporaryOutputs.remove(temporary) }
         do {
             try body(temporary)
         } catch {

@@ -64,8 +64,9 @@ struct BatchLayout {
                 rowSequence.append(s)
                 rowPosition.append(item.cache.count + i)
             }
-            if config.architecture == .gpt2, item.cache.count + item.tokens.count > config.contextLength {
-                throw EngramError.invalidArgument("sequence of \(item.cache.count + item.tokens.count) tokens exceeds GPT-2's \(config.contextLength) positions")
+            // GPT-2 has no position embedding past its context; a rotary model would run on, untrained there.
+            if item.cache.count + item.tokens.count > config.contextLength {
+                throw EngramError.invalidArgument("a sequence of \(item.cache.count + item.tokens.count) tokens exceeds the model's context of \(config.contextLength) tokens")
             }
             start += item.tokens.count
         }

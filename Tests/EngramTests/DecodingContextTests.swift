@@ -1,0 +1,57 @@
+import XCTest
+@testable import Engram
+
+/// Nothing runs past the model's context: generation stops there, however many tokens were asked
+/// for (a huge `maxTokens` once reserved its whole KV cache up front and aborted), a pass that would
+/// cross it is refused, and an edit request that cannot fit is named before any work is done.
+final class DecodingContextTests: XCTestCase {
+    func testGenerationStopsAtTheContextAndReservesNothingForAHugeLimit() throws {
+        let model = try TinyModels.llama(vocab: 40)
+        XCTAssertEqual(model.config.contextLength, 512)
+        let generator = Generator(model: model, tokenizer: TestTokenizer(pieces: []))
+        var options = GenerationOptions(maxTokens: 100_000_000)
+        options.stopAtEndOfGeneration = false
+        let result = try generator.generate(prompt: [2, 3, 4], options: options)
+        XCTAssertEqual(result.tokens.count, 512 - 3)
+        XCTAssertEqual(result.finishReason, .length)
+        // A limit inside the context is kept as it was.
+        options.maxTokens = 7
+        XCTAssertEqual(try generator.generate(prompt: [2, 3, 4], options: options).tokens.count, 7)
+
+        XCTAssertThrowsError(try generator.generate(prompt: [Int32](repeating: 2, count: 512), options: options)) {
+            XCTAssertTrue("\($0)".contains("the prompt has 512 tokens and leaves no room in the model's context of 512 tokens"), "\($0)")
+        }
+    }
+
+    func testAPassCrossingTheContextIsRefusedForRotaryModelsToo() throws {
+        let model = try TinyModels.llama(vocab: 40)
+        let cache = model.makeCache()
+        _ = try model.forward([Int32](repeating: 2, count: 510), cache: cache)
+        XCTAssertThrowsError(try model.forward([2, 3, 4], cache: cache)) {
+            XCTAssertTrue("\($0)".contains("a sequence of 513 tokens exceeds the model's context of 512 tokens"), "\($0)")
+        }
+        XCTAssertEqual(cache.count, 510)
+        _ = try model.forward([2, 3], cache: cache) // exactly full is fine
+        XCTAssertEqual(cache.count, 512)
+    }
+
+    func testEditRequestsThatCannotFitAreNamed() throws {
+        let tokenizer = TestTokenizer(pieces: [])
+        // One token per character, plus BOS: 25 for the prompt, 5 for " Rome".
+        let request = EditRequest(caseID: "7", prompt: "The capital of France is", subject: "France", targetNew: "Rome")
+        XCTAssertNoThrow(try request.checkFits(tokenizer: tokenizer, context: 30))
+        XCTAssertThrowsError(try request.checkFits(tokenizer: tokenizer, context: 29)) {
+            XCTAssertTrue("\($0)".contains("request 7: the prompt and new target take 30 tokens; that is more than the model's context of 29 tokens"), "\($0)")
+        }
+        XCTAssertThrowsError(try request.checkFits(tokenizer: tokenizer, context: 40, room: 11)) {
+            XCTAssertTrue("\($0)".contains("with 11 tokens of context template in front"), "\($0)")
+        }
+        // The value search names the request whose template-filled prompt does not fit.
+        let model = try TinyModels.llama(vocab: 40)
+        let long = EditRequest(caseID: "long", prompt: String(repeating: "a", count: 600) + " France is", subject: "France", targetNew: "Rome")
+        XCTAssertThrowsError(try LocateThenEdit.targetValues(model: model, tokenizer: tokenizer, requests: [long], templates: ["{}"], site: .residual(0),
+                                                             hyperParameters: ValueSearchHyperparameters())) {
+            XCTAssertTrue("\($0)".contains("request long: the value search's prompt '{}'"), "\($0)")
+        }
+    }
+}
