@@ -12,19 +12,27 @@ struct ConvertCommand: ParsableCommand {
     var dtype: String?
 
     func validate() throws {
+        _ = try format()
+        _ = try targetType()
         // Every file of a Hugging Face input folder counts, not only its tensors (config.json, tokenizer.json).
         try OutputPaths.checkDistinct(outputs: [("--out", out)], inputs: [("the model", model.path)])
     }
 
-    func run() throws {
+    func format() throws -> CheckpointFormat {
         guard let format = CheckpointFormat(rawValue: to) else { throw ValidationError("--to must be 'safetensors' or 'gguf', got '\(to)'") }
-        var target: DType?
-        if let dtype {
-            guard let d = ["f32": DType.f32, "f16": .f16, "bf16": .bf16][dtype.lowercased()] else {
-                throw ValidationError("--dtype must be f32, f16 or bf16, got '\(dtype)'")
-            }
-            target = d
+        return format
+    }
+
+    func targetType() throws -> DType? {
+        guard let dtype else { return nil }
+        guard let d = ["f32": DType.f32, "f16": .f16, "bf16": .bf16][dtype.lowercased()] else {
+            throw ValidationError("--dtype must be f32, f16 or bf16, got '\(dtype)'")
         }
+        return d
+    }
+
+    func run() throws {
+        let format = try format(), target = try targetType()
         let ck = try model.checkpoint()
         var extraFiles: [String: Data] = [:]
         var extraMetadata: [(String, MetadataValue)] = []

@@ -17,12 +17,16 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "System message for --chat (default: the template's own).") var system: String?
     @Flag(help: "Print one JSON object instead of streaming text.") var json = false
 
+    func validate() throws {
+        if system != nil && !chat { throw ValidationError("--system applies to --chat, which is not given") }
+    }
+
     func run() throws {
         let (_, lm, tokenizer) = try model.load()
         let text: String
         if chat {
             guard let format = tokenizer.chatFormat else {
-                throw ValidationError("--chat: the model ships no chat template")
+                throw EngramError.invalidArgument("--chat: the model ships no chat template it can render")
             }
             var messages: [ChatMessage] = []
             if let system { messages.append(ChatMessage(role: "system", content: system)) }

@@ -360,6 +360,7 @@ final class ServerTests: XCTestCase {
         let upload = try await s.postRaw("/v1/edits", Data("not a patch file".utf8), headers: s.auth.merging(["Content-Type": "application/octet-stream"]) { $1 })
         XCTAssertEqual(upload.status, 400)
         XCTAssertEqual(upload.errorCode, "invalid_patch")
+        XCTAssertTrue(upload.text.contains("patch file: request body: header length") && !upload.text.contains("request body: request body"), upload.text)
         let r7 = try await s.post("/v1/edits/edit-77/enable", [:] as [String: Any], headers: s.auth).status
         XCTAssertEqual(r7, 404)
         let r8 = try await s.delete("/v1/edits/edit-77").status

@@ -398,7 +398,10 @@ extension EditPatch {
         try data.write(to: temporary)
         defer { try? FileManager.default.removeItem(at: temporary) }
         do { return try read(temporary.path) } catch let error as EngramError {
-            throw EngramError.format(file: file, detail: error.description.replacingOccurrences(of: temporary.path, with: file))
+            // The error names the temporary file first; name `file` once instead.
+            var detail = error.description
+            if detail.hasPrefix(temporary.path + ": ") { detail.removeFirst(temporary.path.count + 2) }
+            throw EngramError.format(file: file, detail: detail.replacingOccurrences(of: temporary.path, with: file))
         }
     }
 
