@@ -46,3 +46,27 @@ extension EngramError {
         return data
     }
 }
+
+extension EngramError {
+    /// Foundation's JSON parse error with its position ("… around line 3, column 7"), where its
+    /// `localizedDescription` says only "The data is not in the correct format".
+    public static func jsonDetail(_ error: Error) -> String {
+        (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String ?? "\(error)"
+    }
+}
+
+extension EngramError {
+    /// The same error with `old` replaced by `new` in its file and text: a write into a temporary folder
+    /// reports the output the user named.
+    public func replacingPath(_ old: String, with new: String) -> EngramError {
+        func r(_ text: String) -> String { text.replacingOccurrences(of: old, with: new) }
+        switch self {
+        case let .io(file, detail): return .io(file: r(file), detail: r(detail))
+        case let .format(file, detail): return .format(file: r(file), detail: r(detail))
+        case let .metadata(file, key, detail): return .metadata(file: r(file), key: key, detail: r(detail))
+        case let .tensor(file, tensor, detail): return .tensor(file: r(file), tensor: tensor, detail: r(detail))
+        case let .unsupported(file, detail): return .unsupported(file: r(file), detail: r(detail))
+        case let .invalidArgument(detail): return .invalidArgument(r(detail))
+        }
+    }
+}

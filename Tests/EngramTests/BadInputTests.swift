@@ -242,6 +242,12 @@ final class BadInputTests: XCTestCase {
         p = try folder(tmp)
         try Data("{\"model_type\": ".utf8).write(to: URL(fileURLWithPath: p + "/config.json"))
         assertEngramError(["config.json", "not valid JSON"]) { _ = try ModelLoader.checkpoint(p) }
+        try Data("[1, 2]".utf8).write(to: URL(fileURLWithPath: p + "/config.json"))
+        assertEngramError(["config.json", "the top level is not a JSON object"]) { _ = try ModelLoader.checkpoint(p) }
+        // A tokenizer.json that is not JSON: the position is given, not only "not in the correct format".
+        p = try folder(tmp)
+        try Data("{\"model\": {\"vocab\": x}}".utf8).write(to: URL(fileURLWithPath: p + "/tokenizer.json"))
+        assertEngramError(["tokenizer.json", "not valid JSON", "around character 20"]) { _ = try TokenizerLoader.load(try ModelLoader.checkpoint(p)) }
     }
 
     func testMissingFiles() throws {

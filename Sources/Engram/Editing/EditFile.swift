@@ -215,7 +215,7 @@ public struct EditFile: Sendable {
 
     static func jsonErrorDetail(_ data: Data) -> String {
         do { _ = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]); return "no error" } catch {
-            return (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String ?? "\(error)"
+            return EngramError.jsonDetail(error)
         }
     }
 

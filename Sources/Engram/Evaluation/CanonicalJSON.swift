@@ -92,7 +92,7 @@ public indirect enum CanonicalJSON: Equatable, Sendable {
     public static func parse(_ data: Data, file: String) throws -> CanonicalJSON {
         let any: Any
         do { any = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) } catch {
-            throw EngramError.format(file: file, detail: "not valid JSON: \(error.localizedDescription)")
+            throw EngramError.format(file: file, detail: "not valid JSON: \(EngramError.jsonDetail(error))")
         }
         return convert(any)
     }

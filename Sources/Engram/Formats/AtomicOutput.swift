@@ -228,7 +228,7 @@ public enum AtomicFolder {
             try body(temporary)
         } catch {
             try? fm.removeItem(atPath: temporary)
-            throw error
+            throw (error as? EngramError)?.replacingPath(temporary, with: path) ?? error
         }
         if fm.fileExists(atPath: path) {
             let old = (parent as NSString).appendingPathComponent(".\(name).old-\(suffix)")

@@ -140,6 +140,8 @@ public struct HuggingFaceConfig: Codable, Sendable, Equatable {
             return try JSONDecoder().decode(HuggingFaceConfig.self, from: data)
         } catch let error as DecodingError {
             switch error {
+            case let .typeMismatch(_, context) where context.codingPath.isEmpty:
+                throw EngramError.format(file: file, detail: "the top level is not a JSON object")
             case let .typeMismatch(type, context):
                 throw EngramError.metadata(file: file, key: keyPath(context), detail: "has the wrong type (expected \(typeName(type)))")
             case let .valueNotFound(type, context):

@@ -121,7 +121,7 @@ extension BPEVocabulary {
         do {
             object = try JSONSerialization.jsonObject(with: data)
         } catch {
-            throw EngramError.format(file: file, detail: "not valid JSON: \(error.localizedDescription)")
+            throw EngramError.format(file: file, detail: "not valid JSON: \(EngramError.jsonDetail(error))")
         }
         guard let dict = object as? [String: Any] else { throw EngramError.format(file: file, detail: "the top level is not a JSON object") }
         return dict
