@@ -108,6 +108,12 @@ final class TextCorpusTests: XCTestCase {
         XCTAssertThrowsError(try collector.statistics(corpus: TextCorpus(path: path), layers: [1], documents: 4)) {
             XCTAssertTrue("\($0)".contains(path) && "\($0)".contains("has 3 documents"), "\($0)")
         }
+        // Binary data is not a corpus (it decoded to replacement characters and counted as text).
+        try Data([0x4f, 0x6e, 0x65, 0xff, 0xfe, 0x0a, 0x80]).write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try TextCorpus(path: path)) { XCTAssertTrue("\($0)".contains("not UTF-8"), "\($0)") }
+        XCTAssertThrowsError(try TextCorpus(path: FileManager.default.temporaryDirectory.path)) {
+            XCTAssertTrue("\($0)".contains("it is a folder"), "\($0)")
+        }
     }
 
     /// WikiText ships with CRLF line ends; "\r\n" is one Swift Character, so each line must still

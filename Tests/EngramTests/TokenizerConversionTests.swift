@@ -130,5 +130,10 @@ final class TokenizerConversionTests: XCTestCase {
         XCTAssertThrowsError(try BPEVocabulary(tokenizerJSON: Data("not json".utf8), file: "x/tokenizer.json")) { error in
             XCTAssertTrue("\(error)".contains("x/tokenizer.json"), "\(error)")
         }
+        // A merge whose result is not a token can never apply: a damaged or mismatched vocabulary.
+        let badMerge = String(decoding: llama3StyleJSON(), as: UTF8.self).replacingOccurrences(of: #"["Ġ", "ab"]"#, with: #"["Ġ", "b"]"#)
+        XCTAssertThrowsError(try BPEVocabulary(tokenizerJSON: Data(badMerge.utf8), file: "m/tokenizer.json")) { error in
+            XCTAssertTrue("\(error)".contains("'model.merges': entry 1 'Ġ b' names 'Ġb', which is not in the vocabulary"), "\(error)")
+        }
     }
 }

@@ -96,14 +96,15 @@ public struct TextCorpus: Sendable {
     public let documents: [String]
 
     public init(path: String) throws {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw EngramError.io(file: path, detail: "cannot read corpus")
+        let data = try EngramError.readFile(path, what: "the corpus")
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw EngramError.format(file: path, detail: "the corpus is not UTF-8 text")
         }
         self.path = path
         sha256 = FileHash.sha256(data: data)
         // Split on every newline form: "\r\n" is one Character in Swift, so splitting on "\n" alone
         // would leave a CRLF file (like WikiText's) as a single document.
-        var docs = String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+        var docs = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty && !($0.hasPrefix("=") && $0.hasSuffix("=")) }
         guard !docs.isEmpty else { throw EngramError.format(file: path, detail: "corpus has no text") }
         var rng = SplitMix64(seed: 1)

@@ -38,6 +38,17 @@ public struct BPEVocabulary: Sendable {
         self.file = file
     }
 
+    /// A merge of tokens the vocabulary lacks, or whose result it lacks, can never apply (Hugging Face
+    /// refuses such a file): it points at a damaged or mismatched vocabulary.
+    static func checkMerges(_ merges: [(String, String)], tokens: [String], file: String, key: String) throws {
+        let known = Set(tokens)
+        for (i, (a, b)) in merges.enumerated() {
+            for t in [a, b, a + b] where !known.contains(t) {
+                throw EngramError.metadata(file: file, key: key, detail: "entry \(i) '\(a) \(b)' names '\(t)', which is not in the vocabulary")
+            }
+        }
+    }
+
     /// The tokens matched whole in text before splitting: control tokens (when asked) and user-defined ones.
     var specialTokens: [SpecialToken] {
         var out: [SpecialToken] = []
@@ -80,6 +91,7 @@ extension BPEVocabulary {
             }
             merges.append(pair)
         }
+        try Self.checkMerges(merges, tokens: tokens, file: file, key: "tokenizer.ggml.merges")
         let preName = m["tokenizer.ggml.pre"]?.string
         self.init(tokens: tokens, kinds: kinds, merges: merges,
                   preTokenizer: PreTokenizer(ggufName: preName, file: file).kind, file: file)

@@ -74,6 +74,7 @@ extension BPEVocabulary {
         } else if model["merges"] != nil {
             throw EngramError.metadata(file: file, key: "model.merges", detail: "not an array")
         }
+        try Self.checkMerges(merges, tokens: tokens, file: file, key: "model.merges")
 
         let pre = try Self.preTokenizerKind(root["pre_tokenizer"], file: file)
         // Qwen2 composes text to NFC first; no other normalizer occurs with byte-level vocabularies.
