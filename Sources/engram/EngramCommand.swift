@@ -28,15 +28,16 @@ struct EngramCommand: AsyncParsableCommand {
 }
 
 /// Ctrl-C or a `kill` while a command writes its outputs would leave the temporary files of an
-/// unfinished write (`.NAME.tmp-…`) next to them: remove those, then die of the signal as usual.
+/// unfinished write (`.NAME.tmp-…`) next to them: remove those, then exit at once with the shell's
+/// code for the signal (128 + n). Re-raising the signal would not work: this handler runs on a
+/// dispatch thread that has the signal blocked, so the process would go on.
 func removeTemporaryOutputsOnSignal() {
     for number in [SIGINT, SIGTERM, SIGHUP] {
         signal(number, SIG_IGN) // delivered to the dispatch source instead
         let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
         source.setEventHandler {
             TemporaryOutputs.removeAll()
-            signal(number, SIG_DFL)
-            raise(number)
+            _exit(128 + number)
         }
         source.resume()
         signalSources.append(source)

@@ -30,6 +30,15 @@ struct TraceCommand: ParsableCommand {
         guard folder == "." || (FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory) && isDirectory.boolValue) else {
             throw ValidationError("--out \(out): the folder \(folder) does not exist")
         }
+        for file in [out + ".json", out + ".svg"] where FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory) && isDirectory.boolValue {
+            throw ValidationError("--out \(out): \(file) is a folder")
+        }
+        guard (1...1000).contains(samples) else { throw ValidationError("--samples must be in 1...1000, got \(samples)") }
+        guard window >= 1 else { throw ValidationError("--window must be at least 1, got \(window)") }
+        guard !kinds.trimmingCharacters(in: .whitespaces).isEmpty else { throw ValidationError("--kinds: give at least one of residual, mlp, attention") }
+        for kind in kinds.split(separator: ",") where CausalTrace.Kind(rawValue: String(kind)) == nil {
+            throw ValidationError("--kinds: unknown kind '\(kind)' (residual, mlp, attention)")
+        }
     }
 
     func run() throws {
@@ -38,18 +47,24 @@ struct TraceCommand: ParsableCommand {
         options.samples = samples
         options.noise = noise
         options.window = window
-        guard !kinds.trimmingCharacters(in: .whitespaces).isEmpty else { throw ValidationError("--kinds: give at least one of residual, mlp, attention") }
-        options.kinds = try kinds.split(separator: ",").map {
-            guard let k = CausalTrace.Kind(rawValue: String($0)) else { throw ValidationError("--kinds: unknown kind '\($0)'") }
-            return k
-        }
+        options.kinds = kinds.split(separator: ",").compactMap { CausalTrace.Kind(rawValue: String($0)) } // checked in validate()
         let progress = ProgressReporter("tracing")
         let result = try CausalTrace(model: lm, tokenizer: tokenizer).run(prompt: prompt, subject: subject, target: target,
                                                                           options: options, progress: progress.update)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(result).write(to: URL(fileURLWithPath: out + ".json"), options: .atomic)
-        try Data(TraceHeatmap.svg(result).utf8).write(to: URL(fileURLWithPath: out + ".svg"), options: .atomic)
+        // Both files are complete before either is renamed into place.
+        let json = try AtomicFile(path: out + ".json"), svg = try AtomicFile(path: out + ".svg")
+        do {
+            try json.write(try encoder.encode(result))
+            try svg.write(TraceHeatmap.svg(result))
+            try json.commit()
+            try svg.commit()
+        } catch {
+            json.abort()
+            svg.abort()
+            throw error
+        }
         printError(String(format: "answer '%@': p(clean) %.3f, p(corrupted) %.3f; wrote %@.json and %@.svg",
                           result.answer, result.cleanProbability, result.corruptedProbability, out, out))
     }

@@ -330,6 +330,18 @@ final class EvalRunnerTests: XCTestCase {
         XCTAssertTrue(result.markdownReport().contains("1 records where the editor failed"))
     }
 
+    /// A probe longer than the model's context (4096 for the bigram model) is named with its record and
+    /// field before any work, instead of failing a batched pass halfway through the run.
+    func testAProbeLongerThanTheContextIsNamedBeforeTheRun() throws {
+        let long = String(repeating: "a", count: 5000)
+        let json = #"[{"case_id": "ok", "prompt": "France is", "subject": "France", "target_new": "New York"}, {"case_id": "long", "prompt": "France is", "subject": "France", "target_new": "New York", "rephrase_prompt": "\#(long)"}]"#
+        let m = model()
+        XCTAssertThrowsError(try run(try fixture(json), BiasEditor(token: id(" New"), amount: 3), m, options())) {
+            XCTAssertTrue("\($0)".contains("record 1 (case long), rephrase_prompt: the probe and its answer take 5003 tokens, more than the model's context of 4096"), "\($0)")
+        }
+        XCTAssertEqual(m.forwardCalls, 0)
+    }
+
     func testIKEThroughTheRunnerOnTheBigramModel() throws {
         // The bigram model only sees the last token, so the in-context prefix changes nothing: post = pre.
         let file = try fixture(knowEditJSON)

@@ -64,6 +64,7 @@ public final class EvaluationRunner {
     public func run() throws -> EvaluationRun {
         try options.validate()
         let indices = selectedIndices
+        try checkLengths(indices)
         let planner = MetricPlanner(tokenizer: tokenizer, options: options, suites: suites, allRecords: file.records)
         var results: [Int: RecordResult] = [:]
         var references: [Int: [String: [[Int32]?]]] = [:]
@@ -205,6 +206,36 @@ public final class EvaluationRunner {
         }
         if any { metrics["knowedit.locality"] = 1 }
         return metrics
+    }
+
+    /// Every probe of the selected records, with its answer, must fit the model's context; otherwise a
+    /// batched pass fails deep inside the run without saying which record and field were too long.
+    /// (Demonstrations and in-context facts add to this; those prompts are checked when they are run.)
+    func checkLengths(_ indices: [Int]) throws {
+        let context = model.config.contextLength
+        func tokens(_ text: String) -> Int { tokenizer.encode(text, addSpecial: true).count }
+        for i in indices {
+            let record = file.records[i]
+            var probes: [(field: String, text: String)] = []
+            for (j, r) in record.requests.enumerated() {
+                let at = record.requests.count > 1 ? "requests[\(j)]." : ""
+                probes.append((at + "prompt", r.prompt + " " + r.targetNew))
+                probes += r.rephrasePrompts.map { (at + "rephrase_prompt", $0 + " " + r.targetNew) }
+                for group in r.locality + r.portability {
+                    probes += group.items.map { (at + group.key, $0.prompt + " " + ($0.gold ?? "")) }
+                }
+            }
+            if case let .multiHop(c) = record {
+                probes += c.questions.map { ("questions", $0 + " " + c.answer) }
+                probes += (c.singleHops + c.newSingleHops).map { ("single_hops", $0.question + " " + $0.answer) }
+            }
+            for (field, text) in probes where text.utf8.count >= context { // a token takes at least one byte
+                let n = tokens(text)
+                guard n <= context else {
+                    throw EngramError.invalidArgument("\(file.path): record \(i) (case \(record.caseID)), \(field): the probe and its answer take \(n) tokens, more than the model's context of \(context)")
+                }
+            }
+        }
     }
 
     func evaluate(_ inputs: [PhaseInput], _ planner: MetricPlanner) throws -> [PhaseOutcome] {
