@@ -190,6 +190,24 @@ final class EditFileTests: XCTestCase {
         XCTAssertTrue(found.contains { $0.field == "locality.F.ground_truth" && $0.message.contains("one answer per prompt") }, "\(found)")
     }
 
+    /// Probe groups with nothing in them, or answers that match no prompt, would silently drop or
+    /// misgrade a metric.
+    func testEmptyProbeGroupsAndMismatchedAnswers() {
+        var found = issues(#"[{"prompt": "A is", "subject": "A", "target_new": "x", "locality": {"RS": [], "": [{"prompt": "p", "ground_truth": "y"}], "F": {"prompt": [], "ground_truth": []}}}]"#)
+        XCTAssertTrue(found.contains { $0.field == "locality.RS" && $0.message == "the probe group is empty" }, "\(found)")
+        XCTAssertTrue(found.contains { $0.field == "locality." && $0.message == "the probe group has no name" }, "\(found)")
+        XCTAssertTrue(found.contains { $0.field == "locality.F.prompt" && $0.message == "the probe group is empty" }, "\(found)")
+        found = issues(#"[{"prompt": "A is", "subject": "A", "target_new": "x", "locality_prompt": [], "locality_ground_truth": "y"}]"#)
+        XCTAssertEqual(found.map(\.field), ["locality_prompt"])
+        XCTAssertEqual(found.first?.message, "is an empty list")
+        found = issues(#"[{"prompt": "A is", "subject": "A", "target_new": "x", "locality_prompt": ["p", "q"], "locality_ground_truth": ["y", "z", "w"]}]"#)
+        XCTAssertEqual(found.map(\.field), ["locality_ground_truth"])
+        XCTAssertTrue(found.first?.message.contains("3 answers for 2 prompts") ?? false, "\(found)")
+        // One prompt with a list of aliases, and one answer per prompt, stay valid.
+        XCTAssertNoThrow(try fixture(#"[{"prompt": "A is", "subject": "A", "target_new": "x", "locality_prompt": "p", "locality_ground_truth": ["y", "z"]}]"#, name: "ok.json"))
+        XCTAssertNoThrow(try fixture(#"[{"prompt": "A is", "subject": "A", "target_new": "x", "locality_prompt": ["p", "q"], "locality_ground_truth": ["y", "z"]}]"#, name: "ok.json"))
+    }
+
     func testErrorsAreCollectedAcrossRecords() {
         let found = issues(#"[{"prompt": "A is", "target_new": "x"}, {"prompt": "B is", "subject": "B", "target_new": "y"}, {"prompt": "C is", "subject": "C"}]"#)
         XCTAssertEqual(found.map(\.record), [0, 2])

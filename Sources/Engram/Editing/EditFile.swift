@@ -348,6 +348,12 @@ final class RecordReader {
         for name in dict.keys.sorted() {
             let path = "\(key).\(name)"
             let entry = dict[name]!
+            if name.trimmingCharacters(in: .whitespaces).isEmpty { issue(path, "the probe group has no name") }
+            // A group with no probes would drop its metric without a word.
+            if let list = entry as? [Any], list.isEmpty { issue(path, "the probe group is empty") }
+            if let probe = entry as? [String: Any], let prompts = probe["prompt"] as? [Any], prompts.isEmpty {
+                issue("\(path).prompt", "the probe group is empty")
+            }
             var items: [PromptAnswer] = []
             if let list = entry as? [Any] {
                 for (i, element) in list.enumerated() {
@@ -432,6 +438,10 @@ final class RecordReader {
         if o["locality_prompt"] != nil || o["locality_ground_truth"] != nil {
             let prompts = promptList(o["locality_prompt"], field: "locality_prompt")
             if prompts.isEmpty, o["locality_prompt"] == nil { issue("locality_prompt", "missing (locality_ground_truth is given)") }
+            if let list = o["locality_prompt"] as? [Any], list.isEmpty { issue("locality_prompt", "is an empty list") }
+            if let list = o["locality_ground_truth"] as? [Any], prompts.count > 1, list.count > 1, list.count != prompts.count {
+                issue("locality_ground_truth", "has \(list.count) answers for \(prompts.count) prompts: give one per prompt (or aliases for a single prompt)")
+            }
             if let truth = answers(o["locality_ground_truth"], field: "locality_ground_truth", required: true), !prompts.isEmpty {
                 // One answer per prompt when both are lists of the same length; otherwise the answers are aliases.
                 let items: [PromptAnswer]
