@@ -73,6 +73,24 @@ final class LocateThenEditTests: XCTestCase {
         XCTAssertEqual(model.weight(.mlpDown(4)).values.map(\.bitPattern), original.map(\.bitPattern))
     }
 
+    /// Two targets for one prompt and subject in one call cannot both be written: every method refuses
+    /// before any work (ROME used to keep the later one and report both as done).
+    func testConflictingTargetsInOneCallAreRefused() throws {
+        let (_, model, tokenizer) = try loadDefault()
+        var other = eiffel
+        other.caseID = "eiffel-2"
+        other.targetNew = "Berlin"
+        let noStatistics: StatisticsProvider = { _, _ in
+            XCTFail("statistics were asked for before the requests were checked")
+            return [:]
+        }
+        for editor in [ROME(), MEMIT(statistics: noStatistics), AlphaEdit(statistics: noStatistics)] as [Editor] {
+            XCTAssertThrowsError(try editor.edit([eiffel, louvre, other], model: model, tokenizer: tokenizer), editor.name) {
+                XCTAssertTrue("\($0)".contains("request eiffel-2: 'The Eiffel Tower is located in the city of' is asked to become both 'Rome' and 'Berlin'"), "\($0)")
+            }
+        }
+    }
+
     func testMEMITAndAlphaEditWriteABatch() throws {
         let (ck, model, tokenizer) = try loadDefault()
         var hp = MEMITHyperParameters()

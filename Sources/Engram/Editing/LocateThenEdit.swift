@@ -42,6 +42,19 @@ public enum LocateThenEdit {
         }
     }
 
+    /// Conflicting targets for one prompt and subject in one call cannot both be written: MEMIT would
+    /// average them, ROME would keep the later one and report both as done.
+    static func refuseConflicts(_ requests: [EditRequest]) throws {
+        var seen: [String: String] = [:]
+        for r in requests {
+            let key = r.prompt + "\u{1F}" + r.subject
+            if let t = seen[key], t != r.targetNew {
+                throw EngramError.invalidArgument("request \(r.caseID): '\(r.prompt)' is asked to become both '\(t)' and '\(r.targetNew)'")
+            }
+            seen[key] = r.targetNew
+        }
+    }
+
     /// Templates sampled in this process, per model object. The entry holds the model weakly: an
     /// address can be reused by a model loaded later, and a freed model's entry must not answer for it.
     struct CachedTemplates {

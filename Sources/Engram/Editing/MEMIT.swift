@@ -132,14 +132,7 @@ public class MEMIT: Editor {
     public func edit(_ requests: [EditRequest], model: LanguageModel, tokenizer: Tokenizer) throws -> EditPatch {
         try HyperParameterFile.checking(hyperParameterSource) { try hp.validate(layers: model.config.layers) }
         guard !requests.isEmpty else { return EditPatch(method: name, hyperParameters: hyperParameters, requests: []) }
-        var seen: [String: String] = [:]
-        for r in requests { // conflicting targets for one subject and prompt cannot both be written
-            let key = r.prompt + "\u{1F}" + r.subject
-            if let t = seen[key], t != r.targetNew {
-                throw EngramError.invalidArgument("request \(r.caseID): '\(r.prompt)' is asked to become both '\(t)' and '\(r.targetNew)'")
-            }
-            seen[key] = r.targetNew
-        }
+        try LocateThenEdit.refuseConflicts(requests)
         // Statistics describe the unedited model: load them all before any weight changes.
         let groups = try templatesAndMoments(model: model, tokenizer: tokenizer)
         let lastLayer = hp.layers.last!

@@ -90,6 +90,7 @@ public final class ROME: Editor {
 
     /// Requests are applied one after another (each sees the previous ones), and returned together.
     public func edit(_ requests: [EditRequest], model: LanguageModel, tokenizer: Tokenizer) throws -> EditPatch {
+        try LocateThenEdit.refuseConflicts(requests)
         // Templates and C⁻¹ describe the unedited model: read them all before the first update.
         try prepare(model: model, tokenizer: tokenizer)
         let templates = try contextTemplates(model: model, tokenizer: tokenizer)
