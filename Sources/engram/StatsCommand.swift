@@ -25,6 +25,7 @@ struct StatsCommand: ParsableCommand {
             return l
         }
         guard !list.isEmpty else { throw ValidationError("--layers: no layers given") }
+        guard Set(list).count == list.count else { throw ValidationError("--layers: a layer is given twice (\(layers))") }
         return list
     }
 
