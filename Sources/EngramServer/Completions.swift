@@ -195,6 +195,11 @@ extension ModelState {
             throw APIError(.badRequest, "the prompt has \(count) tokens, more than the limit of \(limit) (server option --max-prompt-tokens)",
                            param: param, code: "context_length_exceeded")
         }
+        // Otherwise a model with a shorter context than the limit fails inside the pass, as a 500.
+        guard count <= model.config.contextLength else {
+            throw APIError(.badRequest, "the prompt has \(count) tokens, more than the model's context of \(model.config.contextLength)",
+                           param: param, code: "context_length_exceeded")
+        }
     }
 
     /// Runs every generation of the request in order, reporting text as it becomes final.

@@ -105,7 +105,7 @@ struct EvalCommand: ParsableCommand {
             if let json { try result.write(to: json) }
             if let cache { FileHandle.standardError.write(Data("value cache \(cache.directory): \(cache.hits) reused, \(cache.misses) searched\n".utf8)) }
             let markdown = result.markdownReport()
-            if let report { try Data(markdown.utf8).write(to: URL(fileURLWithPath: report), options: .atomic) }
+            if let report { try AtomicFile.write(to: report) { try $0.write(markdown) } }
             print(markdown)
         }
     }
@@ -127,7 +127,7 @@ struct EvalCommand: ParsableCommand {
             let merged = try EvaluationRun.merge(shards.map(EvaluationRun.read), allowMissing: allowMissing)
             if let json { try merged.write(to: json) }
             let markdown = merged.markdownReport()
-            if let report { try Data(markdown.utf8).write(to: URL(fileURLWithPath: report), options: .atomic) }
+            if let report { try AtomicFile.write(to: report) { try $0.write(markdown) } }
             print(markdown)
         }
     }

@@ -332,10 +332,13 @@ final class BadInputTests: XCTestCase {
         try? AtomicFolder.write(to: tmp.file("folder")) { temporary in
             folderTemporary = temporary
             XCTAssertTrue(FileManager.default.fileExists(atPath: temporary))
+            XCTAssertTrue(FileManager.default.fileExists(atPath: tmp.file("done.json")))
             TemporaryOutputs.removeAll()
+            // Removed by removeAll itself, not by AtomicFolder's own clean-up after the throw below.
+            XCTAssertFalse(FileManager.default.fileExists(atPath: temporary))
             throw EngramError.invalidArgument("stop")
         }
-        XCTAssertFalse(FileManager.default.fileExists(atPath: folderTemporary))
+        XCTAssertFalse(folderTemporary.isEmpty)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: tmp.path).sorted(), ["done.json"])
         inProgress.abort() // after the removal: nothing left to do, and no trap
     }

@@ -12,14 +12,15 @@ final class DecodingContextTests: XCTestCase {
         var options = GenerationOptions(maxTokens: 100_000_000)
         options.stopAtEndOfGeneration = false
         let result = try generator.generate(prompt: [2, 3, 4], options: options)
-        XCTAssertEqual(result.tokens.count, 512 - 3)
+        XCTAssertEqual(result.tokens.count, 512 - 3 + 1) // the last token is never fed back
         XCTAssertEqual(result.finishReason, .length)
         // A limit inside the context is kept as it was.
         options.maxTokens = 7
         XCTAssertEqual(try generator.generate(prompt: [2, 3, 4], options: options).tokens.count, 7)
 
-        XCTAssertThrowsError(try generator.generate(prompt: [Int32](repeating: 2, count: 512), options: options)) {
-            XCTAssertTrue("\($0)".contains("the prompt has 512 tokens and leaves no room in the model's context of 512 tokens"), "\($0)")
+        XCTAssertEqual(try generator.generate(prompt: [Int32](repeating: 2, count: 512), options: options).tokens.count, 1)
+        XCTAssertThrowsError(try generator.generate(prompt: [Int32](repeating: 2, count: 513), options: options)) {
+            XCTAssertTrue("\($0)".contains("the prompt has 513 tokens, more than the model's context of 512 tokens"), "\($0)")
         }
     }
 
@@ -37,15 +38,19 @@ final class DecodingContextTests: XCTestCase {
 
     func testEditRequestsThatCannotFitAreNamed() throws {
         let tokenizer = TestTokenizer(pieces: [])
-        // One token per character, plus BOS: 25 for the prompt, 5 for " Rome".
+        // One token per character, plus BOS: 25 for the prompt, 5 for " Rome"; the last is never fed, so 29 positions.
         let request = EditRequest(caseID: "7", prompt: "The capital of France is", subject: "France", targetNew: "Rome")
-        XCTAssertNoThrow(try request.checkFits(tokenizer: tokenizer, context: 30))
-        XCTAssertThrowsError(try request.checkFits(tokenizer: tokenizer, context: 29)) {
-            XCTAssertTrue("\($0)".contains("request 7: the prompt and new target take 30 tokens; that is more than the model's context of 29 tokens"), "\($0)")
+        XCTAssertNoThrow(try request.checkFits(tokenizer: tokenizer, context: 29))
+        XCTAssertThrowsError(try request.checkFits(tokenizer: tokenizer, context: 28)) {
+            XCTAssertTrue("\($0)".contains("request 7: the prompt and new target take 30 tokens; that is more than the model's context of 28 tokens"), "\($0)")
         }
-        XCTAssertThrowsError(try request.checkFits(tokenizer: tokenizer, context: 40, room: 11)) {
-            XCTAssertTrue("\($0)".contains("with 11 tokens of context template in front"), "\($0)")
+        XCTAssertNoThrow(try request.checkFits(tokenizer: tokenizer, context: 40, room: 11))
+        XCTAssertThrowsError(try request.checkFits(tokenizer: tokenizer, context: 40, room: 12)) {
+            XCTAssertTrue("\($0)".contains("with 12 tokens of context template in front"), "\($0)")
         }
+        // A target that already starts with a space gets no second one.
+        XCTAssertNoThrow(try EditRequest(caseID: "8", prompt: "The capital of France is", subject: "France", targetNew: " Rome")
+            .checkFits(tokenizer: tokenizer, context: 29))
         // The value search names the request whose template-filled prompt does not fit.
         let model = try TinyModels.llama(vocab: 40)
         let long = EditRequest(caseID: "long", prompt: String(repeating: "a", count: 600) + " France is", subject: "France", targetNew: "Rome")

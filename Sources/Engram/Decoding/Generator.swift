@@ -48,12 +48,13 @@ public final class Generator {
         guard !prompt.isEmpty else { throw EngramError.invalidArgument("the prompt is empty (no tokens)") }
         guard options.maxTokens >= 0 else { throw EngramError.invalidArgument("max tokens must be ≥ 0") }
         let context = model.config.contextLength
-        guard prompt.count < context else {
-            throw EngramError.invalidArgument("the prompt has \(prompt.count) tokens and leaves no room in the model's context of \(context) tokens")
+        guard prompt.count <= context else {
+            throw EngramError.invalidArgument("the prompt has \(prompt.count) tokens, more than the model's context of \(context) tokens")
         }
-        // Every generated token but the last is fed back, so the context bounds how many can follow the prompt;
-        // the cache grows as needed, so a large `maxTokens` reserves nothing up front.
-        let maxTokens = min(options.maxTokens, context - prompt.count)
+        // Every generated token but the last is fed back (prompt + k − 1 positions for k tokens), so the
+        // context bounds how many can follow the prompt; the cache grows as needed, so a large
+        // `maxTokens` reserves nothing up front.
+        let maxTokens = min(options.maxTokens, context - prompt.count + 1)
         var sampler = Sampler(options.sampling)
         let cache = model.makeCache(capacity: prompt.count + min(maxTokens, 256) + 1)
         let clock = ContinuousClock()

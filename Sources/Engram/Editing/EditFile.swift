@@ -349,11 +349,8 @@ final class RecordReader {
             let path = "\(key).\(name)"
             let entry = dict[name]!
             if name.trimmingCharacters(in: .whitespaces).isEmpty { issue(path, "the probe group has no name") }
-            // A group with no probes would drop its metric without a word.
-            if let list = entry as? [Any], list.isEmpty { issue(path, "the probe group is empty") }
-            if let probe = entry as? [String: Any], let prompts = probe["prompt"] as? [Any], prompts.isEmpty {
-                issue("\(path).prompt", "the probe group is empty")
-            }
+            // An empty group counts as absent (the score is a mean over the keys present, and EasyEdit's
+            // own request dicts carry `{"prompt": [], "ground_truth": []}` for unused keys).
             var items: [PromptAnswer] = []
             if let list = entry as? [Any] {
                 for (i, element) in list.enumerated() {
@@ -439,8 +436,9 @@ final class RecordReader {
             let prompts = promptList(o["locality_prompt"], field: "locality_prompt")
             if prompts.isEmpty, o["locality_prompt"] == nil { issue("locality_prompt", "missing (locality_ground_truth is given)") }
             if let list = o["locality_prompt"] as? [Any], list.isEmpty { issue("locality_prompt", "is an empty list") }
-            if let list = o["locality_ground_truth"] as? [Any], prompts.count > 1, list.count > 1, list.count != prompts.count {
-                issue("locality_ground_truth", "has \(list.count) answers for \(prompts.count) prompts: give one per prompt (or aliases for a single prompt)")
+            if let list = o["locality_ground_truth"] as? [Any], let given = (o["locality_prompt"] as? [Any])?.count,
+               given > 1, list.count > 1, list.count != given {
+                issue("locality_ground_truth", "has \(list.count) answers for \(given) prompts: give one per prompt (or aliases for a single prompt)")
             }
             if let truth = answers(o["locality_ground_truth"], field: "locality_ground_truth", required: true), !prompts.isEmpty {
                 // One answer per prompt when both are lists of the same length; otherwise the answers are aliases.

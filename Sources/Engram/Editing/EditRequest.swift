@@ -132,8 +132,9 @@ extension EditRequest {
     /// otherwise fail deep inside a pass (or, on a rotary model, run on untrained positions).
     /// `room` is what the method puts in front of the prompt (context templates).
     public func checkFits(tokenizer: Tokenizer, context: Int, room: Int = 0) throws {
-        let tokens = tokenizer.encode(prompt, addSpecial: true).count + tokenizer.encode(" " + targetNew, addSpecial: false).count
-        guard tokens + room <= context else {
+        let target = targetNew.hasPrefix(" ") ? targetNew : " " + targetNew
+        let tokens = tokenizer.encode(prompt, addSpecial: true).count + tokenizer.encode(target, addSpecial: false).count
+        guard tokens - 1 + room <= context else { // the last target token is scored, never fed
             let what = room > 0 ? "with \(room) tokens of context template in front, " : ""
             throw EngramError.invalidArgument("request \(caseID): the prompt and new target take \(tokens) tokens; \(what)that is more than the model's context of \(context) tokens")
         }

@@ -57,7 +57,7 @@ public struct KeyStatistics: Sendable {
         data.append(json)
         sum.withUnsafeBytes { data.append(contentsOf: $0) }
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        try data.write(to: URL(fileURLWithPath: path), options: .atomic)
+        try AtomicFile.write(to: path) { try $0.write(data) } // its temporary file is removed on Ctrl-C too
     }
 
     public static func read(path: String) throws -> KeyStatistics {

@@ -188,9 +188,10 @@ public enum LocateThenEdit {
         let target = try targetTokens(request.targetNew, tokenizer: tokenizer)
         let rewriting = try templates.map { template -> ValueSearchPrompt in
             let filled = try fill(template, request: request, tokenizer: tokenizer)
-            guard filled.tokens.count + target.count <= context else {
+            // The pass feeds the prompt and all target tokens but the last.
+            guard filled.tokens.count + target.count - 1 <= context else {
                 throw EngramError.invalidArgument("request \(request.caseID): the value search's prompt '\(template)' filled with the prompt and target "
-                    + "takes \(filled.tokens.count + target.count) tokens, more than the model's context of \(context)")
+                    + "takes \(filled.tokens.count + target.count - 1) positions, more than the model's context of \(context)")
             }
             return ValueSearchPrompt(prompt: filled.tokens, lookup: filled.lookup, target: target)
         }

@@ -231,7 +231,7 @@ public final class EvaluationRunner {
             }
             for (field, text) in probes where text.utf8.count >= context { // a token takes at least one byte
                 let n = tokens(text)
-                guard n <= context else {
+                guard n - 1 <= context else { // teacher forcing feeds all but the last token
                     throw EngramError.invalidArgument("\(file.path): record \(i) (case \(record.caseID)), \(field): the probe and its answer take \(n) tokens, more than the model's context of \(context)")
                 }
             }

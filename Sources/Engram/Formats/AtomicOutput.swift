@@ -2,9 +2,11 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 private let systemWrite = Glibc.write
+private let systemRename = Glibc.rename
 #elseif canImport(Darwin)
 import Darwin
 private let systemWrite = Darwin.write
+private let systemRename = Darwin.rename
 #endif
 
 /// The temporary files and folders of outputs being written in this process, so that a command
@@ -16,13 +18,22 @@ public enum TemporaryOutputs {
     static func add(_ path: String) { lock.lock(); paths.insert(path); lock.unlock() }
     static func remove(_ path: String) { lock.lock(); paths.remove(path); lock.unlock() }
 
-    /// Deletes every temporary output still in progress (files and folders alike).
+    /// Renames a temporary output into place and forgets it, as one step against `removeAll`: a signal
+    /// either finds it still temporary (and removes it) or already in place (and leaves it).
+    static func rename(_ temporary: String, to path: String) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        paths.remove(temporary)
+        return systemRename(temporary, path) == 0
+    }
+
+    /// Deletes every temporary output still in progress (files and folders alike), holding the lock
+    /// so that no write is renamed into place halfway through a deletion.
     public static func removeAll() {
         lock.lock()
-        let pending = paths
+        defer { lock.unlock() }
+        for path in paths { try? FileManager.default.removeItem(atPath: path) }
         paths = []
-        lock.unlock()
-        for path in pending { try? FileManager.default.removeItem(atPath: path) }
     }
 }
 
@@ -136,8 +147,7 @@ public final class AtomicFile {
         }
         close(descriptor)
         finished = true
-        defer { TemporaryOutputs.remove(temporaryPath) }
-        guard rename(temporaryPath, path) == 0 else {
+        guard TemporaryOutputs.rename(temporaryPath, to: path) else {
             let reason = String(cString: strerror(errno))
             unlink(temporaryPath)
             throw EngramError.io(file: path, detail: "cannot rename \(temporaryPath) into place: \(reason)")
@@ -223,13 +233,16 @@ public enum AtomicFolder {
             throw EngramError.io(file: path, detail: "cannot create \(temporary): \(String(cString: strerror(errno)))")
         }
         TemporaryOutputs.add(temporary)
-        defer { TemporaryOutputs.remove(temporary) }
         do {
             try body(temporary)
         } catch {
+            TemporaryOutputs.remove(temporary)
             try? fm.removeItem(atPath: temporary)
             throw (error as? EngramError)?.replacingPath(temporary, with: path) ?? error
         }
+        // Complete from here on: a signal during the swap below must not delete the new folder (the old
+        // one may already be moved aside).
+        TemporaryOutputs.remove(temporary)
         if fm.fileExists(atPath: path) {
             let old = (parent as NSString).appendingPathComponent(".\(name).old-\(suffix)")
             guard rename(path, old) == 0 else {

@@ -40,8 +40,7 @@ public struct BPEVocabulary: Sendable {
 
     /// A merge of tokens the vocabulary lacks, or whose result it lacks, can never apply (Hugging Face
     /// refuses such a file): it points at a damaged or mismatched vocabulary.
-    static func checkMerges(_ merges: [(String, String)], tokens: [String], file: String, key: String) throws {
-        let known = Set(tokens)
+    static func checkMerges(_ merges: [(String, String)], tokens known: Set<String>, file: String, key: String) throws {
         for (i, (a, b)) in merges.enumerated() {
             for t in [a, b, a + b] where !known.contains(t) {
                 throw EngramError.metadata(file: file, key: key, detail: "entry \(i) '\(a) \(b)' names '\(t)', which is not in the vocabulary")
@@ -91,7 +90,6 @@ extension BPEVocabulary {
             }
             merges.append(pair)
         }
-        try Self.checkMerges(merges, tokens: tokens, file: file, key: "tokenizer.ggml.merges")
         let preName = m["tokenizer.ggml.pre"]?.string
         self.init(tokens: tokens, kinds: kinds, merges: merges,
                   preTokenizer: PreTokenizer(ggufName: preName, file: file).kind, file: file)

@@ -74,7 +74,8 @@ extension BPEVocabulary {
         } else if model["merges"] != nil {
             throw EngramError.metadata(file: file, key: "model.merges", detail: "not an array")
         }
-        try Self.checkMerges(merges, tokens: tokens, file: file, key: "model.merges")
+        // Against model.vocab itself: an added token may take over a vocabulary id (Hugging Face checks the same).
+        try Self.checkMerges(merges, tokens: Set(vocab.keys).union(tokens), file: file, key: "model.merges")
 
         let pre = try Self.preTokenizerKind(root["pre_tokenizer"], file: file)
         // Qwen2 composes text to NFC first; no other normalizer occurs with byte-level vocabularies.
