@@ -35,9 +35,14 @@ struct TraceCommand: ParsableCommand {
         }
         guard (1...1000).contains(samples) else { throw ValidationError("--samples must be in 1...1000, got \(samples)") }
         guard window >= 1 else { throw ValidationError("--window must be at least 1, got \(window)") }
+        _ = try kindList()
+    }
+
+    func kindList() throws -> [CausalTrace.Kind] {
         guard !kinds.trimmingCharacters(in: .whitespaces).isEmpty else { throw ValidationError("--kinds: give at least one of residual, mlp, attention") }
-        for kind in kinds.split(separator: ",") where CausalTrace.Kind(rawValue: String(kind)) == nil {
-            throw ValidationError("--kinds: unknown kind '\(kind)' (residual, mlp, attention)")
+        return try kinds.split(separator: ",").map {
+            guard let kind = CausalTrace.Kind(rawValue: String($0)) else { throw ValidationError("--kinds: unknown kind '\($0)' (residual, mlp, attention)") }
+            return kind
         }
     }
 
@@ -47,7 +52,7 @@ struct TraceCommand: ParsableCommand {
         options.samples = samples
         options.noise = noise
         options.window = window
-        options.kinds = kinds.split(separator: ",").compactMap { CausalTrace.Kind(rawValue: String($0)) } // checked in validate()
+        options.kinds = try kindList()
         let progress = ProgressReporter("tracing")
         let result = try CausalTrace(model: lm, tokenizer: tokenizer).run(prompt: prompt, subject: subject, target: target,
                                                                           options: options, progress: progress.update)

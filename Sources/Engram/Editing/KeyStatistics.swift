@@ -51,13 +51,12 @@ public struct KeyStatistics: Sendable {
         ]
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
         while json.count % 8 != 0 { json.append(0x20) }
-        var data = Data()
-        var length = UInt64(json.count).littleEndian
-        data.append(Data(bytes: &length, count: 8))
-        data.append(json)
-        sum.withUnsafeBytes { data.append(contentsOf: $0) }
-        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        try AtomicFile.write(to: path) { try $0.write(data) } // its temporary file is removed on Ctrl-C too
+        // AtomicFile creates the folder, and its temporary file is removed on Ctrl-C.
+        try AtomicFile.write(to: path) { file in
+            try file.write(littleEndian: UInt64(json.count))
+            try file.write(json)
+            try sum.withUnsafeBytes { try file.write($0) }
+        }
     }
 
     public static func read(path: String) throws -> KeyStatistics {
