@@ -36,10 +36,13 @@ let package = Package(
             cxxSettings: [.unsafeFlags(["-std=c++17"])],
             linkerSettings: [.linkedLibrary("sentencepiece"), .linkedLibrary("stdc++")]
         ),
+        // Quantized matrix-vector kernels for one-token decoding (AVX2 chosen at run time).
+        .target(name: "CQuantKernels", path: "Sources/CQuantKernels",
+                cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
         .target(
             name: "Engram",
             dependencies: [
-                "COpenBLAS", "CSentencePiece",
+                "COpenBLAS", "CSentencePiece", "CQuantKernels",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Yams", package: "Yams"),

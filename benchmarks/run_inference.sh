@@ -2,6 +2,8 @@
 # Inference speed of Engram next to llama.cpp (llama-cpp-python) and Hugging Face transformers, in one
 # run on the same machine, same F32 weights, same thread count. Prints JSON per engine and a ratio table.
 #   bash benchmarks/run_inference.sh [REPEATS] [THREADS]
+# WEIGHTS=q4_1 runs Engram and llama.cpp on the shipped Q4_1 GGUF itself instead (both decode from the
+# quantized blocks; transformers has no Q4_1 kernels, it would dequantize to the F32 case, so it is left out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPEATS="${1:-5}"; THREADS="${2:-2}"
@@ -11,11 +13,13 @@ bash benchmarks/peers/setup-venv.sh >/dev/null
 PY="$ENGRAM_HOME/bench-venv/bin/python"
 F32="$ENGRAM_HOME/bench/SmolLM2-135M-Instruct.F32.gguf"
 [ -f "$F32" ] || { mkdir -p "$(dirname "$F32")"; "$PY" benchmarks/peers/make_f32_gguf.py "$ENGRAM_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$F32"; }
+MODEL="$F32"
+if [ "${WEIGHTS:-f32}" = q4_1 ]; then MODEL="$ENGRAM_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf"; SKIP_TRANSFORMERS=1; fi
 swift build -c release --product EngramBench >/dev/null
 OUT="${BENCH_OUT:-benchmarks/results}"; mkdir -p "$OUT"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-.build/release/EngramBench --model "$F32" --threads "$THREADS" --repeats "$REPEATS" > "$OUT/engram.json"
-"$PY" benchmarks/peers/llamacpp_bench.py --model "$F32" --threads "$THREADS" --prompt-tokens 128,512 --decode-tokens 128 --repeats "$REPEATS" --json "$OUT/llamacpp.json" >/dev/null
+.build/release/EngramBench --model "$MODEL" --threads "$THREADS" --repeats "$REPEATS" > "$OUT/engram.json"
+"$PY" benchmarks/peers/llamacpp_bench.py --model "$MODEL" --threads "$THREADS" --prompt-tokens 128,512 --decode-tokens 128 --repeats "$REPEATS" --json "$OUT/llamacpp.json" >/dev/null
 if [ "${SKIP_TRANSFORMERS:-0}" != 1 ]; then
   "$PY" benchmarks/peers/transformers_bench.py --model "$F32" --threads "$THREADS" --prompt-tokens 128,512 --decode-tokens 128 --repeats "$REPEATS" --json "$OUT/transformers.json" >/dev/null
 fi

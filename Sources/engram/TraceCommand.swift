@@ -63,8 +63,7 @@ struct TraceCommand: ParsableCommand {
         do {
             try json.write(try encoder.encode(result))
             try svg.write(TraceHeatmap.svg(result))
-            try json.commit()
-            try svg.commit()
+            try AtomicFile.commit([json, svg])
         } catch {
             json.abort()
             svg.abort()

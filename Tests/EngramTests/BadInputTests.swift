@@ -317,8 +317,6 @@ final class BadInputTests: XCTestCase {
 
     // MARK: Command outputs
 
-    /// The parent folder of an output path, including one-character names (NSString's
-    /// deletingLastPathComponent traps on those here).
     /// What a command stopped by a signal removes (`removeTemporaryOutputsOnSignal` in the CLI): the
     /// temporary file or folder of every write still in progress, and nothing once it is committed.
     func testTemporaryOutputsInProgressCanBeRemoved() throws {
@@ -343,6 +341,34 @@ final class BadInputTests: XCTestCase {
         inProgress.abort() // after the removal: nothing left to do, and no trap
     }
 
+    /// Files committed together (a trace's JSON and SVG) replace the old pair; when a rename fails the
+    /// error names that file and no temporary file stays behind.
+    func testFilesCommittedTogether() throws {
+        let tmp = TemporaryFolder()
+        try "old".write(toFile: tmp.file("t.json"), atomically: false, encoding: .utf8)
+        try "old".write(toFile: tmp.file("t.svg"), atomically: false, encoding: .utf8)
+        let json = try AtomicFile(path: tmp.file("t.json")), svg = try AtomicFile(path: tmp.file("t.svg"))
+        try json.write("{}")
+        try svg.write("<svg/>")
+        try AtomicFile.commit([json, svg])
+        XCTAssertEqual(try String(contentsOfFile: tmp.file("t.json"), encoding: .utf8), "{}")
+        XCTAssertEqual(try String(contentsOfFile: tmp.file("t.svg"), encoding: .utf8), "<svg/>")
+        try AtomicFile.commit([json, svg]) // already committed: nothing to do
+
+        let a = try AtomicFile(path: tmp.file("a.json")), b = try AtomicFile(path: tmp.file("b.svg"))
+        try a.write("{}")
+        try b.write("<svg/>")
+        // A non-empty folder where the picture goes: its rename fails after the JSON's succeeded.
+        try FileManager.default.createDirectory(atPath: tmp.file("b.svg/inside"), withIntermediateDirectories: true)
+        assertEngramError([tmp.file("b.svg"), "cannot rename"]) { try AtomicFile.commit([a, b]) }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: tmp.path).sorted(),
+                       ["a.json", "b.svg", "t.json", "t.svg"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: tmp.file("b.svg")), ["inside"])
+        b.abort() // after the failure: nothing left to do, and no trap
+    }
+
+    /// The parent folder of an output path, including one-character names (NSString's
+    /// deletingLastPathComponent traps on those here).
     func testParentFolderOfShortAndOddPaths() {
         XCTAssertEqual(AtomicFile.parentFolder(of: "t"), ".")
         XCTAssertEqual(AtomicFile.parentFolder(of: "a/b"), "a")

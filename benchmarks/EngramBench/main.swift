@@ -1,5 +1,6 @@
 // Inference speed of Engram on one checkpoint: prompt processing (pp) at given prompt lengths and
 // decode (tg) of N tokens, repeated, with the median and spread, peak RSS, and the BLAS core.
+// `--float-decode` decodes from the float weights even where a GGUF's Q4_1/Q8_0 blocks could be read.
 // Prints one JSON object (the same shape as benchmarks/peers/*_bench.py) so runs can be compared.
 import Engram
 import Foundation
@@ -13,6 +14,8 @@ struct Options {
     var decodeTokens = 128
     var repeats = 5
     var threads = 2
+    /// Decode with the float weights even where quantized blocks could be read (`QuantizedRows`).
+    var floatDecode = false
 }
 
 func parse() -> Options {
@@ -25,6 +28,7 @@ func parse() -> Options {
         case "--decode-tokens": o.decodeTokens = Int(args.next() ?? "") ?? o.decodeTokens
         case "--repeats": o.repeats = Int(args.next() ?? "") ?? o.repeats
         case "--threads": o.threads = Int(args.next() ?? "") ?? o.threads
+        case "--float-decode": o.floatDecode = true
         default:
             FileHandle.standardError.write(Data("unknown option \(a)\n".utf8))
             exit(2)
@@ -47,6 +51,7 @@ func peakRSSBytes() -> Int {
 
 let o = parse()
 BLAS.threads = o.threads
+QuantizedRows.enabled = !o.floatDecode
 let clock = ContinuousClock()
 let loadStart = clock.now
 let ck = try ModelLoader.checkpoint(o.model)
@@ -95,6 +100,7 @@ let output: [String: Any] = [
     "tensor_bytes": ck.tensorBytes,
     "cpu": cpu,
     "blas": BLAS.configuration,
+    "quantized_decode": QuantizedRows.enabled ? (QuantizedRows.vectorized ? "avx2" : "portable") : "off",
     "OPENBLAS_CORETYPE": ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "",
 ]
 let data = try JSONSerialization.data(withJSONObject: output, options: [.prettyPrinted, .sortedKeys])

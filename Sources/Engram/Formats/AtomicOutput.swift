@@ -18,13 +18,17 @@ public enum TemporaryOutputs {
     static func add(_ path: String) { lock.lock(); paths.insert(path); lock.unlock() }
     static func remove(_ path: String) { lock.lock(); paths.remove(path); lock.unlock() }
 
-    /// Renames a temporary output into place and forgets it, as one step against `removeAll`: a signal
-    /// either finds it still temporary (and removes it) or already in place (and leaves it).
-    static func rename(_ temporary: String, to path: String) -> Bool {
+    /// Renames temporary outputs into place and forgets them, as one step against `removeAll`: a signal
+    /// finds all of them still temporary (and removes them) or all in place (and leaves them). Stops at the first failure and returns its index; the
+    /// ones before it stay renamed (a later rename cannot be undone atomically).
+    static func rename(_ moves: [(temporary: String, path: String)]) -> (index: Int, reason: String)? {
         lock.lock()
         defer { lock.unlock() }
-        paths.remove(temporary)
-        return systemRename(temporary, path) == 0
+        for (i, move) in moves.enumerated() {
+            paths.remove(move.temporary)
+            guard systemRename(move.temporary, move.path) == 0 else { return (i, String(cString: strerror(errno))) }
+        }
+        return nil
     }
 
     /// Deletes every temporary output still in progress (files and folders alike), holding the lock
@@ -137,28 +141,42 @@ public final class AtomicFile {
     }
 
     /// Flushes, syncs and renames the file into place.
-    public func commit() throws {
-        guard !finished else { return }
+    public func commit() throws { try AtomicFile.commit([self]) }
+
+    /// Commits files that belong together (a trace's JSON and its picture): every one is flushed and
+    /// synced before any is renamed, and the renames happen as one step against a signal, so an
+    /// interrupted command leaves the old set or the new one, not a mix.
+    public static func commit(_ files: [AtomicFile]) throws {
+        let open = files.filter { !$0.finished }
+        do {
+            for file in open { try file.sync() }
+        } catch {
+            for file in open { file.abort() }
+            throw error
+        }
+        for file in open { file.finished = true }
+        if let (failed, reason) = TemporaryOutputs.rename(open.map { ($0.temporaryPath, $0.path) }) {
+            for file in open[failed...] { unlink(file.temporaryPath) }
+            let file = open[failed]
+            throw EngramError.io(file: file.path, detail: "cannot rename \(file.temporaryPath) into place: \(reason)")
+        }
+    }
+
+    /// Flushes the buffer, syncs and closes the descriptor; the file stays under its temporary name.
+    private func sync() throws {
         try flush()
         guard fsync(descriptor) == 0 else {
-            let reason = String(cString: strerror(errno))
-            abort()
-            throw EngramError.io(file: path, detail: "cannot sync: \(reason)")
+            throw EngramError.io(file: path, detail: "cannot sync: \(String(cString: strerror(errno)))")
         }
         close(descriptor)
-        finished = true
-        guard TemporaryOutputs.rename(temporaryPath, to: path) else {
-            let reason = String(cString: strerror(errno))
-            unlink(temporaryPath)
-            throw EngramError.io(file: path, detail: "cannot rename \(temporaryPath) into place: \(reason)")
-        }
+        descriptor = -1
     }
 
     /// Drops the temporary file; the target is untouched.
     public func abort() {
         guard !finished else { return }
         finished = true
-        close(descriptor)
+        if descriptor >= 0 { close(descriptor) }
         unlink(temporaryPath)
         TemporaryOutputs.remove(temporaryPath)
     }

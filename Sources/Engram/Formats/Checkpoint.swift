@@ -35,8 +35,11 @@ public struct StoredTensor: @unchecked Sendable {
         if dtype == .f32, Int(bitPattern: data) % 4 == 0 {
             return Matrix(rows: rows, cols: cols, pointer: UnsafeMutablePointer(mutating: data.assumingMemoryBound(to: Float.self)), owner: owner)
         }
-        let m = Matrix(rows: rows, cols: cols)
+        var m = Matrix(rows: rows, cols: cols)
         Dequantize.run(dtype, source: data, count: elementCount, into: m.pointer)
+        if rows > 0, QuantizedRows.supports(dtype, cols: cols) {
+            m.quantized = QuantizedRows(dtype: dtype, rows: rows, cols: cols, blocks: data, owner: owner)
+        }
         return m
     }
 }

@@ -90,7 +90,10 @@ struct DecoderWeights {
 
     /// The live matrix of a weight the gradients know how to address.
     func matrix(_ w: EditableWeight) -> Matrix {
-        switch w { case let .mlpDown(l): return blocks[l].wDown }
+        let m: Matrix
+        switch w { case let .mlpDown(l): m = blocks[l].wDown }
+        m.quantized?.retire() // the caller may change the floats
+        return m
     }
 
     /// Checks that a weight names an existing layer.

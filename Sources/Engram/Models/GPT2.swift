@@ -42,7 +42,10 @@ public final class GPT2: LanguageModel {
     }
 
     public func weight(_ w: EditableWeight) -> Matrix {
-        switch w { case let .mlpDown(l): return blocks[l].wDown }
+        let m: Matrix
+        switch w { case let .mlpDown(l): m = blocks[l].wDown }
+        m.quantized?.retire() // the caller may change the floats
+        return m
     }
 
     public func finalNorm(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>) {

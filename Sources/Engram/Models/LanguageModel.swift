@@ -25,7 +25,8 @@ public protocol LanguageModel: AnyObject {
     /// Runs the new tokens of every sequence through the model, appending to their caches, and returns
     /// logits per sequence (`[1, vocab]` for `.last`, `[tokens, vocab]` for `.all`, empty for `.none`).
     func forward(_ batch: [SequenceInput], hooks: Hooks?, logits: LogitRows) throws -> [Matrix]
-    /// The live matrix behind an editable weight; writing into it changes the model.
+    /// The live matrix behind an editable weight; writing into it changes the model. Its quantized
+    /// blocks (if any) are retired, so that decoding reads the floats from then on.
     func weight(_ w: EditableWeight) -> Matrix
     /// Output head and final norm, for code that computes logits from a hidden state itself.
     func finalNorm(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>)

@@ -4,12 +4,15 @@ import Foundation
 /// Matrix products through OpenBLAS. All matrices are row-major.
 public enum BLAS {
     /// `Y[n, out] = X[n, in] · Wᵀ` for a weight `W[out, in]`; adds to Y when `accumulate`.
-    /// One token uses sgemv (memory-bound), several use sgemm (compute-bound).
+    /// One token uses sgemv (memory-bound), or the quantized blocks the weight came from when it has
+    /// current ones (a fraction of the bytes); several tokens use sgemm (compute-bound).
     @inline(__always)
     public static func linear(_ x: UnsafePointer<Float>, rows n: Int, weight w: Matrix,
                               into y: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
         let beta: Float = accumulate ? 1 : 0
-        if n == 1 {
+        if n == 1, let q = w.quantized, q.isCurrent {
+            q.multiply(x, into: y, accumulate: accumulate, threads: threads)
+        } else if n == 1 {
             cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(w.rows), Int32(w.cols), 1,
                         w.pointer, Int32(w.cols), x, 1, beta, y, 1)
         } else {

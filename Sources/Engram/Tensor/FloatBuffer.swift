@@ -37,6 +37,9 @@ public struct Matrix: @unchecked Sendable {
     public let cols: Int
     public let pointer: UnsafeMutablePointer<Float>
     public let owner: AnyObject
+    /// The quantized blocks these floats were dequantized from, if any: one-row products read them.
+    /// Copies of a matrix share them (and their retirement); `copy()` does not carry them.
+    public var quantized: QuantizedRows?
 
     public init(rows: Int, cols: Int, pointer: UnsafeMutablePointer<Float>, owner: AnyObject) {
         self.rows = rows

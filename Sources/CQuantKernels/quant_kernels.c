@@ -1,0 +1,318 @@
+// Quantized matrix-vector products (see include/quant_kernels.h). Block layouts are GGML's:
+// Q4_1 = f16 scale d, f16 offset m, 16 bytes whose low nibbles are elements 0-15 and high nibbles
+// elements 16-31 (value d·q + m); Q8_0 = f16 scale d, 32 signed bytes (value d·q).
+// The AVX2 paths are compiled with a target attribute and chosen at run time, so the binary still runs
+// (on the portable loops) on x86-64 CPUs without AVX2 and on other architectures.
+#define _GNU_SOURCE
+#include "quant_kernels.h"
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+static float half_to_float(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exponent = (h >> 10) & 0x1F, mantissa = h & 0x3FF, bits;
+    if (exponent == 0) {
+        if (mantissa == 0) {
+            bits = sign;
+        } else { // subnormal: renormalise
+            exponent = 127 - 15 + 1;
+            while ((mantissa & 0x400) == 0) { mantissa <<= 1; exponent--; }
+            bits = sign | (exponent << 23) | ((mantissa & 0x3FF) << 13);
+        }
+    } else if (exponent == 31) {
+        bits = sign | 0x7F800000 | (mantissa << 13);
+    } else {
+        bits = sign | ((exponent + 127 - 15) << 23) | (mantissa << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static void gemv_q4_1_portable(const uint8_t *w, int64_t cols, const float *x, const float *sums, float *y,
+                               int64_t begin, int64_t end, int accumulate) {
+    const int64_t nb = cols / 32;
+    for (int64_t r = begin; r < end; r++) {
+        const uint8_t *block = w + r * nb * 20;
+        float total = 0;
+        for (int64_t b = 0; b < nb; b++, block += 20) {
+            const float *xb = x + b * 32;
+            float s = 0;
+            for (int j = 0; j < 16; j++) s += (float)(block[4 + j] & 0x0F) * xb[j] + (float)(block[4 + j] >> 4) * xb[j + 16];
+            total += half_to_float(block) * s + half_to_float(block + 2) * sums[b];
+        }
+        y[r] = accumulate ? y[r] + total : total;
+    }
+}
+
+static void gemv_q8_0_portable(const uint8_t *w, int64_t cols, const float *x, float *y, int64_t begin, int64_t end,
+                               int accumulate) {
+    const int64_t nb = cols / 32;
+    for (int64_t r = begin; r < end; r++) {
+        const uint8_t *block = w + r * nb * 34;
+        float total = 0;
+        for (int64_t b = 0; b < nb; b++, block += 34) {
+            const int8_t *q = (const int8_t *)(block + 2);
+            const float *xb = x + b * 32;
+            float s = 0;
+            for (int j = 0; j < 32; j++) s += (float)q[j] * xb[j];
+            total += half_to_float(block) * s;
+        }
+        y[r] = accumulate ? y[r] + total : total;
+    }
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define VECTOR_TARGET __attribute__((target("avx2,fma,f16c")))
+
+VECTOR_TARGET static inline float horizontal_sum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+VECTOR_TARGET static inline float half_avx(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+VECTOR_TARGET static void gemv_q4_1_avx2(const uint8_t *w, int64_t cols, const float *x, const float *sums,
+                                         float *y, int64_t begin, int64_t end, int accumulate) {
+    const int64_t nb = cols / 32;
+    const __m128i low = _mm_set1_epi8(0x0F);
+    for (int64_t r = begin; r < end; r++) {
+        const uint8_t *block = w + r * nb * 20;
+        __m256 acc = _mm256_setzero_ps();
+        float offsets = 0;
+        for (int64_t b = 0; b < nb; b++, block += 20) {
+            const float *xb = x + b * 32;
+            __m128i q = _mm_loadu_si128((const __m128i *)(block + 4));
+            __m128i lo = _mm_and_si128(q, low), hi = _mm_and_si128(_mm_srli_epi16(q, 4), low);
+            __m256 q0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
+            __m256 q1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
+            __m256 q2 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
+            __m256 q3 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
+            __m256 s = _mm256_mul_ps(q0, _mm256_loadu_ps(xb));
+            s = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xb + 8), s);
+            s = _mm256_fmadd_ps(q2, _mm256_loadu_ps(xb + 16), s);
+            s = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xb + 24), s);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(half_avx(block)), s, acc);
+            offsets += half_avx(block + 2) * sums[b];
+        }
+        float total = horizontal_sum(acc) + offsets;
+        y[r] = accumulate ? y[r] + total : total;
+    }
+}
+
+VECTOR_TARGET static void gemv_q8_0_avx2(const uint8_t *w, int64_t cols, const float *x, float *y,
+                                         int64_t begin, int64_t end, int accumulate) {
+    const int64_t nb = cols / 32;
+    for (int64_t r = begin; r < end; r++) {
+        const uint8_t *block = w + r * nb * 34;
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t b = 0; b < nb; b++, block += 34) {
+            const float *xb = x + b * 32;
+            const uint8_t *q = block + 2;
+            __m256 s = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)q))),
+                                     _mm256_loadu_ps(xb));
+            for (int j = 8; j < 32; j += 8) {
+                __m256 qj = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + j))));
+                s = _mm256_fmadd_ps(qj, _mm256_loadu_ps(xb + j), s);
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(half_avx(block)), s, acc);
+        }
+        float total = horizontal_sum(acc);
+        y[r] = accumulate ? y[r] + total : total;
+    }
+}
+
+static int cpu_has_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+#else
+static int cpu_has_avx2(void) { return 0; }
+#endif
+
+// -1 until first asked; then whether the vector paths run (pool workers read it too).
+static atomic_int use_vectors = -1;
+
+static int has_avx2(void) {
+    int use = atomic_load_explicit(&use_vectors, memory_order_relaxed);
+    if (use < 0) {
+        use = cpu_has_avx2();
+        atomic_store_explicit(&use_vectors, use, memory_order_relaxed);
+    }
+    return use;
+}
+
+int engram_quant_kernels_vectorized(void) { return has_avx2(); }
+
+void engram_quant_kernels_set_vectorized(int enabled) {
+    atomic_store_explicit(&use_vectors, enabled && cpu_has_avx2(), memory_order_relaxed);
+}
+
+void engram_gemv_q4_1(const void *weights, int64_t cols, const float *x, const float *block_sums, float *y,
+                      int64_t begin, int64_t end, int accumulate) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (has_avx2()) { gemv_q4_1_avx2(weights, cols, x, block_sums, y, begin, end, accumulate); return; }
+#endif
+    gemv_q4_1_portable(weights, cols, x, block_sums, y, begin, end, accumulate);
+}
+
+void engram_gemv_q8_0(const void *weights, int64_t cols, const float *x, float *y, int64_t begin, int64_t end,
+                      int accumulate) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (has_avx2()) { gemv_q8_0_avx2(weights, cols, x, y, begin, end, accumulate); return; }
+#endif
+    gemv_q8_0_portable(weights, cols, x, y, begin, end, accumulate);
+}
+
+// ---- Splitting one product over threads ----
+//
+// A decoded token makes about two hundred small products, each a few microseconds long, so waking a
+// thread per product (or going through a dispatch queue) would cost as much as the work. The workers
+// instead spin on a generation counter for a while after each product and only then sleep on a
+// condition variable; the thread that posts a product does the first piece itself.
+
+#define MAX_WORKERS 15
+#define SPINS_BEFORE_SLEEP 500 // about 10-30 µs: longer than the gaps between the products of one token
+
+typedef struct {
+    int type, accumulate, pieces;
+    const void *weights;
+    int64_t rows, cols;
+    const float *x, *sums;
+    float *y;
+} product;
+
+static struct {
+    pthread_mutex_t post;          // one product in the pool at a time
+    pthread_mutex_t sleep;         // guards sleepers and the condition
+    pthread_cond_t wake;
+    int workers, sleepers;
+    product job;
+    atomic_uint generation;        // bumped once per posted product
+    atomic_int acknowledged;       // workers done with the current product
+} pool = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER };
+
+static inline void pause_briefly(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static void run_piece(const product *p, int piece) {
+    int64_t begin = p->rows * piece / p->pieces, end = p->rows * (piece + 1) / p->pieces;
+    if (begin >= end) return;
+    if (p->type == ENGRAM_Q4_1) engram_gemv_q4_1(p->weights, p->cols, p->x, p->sums, p->y, begin, end, p->accumulate);
+    else engram_gemv_q8_0(p->weights, p->cols, p->x, p->y, begin, end, p->accumulate);
+}
+
+typedef struct { int index; unsigned generation; } worker_start;
+
+static void *worker_main(void *argument) {
+    // The generation current when the worker was created, not when it first runs: a product posted in
+    // between must still be seen as new.
+    worker_start start = *(worker_start *)argument;
+    free(argument);
+    int index = start.index; // pieces 1, 2, ...: piece 0 is the poster's
+    unsigned seen = start.generation;
+    for (;;) {
+        unsigned now;
+        int spins = 0;
+        while ((now = atomic_load_explicit(&pool.generation, memory_order_acquire)) == seen) {
+            if (++spins < SPINS_BEFORE_SLEEP) { pause_briefly(); continue; }
+            pthread_mutex_lock(&pool.sleep);
+            pool.sleepers++;
+            while (atomic_load_explicit(&pool.generation, memory_order_acquire) == seen) pthread_cond_wait(&pool.wake, &pool.sleep);
+            pool.sleepers--;
+            pthread_mutex_unlock(&pool.sleep);
+            spins = 0;
+        }
+        seen = now;
+        if (index < pool.job.pieces) run_piece(&pool.job, index);
+        atomic_fetch_add_explicit(&pool.acknowledged, 1, memory_order_acq_rel);
+    }
+    return NULL;
+}
+
+/// Starts workers until there are `wanted` (called with `post` held). Returns how many there are.
+static int grow_pool(int wanted) {
+    if (wanted > MAX_WORKERS) wanted = MAX_WORKERS;
+    while (pool.workers < wanted) {
+        worker_start *start = malloc(sizeof *start);
+        if (!start) break;
+        start->index = pool.workers + 1;
+        start->generation = atomic_load_explicit(&pool.generation, memory_order_acquire);
+        pthread_t thread;
+        pthread_attr_t attributes;
+        pthread_attr_init(&attributes);
+        pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+        int failed = pthread_create(&thread, &attributes, worker_main, start);
+        pthread_attr_destroy(&attributes);
+        if (failed) { free(start); break; }
+        pool.workers++;
+    }
+    return pool.workers;
+}
+
+/// The CPUs this process may run on: more spinning threads than that would wait on each other.
+static int usable_cpus(void) {
+    static atomic_int cached = 0;
+    int known = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (known == 0) {
+        int count = 0;
+#if defined(__linux__)
+        cpu_set_t set;
+        if (sched_getaffinity(0, sizeof set, &set) == 0) count = CPU_COUNT(&set);
+#endif
+        if (count <= 0) count = (int)sysconf(_SC_NPROCESSORS_ONLN);
+        known = count > 0 ? count : 1;
+        atomic_store_explicit(&cached, known, memory_order_relaxed);
+    }
+    return known;
+}
+
+void engram_gemv(int type, const void *weights, int64_t rows, int64_t cols, const float *x, const float *block_sums,
+                 float *y, int accumulate, int threads) {
+    product job = { type, accumulate, 1, weights, rows, cols, x, block_sums, y };
+    if (threads > usable_cpus()) threads = usable_cpus();
+    // Below ~32k weights a piece is shorter than handing it over.
+    if (threads <= 1 || rows < 2 || rows * cols < (1 << 15) || pthread_mutex_trylock(&pool.post) != 0) {
+        run_piece(&job, 0);
+        return;
+    }
+    int workers = grow_pool(threads - 1);
+    job.pieces = workers + 1 < threads ? workers + 1 : threads;
+    if (job.pieces > rows) job.pieces = (int)rows;
+    if (job.pieces <= 1) {
+        pthread_mutex_unlock(&pool.post);
+        run_piece(&job, 0);
+        return;
+    }
+    pool.job = job;
+    atomic_store_explicit(&pool.acknowledged, 0, memory_order_relaxed);
+    pthread_mutex_lock(&pool.sleep);
+    atomic_fetch_add_explicit(&pool.generation, 1, memory_order_acq_rel);
+    if (pool.sleepers > 0) pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.sleep);
+    run_piece(&job, 0);
+    // Every worker acknowledges every product (those without a piece at once), so none can still be
+    // reading `pool.job` when the next product replaces it.
+    // On a busy machine a worker may have lost its CPU: after a while, yield ours to it.
+    for (int spins = 0; atomic_load_explicit(&pool.acknowledged, memory_order_acquire) < workers; spins++) {
+        if (spins < SPINS_BEFORE_SLEEP) pause_briefly(); else sched_yield();
+    }
+    pthread_mutex_unlock(&pool.post);
+}

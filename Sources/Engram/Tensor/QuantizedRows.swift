@@ -1,0 +1,74 @@
+import CQuantKernels
+import Foundation
+
+/// The GGML blocks a weight matrix was dequantized from, kept beside its float copy for one-token
+/// products. Decoding one token is bound by reading the weights, and Q4_1 blocks are a seventh of the
+/// float32 bytes (Q8_0 a little over a quarter), so `BLAS.linear` reads these instead of the floats when
+/// it multiplies a single row. Everything else (prompts, batches, gradients, edits) uses the floats.
+///
+/// The float copy stays the truth: a matrix handed out to be changed (`LanguageModel.weight`) retires
+/// its blocks first, so an edited weight is never read from stale blocks.
+public final class QuantizedRows: @unchecked Sendable {
+    public let dtype: DType
+    public let rows: Int
+    public let cols: Int
+    let blocks: UnsafeRawPointer
+    /// Keeps the memory map (or buffer) holding the blocks alive.
+    let owner: AnyObject
+    private let lock = NSLock()
+    private var retired = false
+
+    /// Turns the quantized path off for the whole process (to compare against the float products).
+    nonisolated(unsafe) public static var enabled = true
+
+    /// The block types with a kernel; rows must be whole blocks.
+    public static func supports(_ dtype: DType, cols: Int) -> Bool {
+        (dtype == .q4_1 || dtype == .q8_0) && cols > 0 && cols % 32 == 0
+    }
+
+    init(dtype: DType, rows: Int, cols: Int, blocks: UnsafeRawPointer, owner: AnyObject) {
+        precondition(QuantizedRows.supports(dtype, cols: cols))
+        self.dtype = dtype
+        self.rows = rows
+        self.cols = cols
+        self.blocks = blocks
+        self.owner = owner
+    }
+
+    /// Whether single-row products may read the blocks (not retired, and the path is on).
+    public var isCurrent: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return !retired && QuantizedRows.enabled
+    }
+
+    /// Stops using the blocks for good: the float copy is about to be changed.
+    public func retire() {
+        lock.lock()
+        retired = true
+        lock.unlock()
+    }
+
+    /// Whether the vectorised kernels (AVX2, FMA, F16C) run or the portable loops. Setting it to true
+    /// takes effect only on a CPU that has them (tests set it to false to check the loops).
+    public static var vectorized: Bool {
+        get { engram_quant_kernels_vectorized() != 0 }
+        set { engram_quant_kernels_set_vectorized(newValue ? 1 : 0) }
+    }
+
+    /// `y[rows] = W · x` (added to y when `accumulate`), split over `threads` threads (the kernels'
+    /// own pool: a dispatch per product would cost as much as the product).
+    public func multiply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, accumulate: Bool, threads: Int) {
+        let type = dtype == .q4_1 ? Int32(ENGRAM_Q4_1) : Int32(ENGRAM_Q8_0)
+        // Q4_1's block offset multiplies the sum of x over the block: computed once, not once per row.
+        var sums = [Float](repeating: 0, count: dtype == .q4_1 ? cols / 32 : 0)
+        for b in sums.indices {
+            var s: Float = 0
+            for j in 0..<32 { s += x[b * 32 + j] }
+            sums[b] = s
+        }
+        sums.withUnsafeBufferPointer { s in
+            engram_gemv(type, blocks, Int64(rows), Int64(cols), x, s.baseAddress, y, accumulate ? 1 : 0, Int32(threads))
+        }
+    }
+}

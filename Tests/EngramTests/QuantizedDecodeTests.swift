@@ -1,0 +1,120 @@
+import XCTest
+@testable import Engram
+
+/// One-row products read straight from Q4_1/Q8_0 blocks (`QuantizedRows`): the same numbers as the
+/// products over the dequantized floats, on both the vector and the portable paths, and never from
+/// blocks that an edit has made stale.
+final class QuantizedDecodeTests: XCTestCase {
+    /// Random blocks with moderate f16 scales (random bit patterns would include NaN and inf).
+    func blocks(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> [UInt8] {
+        var rng = SeededRandom(seed: seed)
+        let count = rows * cols / 32
+        var bytes = (0..<(count * dtype.blockBytes)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        for b in 0..<count {
+            let halves = dtype == .q4_1 ? [0, 2] : [0]
+            for at in halves {
+                let bits = Float16(rng.uniform() * 0.1).bitPattern
+                bytes[b * dtype.blockBytes + at] = UInt8(bits & 0xFF)
+                bytes[b * dtype.blockBytes + at + 1] = UInt8(bits >> 8)
+            }
+        }
+        return bytes
+    }
+
+    func check(_ dtype: DType, rows: Int, cols: Int, threads: Int, accumulate: Bool, seed: UInt64,
+               file: StaticString = #filePath, line: UInt = #line) {
+        let bytes = blocks(dtype, rows: rows, cols: cols, seed: seed)
+        let owner = FloatBuffer(count: 1)
+        var rng = SeededRandom(seed: seed + 100)
+        let x = rng.values(cols, scale: 1)
+        let start = rng.values(rows, scale: 1)
+        var weights = [Float](repeating: 0, count: rows * cols)
+        bytes.withUnsafeBytes { src in
+            weights.withUnsafeMutableBufferPointer { Dequantize.run(dtype, source: src.baseAddress!, count: rows * cols, into: $0.baseAddress!) }
+        }
+        var y = start
+        bytes.withUnsafeBytes { src in
+            let q = QuantizedRows(dtype: dtype, rows: rows, cols: cols, blocks: src.baseAddress!, owner: owner)
+            y.withUnsafeMutableBufferPointer { q.multiply(x, into: $0.baseAddress!, accumulate: accumulate, threads: threads) }
+        }
+        // Reference in double over the dequantized floats; the bound scales with Σ|w·x| of the row.
+        for r in 0..<rows {
+            var exact = accumulate ? Double(start[r]) : 0, magnitude = 0.0
+            for c in 0..<cols {
+                exact += Double(weights[r * cols + c]) * Double(x[c])
+                magnitude += abs(Double(weights[r * cols + c]) * Double(x[c]))
+            }
+            if abs(Double(y[r]) - exact) > 1e-5 * (magnitude + 1) {
+                XCTFail("\(dtype) \(rows)×\(cols) threads \(threads) accumulate \(accumulate) vectorized \(QuantizedRows.vectorized): "
+                        + "row \(r) got \(y[r]), expected \(exact)", file: file, line: line)
+                return
+            }
+        }
+    }
+
+    func testProductsMatchTheDequantizedWeights() {
+        let saved = QuantizedRows.vectorized
+        defer { QuantizedRows.vectorized = saved }
+        for vectorized in [true, false] {
+            QuantizedRows.vectorized = vectorized
+            for dtype in [DType.q4_1, .q8_0] {
+                for accumulate in [false, true] {
+                    check(dtype, rows: 37, cols: 96, threads: 1, accumulate: accumulate, seed: 1)
+                    // Large enough to be split over threads; an odd row count leaves uneven pieces.
+                    check(dtype, rows: 601, cols: 512, threads: 2, accumulate: accumulate, seed: 2)
+                    check(dtype, rows: 601, cols: 512, threads: 3, accumulate: accumulate, seed: 3)
+                }
+            }
+        }
+    }
+
+    /// A tiny LLaMA whose MLP down projection and output head are Q8_0 in the GGUF: one-token passes read
+    /// the blocks; once `weight(_:)` hands the down projection out and it is changed, one-token passes
+    /// follow the changed floats (checked against a prompt pass, which always reads the floats).
+    func testAnEditedWeightIsNotReadFromItsBlocks() throws {
+        var tiny = TinyModel.llama(seed: 31)
+        tiny.quantizeQ8(["model.layers.0.mlp.down_proj.weight", "lm_head.weight"])
+        let tmp = TemporaryFolder()
+        try tiny.writeGGUF(to: tmp.file("q8.gguf"))
+        let model = try ModelLoader.build(try ModelLoader.checkpoint(tmp.file("q8.gguf")))
+        XCTAssertEqual(model.outputWeight.quantized?.isCurrent, true)
+
+        func stepAgainstPrompt() throws -> Double {
+            let cache = model.makeCache()
+            _ = try model.forward([1, 5, 9], cache: cache)
+            let step = try model.forward([3], cache: cache)
+            let whole = try model.forward([1, 5, 9, 3], cache: model.makeCache())
+            return (0..<tiny.vocab).map { abs(Double(step.pointer[$0]) - Double(whole.pointer[$0])) }.max() ?? 0
+        }
+        XCTAssertLessThan(try stepAgainstPrompt(), 1e-4)
+
+        let down = model.weight(.mlpDown(0))
+        XCTAssertEqual(down.quantized?.isCurrent, false)
+        XCTAssertEqual(model.outputWeight.quantized?.isCurrent, true) // only the weight handed out
+        for i in 0..<down.count { down.pointer[i] += 0.05 * Float(i % 7) - 0.15 }
+        XCTAssertLessThan(try stepAgainstPrompt(), 1e-4)
+
+        // Stale blocks would have given a different step: reading them on purpose shows the change is seen.
+        let cache = model.makeCache()
+        _ = try model.forward([1, 5, 9], cache: cache)
+        let fresh = try model.forward([3], cache: cache)
+        let stale = try ModelLoader.build(try ModelLoader.checkpoint(tmp.file("q8.gguf")))
+        let staleCache = stale.makeCache()
+        _ = try stale.forward([1, 5, 9], cache: staleCache)
+        let old = try stale.forward([3], cache: staleCache)
+        XCTAssertGreaterThan((0..<tiny.vocab).map { abs(fresh.pointer[$0] - old.pointer[$0]) }.max() ?? 0, 1e-2)
+    }
+
+    /// Switching the path off gives the float products (what the benchmark compares against).
+    func testThePathCanBeSwitchedOff() throws {
+        var tiny = TinyModel.llama(seed: 32)
+        tiny.quantizeQ8(["lm_head.weight"])
+        let tmp = TemporaryFolder()
+        try tiny.writeGGUF(to: tmp.file("q8.gguf"))
+        let model = try ModelLoader.build(try ModelLoader.checkpoint(tmp.file("q8.gguf")))
+        QuantizedRows.enabled = false
+        defer { QuantizedRows.enabled = true }
+        XCTAssertEqual(model.outputWeight.quantized?.isCurrent, false)
+        try assertReferenceLogits(try ModelLoader.checkpoint(tmp.file("q8.gguf")), tiny, sequences: [[7]], label: "floats")
+    }
+}
