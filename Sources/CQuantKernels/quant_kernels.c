@@ -1,4 +1,4 @@
-// Quantized matrix-vector products (see include/quant_kernels.h). Block layouts are GGML's:
+// Matrix-vector products for decoding (see include/quant_kernels.h). Block layouts are GGML's:
 // Q4_1 = f16 scale d, f16 offset m, 16 bytes whose low nibbles are elements 0-15 and high nibbles
 // elements 16-31 (value d·q + m); Q8_0 = f16 scale d, 32 signed bytes (value d·q).
 // The AVX2 paths are compiled with a target attribute and chosen at run time, so the binary still runs
@@ -63,6 +63,16 @@ static void gemv_q8_0_portable(const uint8_t *w, int64_t cols, const float *x, f
             for (int j = 0; j < 32; j++) s += (float)q[j] * xb[j];
             total += half_to_float(block) * s;
         }
+        y[r] = accumulate ? y[r] + total : total;
+    }
+}
+
+static void gemv_f32_portable(const float *w, int64_t cols, const float *x, float *y, int64_t begin, int64_t end,
+                              int accumulate) {
+    for (int64_t r = begin; r < end; r++) {
+        const float *row = w + r * cols;
+        float total = 0;
+        for (int64_t c = 0; c < cols; c++) total += row[c] * x[c];
         y[r] = accumulate ? y[r] + total : total;
     }
 }
@@ -134,6 +144,26 @@ VECTOR_TARGET static void gemv_q8_0_avx2(const uint8_t *w, int64_t cols, const f
     }
 }
 
+VECTOR_TARGET static void gemv_f32_avx2(const float *w, int64_t cols, const float *x, float *y, int64_t begin,
+                                        int64_t end, int accumulate) {
+    for (int64_t r = begin; r < end; r++) {
+        const float *row = w + r * cols;
+        // Four accumulators: one would wait on its own latency every step.
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        int64_t c = 0;
+        for (; c + 32 <= cols; c += 32) {
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(row + c), _mm256_loadu_ps(x + c), s0);
+            s1 = _mm256_fmadd_ps(_mm256_loadu_ps(row + c + 8), _mm256_loadu_ps(x + c + 8), s1);
+            s2 = _mm256_fmadd_ps(_mm256_loadu_ps(row + c + 16), _mm256_loadu_ps(x + c + 16), s2);
+            s3 = _mm256_fmadd_ps(_mm256_loadu_ps(row + c + 24), _mm256_loadu_ps(x + c + 24), s3);
+        }
+        for (; c + 8 <= cols; c += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(row + c), _mm256_loadu_ps(x + c), s0);
+        float total = horizontal_sum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+        for (; c < cols; c++) total += row[c] * x[c];
+        y[r] = accumulate ? y[r] + total : total;
+    }
+}
+
 static int cpu_has_avx2(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
@@ -176,6 +206,14 @@ void engram_gemv_q8_0(const void *weights, int64_t cols, const float *x, float *
     gemv_q8_0_portable(weights, cols, x, y, begin, end, accumulate);
 }
 
+void engram_gemv_f32(const float *weights, int64_t cols, const float *x, float *y, int64_t begin, int64_t end,
+                     int accumulate) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (has_avx2()) { gemv_f32_avx2(weights, cols, x, y, begin, end, accumulate); return; }
+#endif
+    gemv_f32_portable(weights, cols, x, y, begin, end, accumulate);
+}
+
 // ---- Splitting one product over threads ----
 //
 // A decoded token makes about two hundred small products, each a few microseconds long, so waking a
@@ -215,8 +253,11 @@ static inline void pause_briefly(void) {
 static void run_piece(const product *p, int piece) {
     int64_t begin = p->rows * piece / p->pieces, end = p->rows * (piece + 1) / p->pieces;
     if (begin >= end) return;
-    if (p->type == ENGRAM_Q4_1) engram_gemv_q4_1(p->weights, p->cols, p->x, p->sums, p->y, begin, end, p->accumulate);
-    else engram_gemv_q8_0(p->weights, p->cols, p->x, p->y, begin, end, p->accumulate);
+    switch (p->type) {
+    case ENGRAM_Q4_1: engram_gemv_q4_1(p->weights, p->cols, p->x, p->sums, p->y, begin, end, p->accumulate); break;
+    case ENGRAM_Q8_0: engram_gemv_q8_0(p->weights, p->cols, p->x, p->y, begin, end, p->accumulate); break;
+    default: engram_gemv_f32(p->weights, p->cols, p->x, p->y, begin, end, p->accumulate); break;
+    }
 }
 
 typedef struct { int index; unsigned generation; } worker_start;

@@ -1,9 +1,9 @@
 import XCTest
 @testable import Engram
 
-/// One-row products read straight from Q4_1/Q8_0 blocks (`QuantizedRows`): the same numbers as the
-/// products over the dequantized floats, on both the vector and the portable paths, and never from
-/// blocks that an edit has made stale.
+/// One-row products read straight from Q4_1/Q8_0 blocks (`QuantizedRows`) or float rows: the same
+/// numbers as the products over the (dequantized) floats, on both the vector and the portable paths,
+/// and never from blocks that an edit has made stale.
 final class QuantizedDecodeTests: XCTestCase {
     /// Random blocks with moderate f16 scales (random bit patterns would include NaN and inf).
     func blocks(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> [UInt8] {
@@ -63,6 +63,39 @@ final class QuantizedDecodeTests: XCTestCase {
                     // Large enough to be split over threads; an odd row count leaves uneven pieces.
                     check(dtype, rows: 601, cols: 512, threads: 2, accumulate: accumulate, seed: 2)
                     check(dtype, rows: 601, cols: 512, threads: 3, accumulate: accumulate, seed: 3)
+                }
+            }
+        }
+    }
+
+    /// One-row float products (`BLAS.linear` with one row) against a double reference, with row
+    /// lengths that leave a remainder after the vector steps, split over threads or not.
+    func testFloatProductsMatch() {
+        let saved = (QuantizedRows.vectorized, BLAS.threads)
+        defer { QuantizedRows.vectorized = saved.0; BLAS.threads = saved.1 }
+        var rng = SeededRandom(seed: 7)
+        for vectorized in [true, false] {
+            QuantizedRows.vectorized = vectorized
+            for (rows, cols) in [(5, 7), (33, 77), (700, 601)] {
+                for threads in [1, 2] {
+                    BLAS.threads = threads
+                    let w = Matrix(rows: rows, cols: cols, values: rng.values(rows * cols, scale: 1))
+                    let x = rng.values(cols, scale: 1), start = rng.values(rows, scale: 1)
+                    for accumulate in [false, true] {
+                        var y = start
+                        y.withUnsafeMutableBufferPointer { BLAS.linear(x, rows: 1, weight: w, into: $0.baseAddress!, accumulate: accumulate) }
+                        for r in 0..<rows {
+                            var exact = accumulate ? Double(start[r]) : 0, magnitude = 0.0
+                            for c in 0..<cols {
+                                exact += Double(w.pointer[r * cols + c]) * Double(x[c])
+                                magnitude += abs(Double(w.pointer[r * cols + c]) * Double(x[c]))
+                            }
+                            if abs(Double(y[r]) - exact) > 1e-5 * (magnitude + 1) {
+                                XCTFail("\(rows)×\(cols) threads \(threads) accumulate \(accumulate) vectorized \(vectorized): row \(r) got \(y[r]), expected \(exact)")
+                                return
+                            }
+                        }
+                    }
                 }
             }
         }

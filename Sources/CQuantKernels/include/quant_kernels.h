@@ -3,8 +3,8 @@
 
 #include <stdint.h>
 
-/// Matrix-vector products that read GGML-quantized weights directly, for one-token decoding, where the
-/// cost is reading the weights: a Q4_1 row is a seventh of its float32 copy.
+/// Matrix-vector products for one-token decoding, where the cost is reading the weights: these read
+/// GGML-quantized blocks directly (a Q4_1 row is a seventh of its float32 copy) or float32 rows.
 /// `weights` holds `rows` rows of `cols / 32` blocks each (`cols` a multiple of 32); for the rows
 /// `begin ..< end`, `y[r] = Σ_c W[r, c] · x[c]` (plus the old `y[r]` when `accumulate` is non-zero). `block_sums[b]` is the sum of `x[32b ..< 32b + 32]`
 /// (Q4_1's per-block offset multiplies it). Results equal the products over the dequantized
@@ -14,8 +14,13 @@ void engram_gemv_q4_1(const void *weights, int64_t cols, const float *x, const f
 void engram_gemv_q8_0(const void *weights, int64_t cols, const float *x, float *y, int64_t begin, int64_t end,
                       int accumulate);
 
-/// Block types for `engram_gemv`.
-enum { ENGRAM_Q4_1 = 3, ENGRAM_Q8_0 = 8 };
+/// The same product over float32 rows (`cols` any); OpenBLAS's sgemv wakes its threads per call, which
+/// costs about as much as a decoding step's small products themselves.
+void engram_gemv_f32(const float *weights, int64_t cols, const float *x, float *y, int64_t begin, int64_t end,
+                     int accumulate);
+
+/// Weight types for `engram_gemv` (GGML's type numbers).
+enum { ENGRAM_F32 = 0, ENGRAM_Q4_1 = 3, ENGRAM_Q8_0 = 8 };
 
 /// All rows of a product, split over `threads` threads: the calling thread and `threads − 1` pool
 /// workers that wait for work spinning briefly, then asleep. Small products, and products asked for

@@ -1,11 +1,13 @@
 import COpenBLAS
+import CQuantKernels
 import Foundation
 
 /// Matrix products through OpenBLAS. All matrices are row-major.
 public enum BLAS {
     /// `Y[n, out] = X[n, in] · Wᵀ` for a weight `W[out, in]`; adds to Y when `accumulate`.
-    /// One token uses sgemv (memory-bound), or the quantized blocks the weight came from when it has
-    /// current ones (a fraction of the bytes); several tokens use sgemm (compute-bound).
+    /// One token is memory-bound: it reads the quantized blocks the weight came from when it has current
+    /// ones (a fraction of the bytes), else the floats, through `CQuantKernels`; several tokens use sgemm
+    /// (compute-bound).
     @inline(__always)
     public static func linear(_ x: UnsafePointer<Float>, rows n: Int, weight w: Matrix,
                               into y: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
@@ -13,8 +15,9 @@ public enum BLAS {
         if n == 1, let q = w.quantized, q.isCurrent {
             q.multiply(x, into: y, accumulate: accumulate, threads: threads)
         } else if n == 1 {
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(w.rows), Int32(w.cols), 1,
-                        w.pointer, Int32(w.cols), x, 1, beta, y, 1)
+            // Not sgemv: OpenBLAS wakes its threads for every call, which costs about as much as one of a
+            // decoding step's small products; these kernels keep their threads spinning between products.
+            engram_gemv(Int32(ENGRAM_F32), w.pointer, Int64(w.rows), Int64(w.cols), x, nil, y, accumulate ? 1 : 0, Int32(threads))
         } else {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(w.rows), Int32(w.cols), 1,
                         x, Int32(w.cols), w.pointer, Int32(w.cols), beta, y, Int32(w.rows))
