@@ -288,8 +288,20 @@ static void *worker_main(void *argument) {
     return NULL;
 }
 
+/// A child process has none of the parent's threads: it starts with an empty pool (and fresh locks,
+/// which a parent thread may have held at the fork).
+static void forget_pool_after_fork(void) {
+    pthread_mutex_init(&pool.post, NULL);
+    pthread_mutex_init(&pool.sleep, NULL);
+    pthread_cond_init(&pool.wake, NULL);
+    pool.workers = 0;
+    pool.sleepers = 0;
+}
+
 /// Starts workers until there are `wanted` (called with `post` held). Returns how many there are.
 static int grow_pool(int wanted) {
+    static int fork_handler_installed = 0; // under `post`
+    if (!fork_handler_installed) fork_handler_installed = pthread_atfork(NULL, NULL, forget_pool_after_fork) == 0;
     if (wanted > MAX_WORKERS) wanted = MAX_WORKERS;
     while (pool.workers < wanted) {
         worker_start *start = malloc(sizeof *start);

@@ -92,6 +92,7 @@ final class BigramModel: LanguageModel {
     }
 
     func weight(_ w: EditableWeight) -> Matrix { down }
+    func readWeight(_ w: EditableWeight) -> Matrix { down }
     func finalNorm(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>) {}
 
     func forward(_ batch: [SequenceInput], hooks: Hooks?, logits: LogitRows) throws -> [Matrix] {

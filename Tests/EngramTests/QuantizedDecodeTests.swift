@@ -55,6 +55,13 @@ final class QuantizedDecodeTests: XCTestCase {
     func testProductsMatchTheDequantizedWeights() {
         let saved = QuantizedRows.vectorized
         defer { QuantizedRows.vectorized = saved }
+        // On a CPU with AVX2, FMA and F16C the vector paths must actually be chosen.
+        let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+            .split(separator: "\n").first { $0.hasPrefix("flags") }.map { Set($0.split(separator: " ").map(String.init)) } ?? []
+        if flags.isSuperset(of: ["avx2", "fma", "f16c"]) {
+            QuantizedRows.vectorized = true
+            XCTAssertTrue(QuantizedRows.vectorized, "the CPU has AVX2/FMA/F16C but the portable loops run")
+        }
         for vectorized in [true, false] {
             QuantizedRows.vectorized = vectorized
             for dtype in [DType.q4_1, .q8_0] {
@@ -101,6 +108,30 @@ final class QuantizedDecodeTests: XCTestCase {
         }
     }
 
+    /// Several threads decoding at once (the server's requests, evaluation workers): one holds the pool,
+    /// the others compute alone; every result equals the one-thread product bit for bit (rows do not
+    /// depend on how they are split).
+    func testConcurrentProductsAgree() {
+        let saved = BLAS.threads
+        defer { BLAS.threads = saved }
+        var rng = SeededRandom(seed: 11)
+        let w = Matrix(rows: 700, cols: 576, values: rng.values(700 * 576, scale: 1))
+        let x = rng.values(576, scale: 1)
+        BLAS.threads = 1
+        var expected = [Float](repeating: 0, count: 700)
+        expected.withUnsafeMutableBufferPointer { BLAS.linear(x, rows: 1, weight: w, into: $0.baseAddress!) }
+        BLAS.threads = 2
+        let mismatches = FloatBuffer(count: 4)
+        DispatchQueue.concurrentPerform(iterations: 4) { caller in
+            var y = [Float](repeating: 0, count: 700)
+            for _ in 0..<300 {
+                y.withUnsafeMutableBufferPointer { BLAS.linear(x, rows: 1, weight: w, into: $0.baseAddress!) }
+                if y != expected { mismatches[caller] += 1 }
+            }
+        }
+        XCTAssertEqual(mismatches.array, [0, 0, 0, 0])
+    }
+
     /// A tiny LLaMA whose MLP down projection and output head are Q8_0 in the GGUF: one-token passes read
     /// the blocks; once `weight(_:)` hands the down projection out and it is changed, one-token passes
     /// follow the changed floats (checked against a prompt pass, which always reads the floats).
@@ -121,6 +152,9 @@ final class QuantizedDecodeTests: XCTestCase {
         }
         XCTAssertLessThan(try stepAgainstPrompt(), 1e-4)
 
+        // Reading (the value cache's fingerprint, shapes) keeps the blocks; handing out for writing does not.
+        _ = ValueCache.weightsFingerprint(model)
+        XCTAssertEqual(model.readWeight(.mlpDown(0)).quantized?.isCurrent, true)
         let down = model.weight(.mlpDown(0))
         XCTAssertEqual(down.quantized?.isCurrent, false)
         XCTAssertEqual(model.outputWeight.quantized?.isCurrent, true) // only the weight handed out

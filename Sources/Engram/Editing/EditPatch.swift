@@ -269,7 +269,7 @@ public final class AppliedPatch {
     /// patch was applied (patches stacked on one weight must be reverted last-in first-out).
     public func revert() throws {
         guard !isReverted else { return }
-        for (i, (weight, _)) in originals.enumerated() where AppliedPatch.fingerprint(model.weight(weight)) != fingerprints[i] {
+        for (i, (weight, _)) in originals.enumerated() where AppliedPatch.fingerprint(model.readWeight(weight)) != fingerprints[i] {
             throw EngramError.invalidArgument("patch '\(patch.method)': weight '\(weight.name)' changed after the patch was applied; revert the later patches first")
         }
         for (weight, saved) in originals {

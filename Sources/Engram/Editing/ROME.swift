@@ -129,7 +129,7 @@ public final class ROME: Editor {
         // r = (v* − (W k + b)) / (kᵀ u)   (original) or with k* in both places (r-ROME), so that the
         // edited MLP answers v* for that key: W k* + b = output + W (k* − k).
         let key = hp.rome_key_mode == "rrome" ? kStar : k
-        let w = model.weight(.mlpDown(layer))
+        let w = model.readWeight(.mlpDown(layer))
         var current = output
         if hp.rome_key_mode == "rrome" {
             let shift = zip(kStar, k).map { $0 - $1 }

@@ -45,7 +45,7 @@ public final class ValueCache {
 
     /// Fingerprint of every editable weight (the only weights an edit changes).
     static func weightsFingerprint(_ model: LanguageModel) -> String {
-        (0..<model.config.layers).map { String(AppliedPatch.fingerprint(model.weight(.mlpDown($0))), radix: 16) }
+        (0..<model.config.layers).map { String(AppliedPatch.fingerprint(model.readWeight(.mlpDown($0))), radix: 16) }
             .joined(separator: ".")
     }
 

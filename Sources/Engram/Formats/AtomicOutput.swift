@@ -26,7 +26,11 @@ public enum TemporaryOutputs {
         defer { lock.unlock() }
         for (i, move) in moves.enumerated() {
             paths.remove(move.temporary)
-            guard systemRename(move.temporary, move.path) == 0 else { return (i, String(cString: strerror(errno))) }
+            guard systemRename(move.temporary, move.path) == 0 else {
+                let reason = String(cString: strerror(errno))
+                for later in moves[i...] { paths.remove(later.temporary) } // the caller unlinks them
+                return (i, reason)
+            }
         }
         return nil
     }

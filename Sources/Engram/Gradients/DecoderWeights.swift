@@ -88,12 +88,10 @@ struct DecoderWeights {
         rope = nil
     }
 
-    /// The live matrix of a weight the gradients know how to address.
+    /// The live matrix of a weight the gradients know how to address, for reading (its shape): updates
+    /// go through `LanguageModel.weight`, which retires the quantized blocks.
     func matrix(_ w: EditableWeight) -> Matrix {
-        let m: Matrix
-        switch w { case let .mlpDown(l): m = blocks[l].wDown }
-        m.quantized?.retire() // the caller may change the floats
-        return m
+        switch w { case let .mlpDown(l): return blocks[l].wDown }
     }
 
     /// Checks that a weight names an existing layer.

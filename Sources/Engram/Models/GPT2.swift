@@ -41,9 +41,12 @@ public final class GPT2: LanguageModel {
         outputWeight = c.tiedEmbeddings ? tokenEmbedding : try ck.matrix("output.weight", shape: [c.vocab, d])
     }
 
+    public func readWeight(_ w: EditableWeight) -> Matrix {
+        switch w { case let .mlpDown(l): return blocks[l].wDown }
+    }
+
     public func weight(_ w: EditableWeight) -> Matrix {
-        let m: Matrix
-        switch w { case let .mlpDown(l): m = blocks[l].wDown }
+        let m = readWeight(w)
         m.quantized?.retire() // the caller may change the floats
         return m
     }

@@ -28,6 +28,9 @@ public protocol LanguageModel: AnyObject {
     /// The live matrix behind an editable weight; writing into it changes the model. Its quantized
     /// blocks (if any) are retired, so that decoding reads the floats from then on.
     func weight(_ w: EditableWeight) -> Matrix
+    /// The same matrix for reading only (fingerprints, shapes, products): its quantized blocks stay in
+    /// use, so nothing may be written into it.
+    func readWeight(_ w: EditableWeight) -> Matrix
     /// Output head and final norm, for code that computes logits from a hidden state itself.
     func finalNorm(_ x: UnsafePointer<Float>, rows: Int, into out: UnsafeMutablePointer<Float>)
     var outputWeight: Matrix { get }

@@ -46,9 +46,12 @@ public final class Llama: LanguageModel {
         rope = Rope(headDim: c.headDim, theta: c.ropeTheta, style: c.ropeStyle)
     }
 
+    public func readWeight(_ w: EditableWeight) -> Matrix {
+        switch w { case let .mlpDown(l): return blocks[l].wDown }
+    }
+
     public func weight(_ w: EditableWeight) -> Matrix {
-        let m: Matrix
-        switch w { case let .mlpDown(l): m = blocks[l].wDown }
+        let m = readWeight(w)
         m.quantized?.retire() // the caller may change the floats
         return m
     }
