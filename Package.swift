@@ -36,13 +36,14 @@ let package = Package(
             cxxSettings: [.unsafeFlags(["-std=c++17"])],
             linkerSettings: [.linkedLibrary("sentencepiece"), .linkedLibrary("stdc++")]
         ),
-        // Quantized matrix-vector kernels for one-token decoding (AVX2 chosen at run time).
-        .target(name: "CQuantKernels", path: "Sources/CQuantKernels",
+        // Matrix-vector kernels for one-token decoding over Q4_1/Q8_0 blocks and float rows (AVX2 chosen at
+        // run time), with their thread pool.
+        .target(name: "CDecodeKernels", path: "Sources/CDecodeKernels",
                 cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
         .target(
             name: "Engram",
             dependencies: [
-                "COpenBLAS", "CSentencePiece", "CQuantKernels",
+                "COpenBLAS", "CSentencePiece", "CDecodeKernels",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Yams", package: "Yams"),

@@ -19,8 +19,9 @@ public enum TemporaryOutputs {
     static func remove(_ path: String) { lock.lock(); paths.remove(path); lock.unlock() }
 
     /// Renames temporary outputs into place and forgets them, as one step against `removeAll`: a signal
-    /// finds all of them still temporary (and removes them) or all in place (and leaves them). Stops at the first failure and returns its index; the
-    /// ones before it stay renamed (a later rename cannot be undone atomically).
+    /// finds all of them still temporary (and removes them) or all in place (and leaves them). Stops at
+    /// the first failure and returns its index; the ones before it stay renamed (a rename cannot be
+    /// undone atomically).
     static func rename(_ moves: [(temporary: String, path: String)]) -> (index: Int, reason: String)? {
         lock.lock()
         defer { lock.unlock() }

@@ -1,12 +1,12 @@
 import COpenBLAS
-import CQuantKernels
+import CDecodeKernels
 import Foundation
 
 /// Matrix products through OpenBLAS. All matrices are row-major.
 public enum BLAS {
     /// `Y[n, out] = X[n, in] · Wᵀ` for a weight `W[out, in]`; adds to Y when `accumulate`.
     /// One token is memory-bound: it reads the quantized blocks the weight came from when it has current
-    /// ones (a fraction of the bytes), else the floats, through `CQuantKernels`; several tokens use sgemm
+    /// ones (a fraction of the bytes), else the floats, through `CDecodeKernels`; several tokens use sgemm
     /// (compute-bound).
     @inline(__always)
     public static func linear(_ x: UnsafePointer<Float>, rows n: Int, weight w: Matrix,

@@ -1,4 +1,4 @@
-import CQuantKernels
+import CDecodeKernels
 import Foundation
 
 /// The GGML blocks a weight matrix was dequantized from, kept beside its float copy for one-token
@@ -52,8 +52,8 @@ public final class QuantizedRows: @unchecked Sendable {
     /// Whether the vectorised kernels (AVX2, FMA, F16C) run or the portable loops. Setting it to true
     /// takes effect only on a CPU that has them (tests set it to false to check the loops).
     public static var vectorized: Bool {
-        get { engram_quant_kernels_vectorized() != 0 }
-        set { engram_quant_kernels_set_vectorized(newValue ? 1 : 0) }
+        get { engram_decode_kernels_vectorized() != 0 }
+        set { engram_decode_kernels_set_vectorized(newValue ? 1 : 0) }
     }
 
     /// `y[rows] = W · x` (added to y when `accumulate`), split over `threads` threads (the kernels'

@@ -1,5 +1,5 @@
-#ifndef ENGRAM_QUANT_KERNELS_H
-#define ENGRAM_QUANT_KERNELS_H
+#ifndef ENGRAM_DECODE_KERNELS_H
+#define ENGRAM_DECODE_KERNELS_H
 
 #include <stdint.h>
 
@@ -29,8 +29,8 @@ void engram_gemv(int type, const void *weights, int64_t rows, int64_t cols, cons
                  float *y, int accumulate, int threads);
 
 /// 1 when the AVX2/FMA/F16C paths run, 0 when the portable loops do.
-int engram_quant_kernels_vectorized(void);
+int engram_decode_kernels_vectorized(void);
 /// Chooses the portable loops (0) or, where the CPU has them, the vector paths (non-zero); for tests.
-void engram_quant_kernels_set_vectorized(int enabled);
+void engram_decode_kernels_set_vectorized(int enabled);
 
 #endif

@@ -1,10 +1,10 @@
-// Matrix-vector products for decoding (see include/quant_kernels.h). Block layouts are GGML's:
+// Matrix-vector products for decoding (see include/decode_kernels.h). Block layouts are GGML's:
 // Q4_1 = f16 scale d, f16 offset m, 16 bytes whose low nibbles are elements 0-15 and high nibbles
 // elements 16-31 (value d·q + m); Q8_0 = f16 scale d, 32 signed bytes (value d·q).
 // The AVX2 paths are compiled with a target attribute and chosen at run time, so the binary still runs
 // (on the portable loops) on x86-64 CPUs without AVX2 and on other architectures.
 #define _GNU_SOURCE
-#include "quant_kernels.h"
+#include "decode_kernels.h"
 #include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
@@ -184,9 +184,9 @@ static int has_avx2(void) {
     return use;
 }
 
-int engram_quant_kernels_vectorized(void) { return has_avx2(); }
+int engram_decode_kernels_vectorized(void) { return has_avx2(); }
 
-void engram_quant_kernels_set_vectorized(int enabled) {
+void engram_decode_kernels_set_vectorized(int enabled) {
     atomic_store_explicit(&use_vectors, enabled && cpu_has_avx2(), memory_order_relaxed);
 }
 
