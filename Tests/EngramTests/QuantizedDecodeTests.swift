@@ -172,6 +172,40 @@ final class QuantizedDecodeTests: XCTestCase {
         XCTAssertGreaterThan((0..<tiny.vocab).map { abs(fresh.pointer[$0] - old.pointer[$0]) }.max() ?? 0, 1e-2)
     }
 
+    /// A patch applied to a weight decoded from its blocks moves decoding to the floats; reverting it
+    /// (last-in first-out when stacked) puts the floats back bit for bit and the blocks back in use, so
+    /// the one-token logits are those of before, to the bit.
+    func testRevertingAPatchPutsTheBlocksBackInUse() throws {
+        var tiny = TinyModel.llama(seed: 33)
+        tiny.quantizeQ8(["model.layers.1.mlp.down_proj.weight"])
+        let tmp = TemporaryFolder()
+        try tiny.writeGGUF(to: tmp.file("q8.gguf"))
+        let model = try ModelLoader.build(try ModelLoader.checkpoint(tmp.file("q8.gguf")))
+        func step() throws -> [Float] {
+            let cache = model.makeCache()
+            _ = try model.forward([1, 5, 9], cache: cache)
+            return try model.forward([3], cache: cache).values
+        }
+        let before = try step()
+        let blocks = model.readWeight(.mlpDown(1)).quantized
+        XCTAssertEqual(blocks?.isCurrent, true)
+        var rng = SeededRandom(seed: 5)
+        func patch() -> EditPatch {
+            let change = WeightDelta.Change.lowRank(r: Matrix(rows: 1, cols: tiny.hidden, values: rng.values(tiny.hidden, scale: 0.5)),
+                                                    u: Matrix(rows: 1, cols: tiny.intermediate, values: rng.values(tiny.intermediate, scale: 0.5)))
+            return EditPatch(method: "test", requests: [], deltas: [WeightDelta(weight: .mlpDown(1), change: change)])
+        }
+        let first = try patch().apply(to: model)
+        XCTAssertEqual(blocks?.isCurrent, false)
+        let second = try patch().apply(to: model)
+        XCTAssertNotEqual(try step(), before)
+        try second.revert()
+        XCTAssertEqual(blocks?.isCurrent, false) // the first patch is still in force
+        try first.revert()
+        XCTAssertEqual(blocks?.isCurrent, true)
+        XCTAssertEqual(try step(), before)
+    }
+
     /// Switching the path off gives the float products (what the benchmark compares against).
     func testThePathCanBeSwitchedOff() throws {
         var tiny = TinyModel.llama(seed: 32)

@@ -214,8 +214,11 @@ public struct EditPatch: @unchecked Sendable {
         for d in deltas { try d.validate(model: model.config, patch: "patch '\(method)'") }
         var originals: [(EditableWeight, FloatBuffer)] = []
         var seen = Set<EditableWeight>()
+        // Weights whose quantized blocks still match their floats: restoring the floats restores that.
+        var blocksMatched = Set<EditableWeight>()
         for d in deltas where !seen.contains(d.weight) {
             seen.insert(d.weight)
+            if let q = model.readWeight(d.weight).quantized, !q.isRetired { blocksMatched.insert(d.weight) }
             let w = model.weight(d.weight)
             let saved = FloatBuffer(count: w.count, zeroed: false)
             saved.pointer.update(from: w.pointer, count: w.count)
@@ -227,11 +230,13 @@ public struct EditPatch: @unchecked Sendable {
             let w = model.weight(weight)
             guard UnsafeBufferPointer(start: w.pointer, count: w.count).allSatisfy(\.isFinite) else {
                 for (weight, saved) in originals { model.weight(weight).pointer.update(from: saved.pointer, count: saved.count) }
+                for weight in blocksMatched { model.readWeight(weight).quantized?.reinstate() }
                 throw EngramError.invalidArgument("patch '\(method)': adding the delta to weight '\(weight.name)' overflows float32; nothing was changed")
             }
         }
         let fingerprints = originals.map { AppliedPatch.fingerprint(model.weight($0.0)) }
-        return AppliedPatch(model: model, patch: self, originals: originals, fingerprints: fingerprints)
+        return AppliedPatch(model: model, patch: self, originals: originals, fingerprints: fingerprints,
+                            blocksMatched: blocksMatched)
     }
 }
 
@@ -256,13 +261,17 @@ public final class AppliedPatch {
     let model: LanguageModel
     private var originals: [(EditableWeight, FloatBuffer)]
     private let fingerprints: [UInt64]
+    /// The weights whose quantized blocks were in use when the patch was applied.
+    private let blocksMatched: Set<EditableWeight>
     public private(set) var isReverted = false
 
-    init(model: LanguageModel, patch: EditPatch, originals: [(EditableWeight, FloatBuffer)], fingerprints: [UInt64]) {
+    init(model: LanguageModel, patch: EditPatch, originals: [(EditableWeight, FloatBuffer)], fingerprints: [UInt64],
+         blocksMatched: Set<EditableWeight>) {
         self.model = model
         self.patch = patch
         self.originals = originals
         self.fingerprints = fingerprints
+        self.blocksMatched = blocksMatched
     }
 
     /// Restores the overwritten values. Fails, changing nothing, when a weight was modified after this
@@ -275,6 +284,8 @@ public final class AppliedPatch {
         for (weight, saved) in originals {
             let w = model.weight(weight)
             w.pointer.update(from: saved.pointer, count: w.count)
+            // The floats are those the blocks matched when the patch was applied: decode from the blocks again.
+            if blocksMatched.contains(weight) { w.quantized?.reinstate() }
         }
         originals = []
         isReverted = true

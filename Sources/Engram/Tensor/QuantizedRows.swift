@@ -7,7 +7,8 @@ import Foundation
 /// it multiplies a single row. Everything else (prompts, batches, gradients, edits) uses the floats.
 ///
 /// The float copy stays the truth: a matrix handed out to be changed (`LanguageModel.weight`) retires
-/// its blocks first, so an edited weight is never read from stale blocks.
+/// its blocks first, so an edited weight is never read from stale blocks. Reverting a patch that was
+/// applied to unchanged weights puts their floats back exactly and their blocks back in use.
 public final class QuantizedRows: @unchecked Sendable {
     public let dtype: DType
     public let rows: Int
@@ -42,10 +43,25 @@ public final class QuantizedRows: @unchecked Sendable {
         return !retired && QuantizedRows.enabled
     }
 
-    /// Stops using the blocks for good: the float copy is about to be changed.
+    /// Stops using the blocks: the float copy is about to be changed.
     public func retire() {
         lock.lock()
         retired = true
+        lock.unlock()
+    }
+
+    /// Whether `retire` was called (and not undone by `reinstate`), whatever `enabled` says.
+    var isRetired: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return retired
+    }
+
+    /// Uses the blocks again: only for a caller that has put back, bit for bit, the floats it changed
+    /// while they still matched the blocks (`AppliedPatch.revert` of a patch applied to such a weight).
+    func reinstate() {
+        lock.lock()
+        retired = false
         lock.unlock()
     }
 
