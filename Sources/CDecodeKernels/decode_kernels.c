@@ -190,28 +190,24 @@ void engram_decode_kernels_set_vectorized(int enabled) {
     atomic_store_explicit(&use_vectors, enabled && cpu_has_avx2(), memory_order_relaxed);
 }
 
-void engram_gemv_q4_1(const void *weights, int64_t cols, const float *x, const float *block_sums, float *y,
+// The rows `begin ..< end` of one product; `sums[b]` is the sum of `x[32b ..< 32b + 32]` (Q4_1 only:
+// its per-block offset multiplies it).
+static void gemv_rows(int type, const void *weights, int64_t cols, const float *x, const float *sums, float *y,
                       int64_t begin, int64_t end, int accumulate) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    if (has_avx2()) { gemv_q4_1_avx2(weights, cols, x, block_sums, y, begin, end, accumulate); return; }
+    if (has_avx2()) {
+        switch (type) {
+        case ENGRAM_Q4_1: gemv_q4_1_avx2(weights, cols, x, sums, y, begin, end, accumulate); return;
+        case ENGRAM_Q8_0: gemv_q8_0_avx2(weights, cols, x, y, begin, end, accumulate); return;
+        default: gemv_f32_avx2(weights, cols, x, y, begin, end, accumulate); return;
+        }
+    }
 #endif
-    gemv_q4_1_portable(weights, cols, x, block_sums, y, begin, end, accumulate);
-}
-
-void engram_gemv_q8_0(const void *weights, int64_t cols, const float *x, float *y, int64_t begin, int64_t end,
-                      int accumulate) {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    if (has_avx2()) { gemv_q8_0_avx2(weights, cols, x, y, begin, end, accumulate); return; }
-#endif
-    gemv_q8_0_portable(weights, cols, x, y, begin, end, accumulate);
-}
-
-void engram_gemv_f32(const float *weights, int64_t cols, const float *x, float *y, int64_t begin, int64_t end,
-                     int accumulate) {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    if (has_avx2()) { gemv_f32_avx2(weights, cols, x, y, begin, end, accumulate); return; }
-#endif
-    gemv_f32_portable(weights, cols, x, y, begin, end, accumulate);
+    switch (type) {
+    case ENGRAM_Q4_1: gemv_q4_1_portable(weights, cols, x, sums, y, begin, end, accumulate); return;
+    case ENGRAM_Q8_0: gemv_q8_0_portable(weights, cols, x, y, begin, end, accumulate); return;
+    default: gemv_f32_portable(weights, cols, x, y, begin, end, accumulate); return;
+    }
 }
 
 // ---- Splitting one product over threads ----
@@ -252,12 +248,7 @@ static inline void pause_briefly(void) {
 
 static void run_piece(const product *p, int piece) {
     int64_t begin = p->rows * piece / p->pieces, end = p->rows * (piece + 1) / p->pieces;
-    if (begin >= end) return;
-    switch (p->type) {
-    case ENGRAM_Q4_1: engram_gemv_q4_1(p->weights, p->cols, p->x, p->sums, p->y, begin, end, p->accumulate); break;
-    case ENGRAM_Q8_0: engram_gemv_q8_0(p->weights, p->cols, p->x, p->y, begin, end, p->accumulate); break;
-    default: engram_gemv_f32(p->weights, p->cols, p->x, p->y, begin, end, p->accumulate); break;
-    }
+    if (begin < end) gemv_rows(p->type, p->weights, p->cols, p->x, p->sums, p->y, begin, end, p->accumulate);
 }
 
 typedef struct { int index; unsigned generation; } worker_start;
@@ -337,18 +328,17 @@ static int usable_cpus(void) {
     return known;
 }
 
-void engram_gemv(int type, const void *weights, int64_t rows, int64_t cols, const float *x, const float *block_sums,
-                 float *y, int accumulate, int threads) {
-    product job = { type, accumulate, 1, weights, rows, cols, x, block_sums, y };
+/// Runs a product whose block sums are ready: on the calling thread alone, or split over the pool.
+static void run_product(product job, int threads) {
     if (threads > usable_cpus()) threads = usable_cpus();
     // Below ~32k weights a piece is shorter than handing it over.
-    if (threads <= 1 || rows < 2 || rows * cols < (1 << 15) || pthread_mutex_trylock(&pool.post) != 0) {
+    if (threads <= 1 || job.rows < 2 || job.rows * job.cols < (1 << 15) || pthread_mutex_trylock(&pool.post) != 0) {
         run_piece(&job, 0);
         return;
     }
     int workers = grow_pool(threads - 1);
     job.pieces = workers + 1 < threads ? workers + 1 : threads;
-    if (job.pieces > rows) job.pieces = (int)rows;
+    if (job.pieces > job.rows) job.pieces = (int)job.rows;
     if (job.pieces <= 1) {
         pthread_mutex_unlock(&pool.post);
         run_piece(&job, 0);
@@ -362,10 +352,26 @@ void engram_gemv(int type, const void *weights, int64_t rows, int64_t cols, cons
     pthread_mutex_unlock(&pool.sleep);
     run_piece(&job, 0);
     // Every worker acknowledges every product (those without a piece at once), so none can still be
-    // reading `pool.job` when the next product replaces it.
-    // On a busy machine a worker may have lost its CPU: after a while, yield ours to it.
+    // reading `pool.job` when the next product replaces it. On a busy machine a worker may have lost its
+    // CPU: after a while, yield ours to it.
     for (int spins = 0; atomic_load_explicit(&pool.acknowledged, memory_order_acquire) < workers; spins++) {
         if (spins < SPINS_BEFORE_SLEEP) pause_briefly(); else sched_yield();
     }
     pthread_mutex_unlock(&pool.post);
+}
+
+void engram_gemv(int type, const void *weights, int64_t rows, int64_t cols, const float *x, float *y,
+                 int accumulate, int threads) {
+    // Q4_1's block offset multiplies the sum of x over the block: summed once here, not once per row.
+    // Rows of up to 32k values sum on the stack (callers may run on threads with small stacks).
+    int64_t blocks = type == ENGRAM_Q4_1 ? cols / 32 : 0;
+    float local[1024], *sums = local;
+    if (blocks > 1024 && !(sums = malloc(sizeof(float) * (size_t)blocks))) abort(); // as Swift does when out of memory
+    for (int64_t b = 0; b < blocks; b++) {
+        float s = 0;
+        for (int j = 0; j < 32; j++) s += x[b * 32 + j];
+        sums[b] = s;
+    }
+    run_product((product){ type, accumulate, 1, weights, rows, cols, x, sums, y }, threads);
+    if (sums != local) free(sums);
 }

@@ -37,16 +37,23 @@ final class QuantizedDecodeTests: XCTestCase {
             let q = QuantizedRows(dtype: dtype, rows: rows, cols: cols, blocks: src.baseAddress!, owner: owner)
             y.withUnsafeMutableBufferPointer { q.multiply(x, into: $0.baseAddress!, accumulate: accumulate, threads: threads) }
         }
-        // Reference in double over the dequantized floats; the bound scales with Σ|w·x| of the row.
+        assertMatchesReference(y, weights: weights, x: x, start: accumulate ? start : nil,
+                               "\(dtype) \(rows)×\(cols) threads \(threads) accumulate \(accumulate)", file: file, line: line)
+    }
+
+    /// `y` against `start + W x` computed in double (W row-major, `y.count` rows); the bound scales with
+    /// Σ|w·x| of the row.
+    func assertMatchesReference(_ y: [Float], weights: UnsafePointer<Float>, x: [Float], start: [Float]?, _ label: String,
+                                file: StaticString = #filePath, line: UInt = #line) {
+        let rows = y.count, cols = x.count
         for r in 0..<rows {
-            var exact = accumulate ? Double(start[r]) : 0, magnitude = 0.0
+            var exact = start.map { Double($0[r]) } ?? 0, magnitude = 0.0
             for c in 0..<cols {
                 exact += Double(weights[r * cols + c]) * Double(x[c])
                 magnitude += abs(Double(weights[r * cols + c]) * Double(x[c]))
             }
             if abs(Double(y[r]) - exact) > 1e-5 * (magnitude + 1) {
-                XCTFail("\(dtype) \(rows)×\(cols) threads \(threads) accumulate \(accumulate) vectorized \(QuantizedRows.vectorized): "
-                        + "row \(r) got \(y[r]), expected \(exact)", file: file, line: line)
+                XCTFail("\(label) vectorized \(QuantizedRows.vectorized): row \(r) got \(y[r]), expected \(exact)", file: file, line: line)
                 return
             }
         }
@@ -91,17 +98,8 @@ final class QuantizedDecodeTests: XCTestCase {
                     for accumulate in [false, true] {
                         var y = start
                         y.withUnsafeMutableBufferPointer { BLAS.linear(x, rows: 1, weight: w, into: $0.baseAddress!, accumulate: accumulate) }
-                        for r in 0..<rows {
-                            var exact = accumulate ? Double(start[r]) : 0, magnitude = 0.0
-                            for c in 0..<cols {
-                                exact += Double(w.pointer[r * cols + c]) * Double(x[c])
-                                magnitude += abs(Double(w.pointer[r * cols + c]) * Double(x[c]))
-                            }
-                            if abs(Double(y[r]) - exact) > 1e-5 * (magnitude + 1) {
-                                XCTFail("\(rows)×\(cols) threads \(threads) accumulate \(accumulate) vectorized \(vectorized): row \(r) got \(y[r]), expected \(exact)")
-                                return
-                            }
-                        }
+                        assertMatchesReference(y, weights: w.pointer, x: x, start: accumulate ? start : nil,
+                                               "\(rows)×\(cols) threads \(threads) accumulate \(accumulate)")
                     }
                 }
             }
@@ -132,6 +130,13 @@ final class QuantizedDecodeTests: XCTestCase {
         XCTAssertEqual(mismatches.array, [0, 0, 0, 0])
     }
 
+    /// The logits of one decoding step (token 3 after the prompt 1, 5, 9): the pass that reads blocks.
+    func decodeStep(_ model: LanguageModel) throws -> [Float] {
+        let cache = model.makeCache()
+        _ = try model.forward([1, 5, 9], cache: cache)
+        return try model.forward([3], cache: cache).values
+    }
+
     /// A tiny LLaMA whose MLP down projection and output head are Q8_0 in the GGUF: one-token passes read
     /// the blocks; once `weight(_:)` hands the down projection out and it is changed, one-token passes
     /// follow the changed floats (checked against a prompt pass, which always reads the floats).
@@ -144,11 +149,8 @@ final class QuantizedDecodeTests: XCTestCase {
         XCTAssertEqual(model.outputWeight.quantized?.isCurrent, true)
 
         func stepAgainstPrompt() throws -> Double {
-            let cache = model.makeCache()
-            _ = try model.forward([1, 5, 9], cache: cache)
-            let step = try model.forward([3], cache: cache)
-            let whole = try model.forward([1, 5, 9, 3], cache: model.makeCache())
-            return (0..<tiny.vocab).map { abs(Double(step.pointer[$0]) - Double(whole.pointer[$0])) }.max() ?? 0
+            let step = try decodeStep(model), whole = try model.forward([1, 5, 9, 3], cache: model.makeCache())
+            return (0..<tiny.vocab).map { abs(Double(step[$0]) - Double(whole.pointer[$0])) }.max() ?? 0
         }
         XCTAssertLessThan(try stepAgainstPrompt(), 1e-4)
 
@@ -162,14 +164,9 @@ final class QuantizedDecodeTests: XCTestCase {
         XCTAssertLessThan(try stepAgainstPrompt(), 1e-4)
 
         // Stale blocks would have given a different step: reading them on purpose shows the change is seen.
-        let cache = model.makeCache()
-        _ = try model.forward([1, 5, 9], cache: cache)
-        let fresh = try model.forward([3], cache: cache)
-        let stale = try ModelLoader.build(try ModelLoader.checkpoint(tmp.file("q8.gguf")))
-        let staleCache = stale.makeCache()
-        _ = try stale.forward([1, 5, 9], cache: staleCache)
-        let old = try stale.forward([3], cache: staleCache)
-        XCTAssertGreaterThan((0..<tiny.vocab).map { abs(fresh.pointer[$0] - old.pointer[$0]) }.max() ?? 0, 1e-2)
+        let fresh = try decodeStep(model)
+        let old = try decodeStep(try ModelLoader.build(try ModelLoader.checkpoint(tmp.file("q8.gguf"))))
+        XCTAssertGreaterThan(zip(fresh, old).map { abs($0 - $1) }.max() ?? 0, 1e-2)
     }
 
     /// A patch applied to a weight decoded from its blocks moves decoding to the floats; reverting it
@@ -181,12 +178,7 @@ final class QuantizedDecodeTests: XCTestCase {
         let tmp = TemporaryFolder()
         try tiny.writeGGUF(to: tmp.file("q8.gguf"))
         let model = try ModelLoader.build(try ModelLoader.checkpoint(tmp.file("q8.gguf")))
-        func step() throws -> [Float] {
-            let cache = model.makeCache()
-            _ = try model.forward([1, 5, 9], cache: cache)
-            return try model.forward([3], cache: cache).values
-        }
-        let before = try step()
+        let before = try decodeStep(model)
         let blocks = model.readWeight(.mlpDown(1)).quantized
         XCTAssertEqual(blocks?.isCurrent, true)
         var rng = SeededRandom(seed: 5)
@@ -198,12 +190,12 @@ final class QuantizedDecodeTests: XCTestCase {
         let first = try patch().apply(to: model)
         XCTAssertEqual(blocks?.isCurrent, false)
         let second = try patch().apply(to: model)
-        XCTAssertNotEqual(try step(), before)
+        XCTAssertNotEqual(try decodeStep(model), before)
         try second.revert()
         XCTAssertEqual(blocks?.isCurrent, false) // the first patch is still in force
         try first.revert()
         XCTAssertEqual(blocks?.isCurrent, true)
-        XCTAssertEqual(try step(), before)
+        XCTAssertEqual(try decodeStep(model), before)
     }
 
     /// Switching the path off gives the float products (what the benchmark compares against).

@@ -17,7 +17,7 @@ public enum BLAS {
         } else if n == 1 {
             // Not sgemv: OpenBLAS wakes its threads for every call, which costs about as much as one of a
             // decoding step's small products; these kernels keep their threads spinning between products.
-            engram_gemv(Int32(ENGRAM_F32), w.pointer, Int64(w.rows), Int64(w.cols), x, nil, y, accumulate ? 1 : 0, Int32(threads))
+            engram_gemv(Int32(ENGRAM_F32), w.pointer, Int64(w.rows), Int64(w.cols), x, y, accumulate ? 1 : 0, Int32(threads))
         } else {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(w.rows), Int32(w.cols), 1,
                         x, Int32(w.cols), w.pointer, Int32(w.cols), beta, y, Int32(w.rows))

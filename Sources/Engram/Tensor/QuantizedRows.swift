@@ -76,15 +76,6 @@ public final class QuantizedRows: @unchecked Sendable {
     /// own pool: a dispatch per product would cost as much as the product).
     public func multiply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, accumulate: Bool, threads: Int) {
         let type = dtype == .q4_1 ? Int32(ENGRAM_Q4_1) : Int32(ENGRAM_Q8_0)
-        // Q4_1's block offset multiplies the sum of x over the block: computed once, not once per row.
-        var sums = [Float](repeating: 0, count: dtype == .q4_1 ? cols / 32 : 0)
-        for b in sums.indices {
-            var s: Float = 0
-            for j in 0..<32 { s += x[b * 32 + j] }
-            sums[b] = s
-        }
-        sums.withUnsafeBufferPointer { s in
-            engram_gemv(type, blocks, Int64(rows), Int64(cols), x, s.baseAddress, y, accumulate ? 1 : 0, Int32(threads))
-        }
+        engram_gemv(type, blocks, Int64(rows), Int64(cols), x, y, accumulate ? 1 : 0, Int32(threads))
     }
 }
