@@ -1,4 +1,4 @@
-// Matrix-vector products for decoding (see include/decode_kernels.h). Block layouts are GGML's:
+// Matrix-vector products for decoding, and block dequantization (see include/decode_kernels.h). Block layouts are GGML's:
 // Q4_1 = f16 scale d, f16 offset m, 16 bytes whose low nibbles are elements 0-15 and high nibbles
 // elements 16-31 (value d·q + m); Q8_0 = f16 scale d, 32 signed bytes (value d·q).
 // The AVX2 paths are compiled with a target attribute and chosen at run time, so the binary still runs
@@ -11,6 +11,9 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 static float half_to_float(const uint8_t *p) {
     uint16_t h;
@@ -74,6 +77,38 @@ static void gemv_f32_portable(const float *w, int64_t cols, const float *x, floa
         float total = 0;
         for (int64_t c = 0; c < cols; c++) total += row[c] * x[c];
         y[r] = accumulate ? y[r] + total : total;
+    }
+}
+
+// Dequantizers: rows `begin ..< end` of the blocks into `out` (row r at out + r·cols). The scale is
+// multiplied and the offset added as two roundings (separate statements, never fused into one
+// multiply-add), the same floats as Swift's `Dequantize`.
+static void dequantize_q4_1_portable(const uint8_t *w, int64_t cols, float *out, int64_t begin, int64_t end) {
+    const int64_t nb = cols / 32;
+    for (int64_t r = begin; r < end; r++) {
+        const uint8_t *block = w + r * nb * 20;
+        float *y = out + r * cols;
+        for (int64_t b = 0; b < nb; b++, block += 20, y += 32) {
+            const float d = half_to_float(block), m = half_to_float(block + 2);
+            for (int j = 0; j < 16; j++) {
+                float lo = (float)(block[4 + j] & 0x0F) * d, hi = (float)(block[4 + j] >> 4) * d;
+                y[j] = lo + m;
+                y[j + 16] = hi + m;
+            }
+        }
+    }
+}
+
+static void dequantize_q8_0_portable(const uint8_t *w, int64_t cols, float *out, int64_t begin, int64_t end) {
+    const int64_t nb = cols / 32;
+    for (int64_t r = begin; r < end; r++) {
+        const uint8_t *block = w + r * nb * 34;
+        float *y = out + r * cols;
+        for (int64_t b = 0; b < nb; b++, block += 34, y += 32) {
+            const float d = half_to_float(block);
+            const int8_t *q = (const int8_t *)(block + 2);
+            for (int j = 0; j < 32; j++) y[j] = (float)q[j] * d;
+        }
     }
 }
 
@@ -164,6 +199,42 @@ VECTOR_TARGET static void gemv_f32_avx2(const float *w, int64_t cols, const floa
     }
 }
 
+VECTOR_TARGET static void dequantize_q4_1_avx2(const uint8_t *w, int64_t cols, float *out, int64_t begin,
+                                               int64_t end) {
+    const int64_t nb = cols / 32;
+    const __m128i low = _mm_set1_epi8(0x0F);
+    for (int64_t r = begin; r < end; r++) {
+        const uint8_t *block = w + r * nb * 20;
+        float *y = out + r * cols;
+        for (int64_t b = 0; b < nb; b++, block += 20, y += 32) {
+            const __m256 d = _mm256_set1_ps(half_avx(block)), m = _mm256_set1_ps(half_avx(block + 2));
+            __m128i q = _mm_loadu_si128((const __m128i *)(block + 4));
+            __m128i lo = _mm_and_si128(q, low), hi = _mm_and_si128(_mm_srli_epi16(q, 4), low);
+            __m128i parts[4] = { lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8) };
+            for (int k = 0; k < 4; k++) {
+                __m256 scaled = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[k])), d);
+                _mm256_storeu_ps(y + 8 * k, _mm256_add_ps(scaled, m));
+            }
+        }
+    }
+}
+
+VECTOR_TARGET static void dequantize_q8_0_avx2(const uint8_t *w, int64_t cols, float *out, int64_t begin,
+                                               int64_t end) {
+    const int64_t nb = cols / 32;
+    for (int64_t r = begin; r < end; r++) {
+        const uint8_t *block = w + r * nb * 34;
+        float *y = out + r * cols;
+        for (int64_t b = 0; b < nb; b++, block += 34, y += 32) {
+            const __m256 d = _mm256_set1_ps(half_avx(block));
+            for (int j = 0; j < 32; j += 8) {
+                __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(block + 2 + j))));
+                _mm256_storeu_ps(y + j, _mm256_mul_ps(q, d));
+            }
+        }
+    }
+}
+
 static int cpu_has_avx2(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
@@ -210,6 +281,18 @@ static void gemv_rows(int type, const void *weights, int64_t cols, const float *
     }
 }
 
+static void dequantize_rows(int type, const void *weights, int64_t cols, float *out, int64_t begin, int64_t end) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (has_avx2()) {
+        if (type == ENGRAM_Q4_1) dequantize_q4_1_avx2(weights, cols, out, begin, end);
+        else dequantize_q8_0_avx2(weights, cols, out, begin, end);
+        return;
+    }
+#endif
+    if (type == ENGRAM_Q4_1) dequantize_q4_1_portable(weights, cols, out, begin, end);
+    else dequantize_q8_0_portable(weights, cols, out, begin, end);
+}
+
 // ---- Splitting one product over threads ----
 //
 // A decoded token makes about two hundred small products, each a few microseconds long, so waking a
@@ -221,6 +304,7 @@ static void gemv_rows(int type, const void *weights, int64_t cols, const float *
 #define SPINS_BEFORE_SLEEP 500 // about 10-30 µs: longer than the gaps between the products of one token
 
 typedef struct {
+    int dequantize;                // 0: y = W·x; 1: y = the rows of W as floats
     int type, accumulate, pieces;
     const void *weights;
     int64_t rows, cols;
@@ -248,7 +332,9 @@ static inline void pause_briefly(void) {
 
 static void run_piece(const product *p, int piece) {
     int64_t begin = p->rows * piece / p->pieces, end = p->rows * (piece + 1) / p->pieces;
-    if (begin < end) gemv_rows(p->type, p->weights, p->cols, p->x, p->sums, p->y, begin, end, p->accumulate);
+    if (begin >= end) return;
+    if (p->dequantize) dequantize_rows(p->type, p->weights, p->cols, p->y, begin, end);
+    else gemv_rows(p->type, p->weights, p->cols, p->x, p->sums, p->y, begin, end, p->accumulate);
 }
 
 typedef struct { int index; unsigned generation; } worker_start;
@@ -372,6 +458,17 @@ void engram_gemv(int type, const void *weights, int64_t rows, int64_t cols, cons
         for (int j = 0; j < 32; j++) s += x[b * 32 + j];
         sums[b] = s;
     }
-    run_product((product){ type, accumulate, 1, weights, rows, cols, x, sums, y }, threads);
+    run_product((product){ 0, type, accumulate, 1, weights, rows, cols, x, sums, y }, threads);
     if (sums != local) free(sums);
+}
+
+void engram_dequantize(int type, const void *blocks, int64_t rows, int64_t cols, float *out, int threads) {
+    if (type != ENGRAM_Q4_1 && type != ENGRAM_Q8_0) abort(); // callers pass the block types only
+    run_product((product){ 1, type, 0, 1, blocks, rows, cols, NULL, NULL, out }, threads);
+}
+
+void engram_return_free_memory(void) {
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
 }

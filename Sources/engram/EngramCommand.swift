@@ -60,9 +60,12 @@ struct ModelArgument: ParsableArguments {
         return p.hasSuffix(".safetensors") ? AtomicFile.parentFolder(of: p) : p
     }
 
-    /// Checkpoint, model and tokenizer together.
-    func load() throws -> (Checkpoint, LanguageModel, Tokenizer) {
+    /// Checkpoint, model and tokenizer together. `dequantizingOnDemand` keeps a quantized file's weights
+    /// as blocks until something needs their floats (`Checkpoint.dequantizesOnDemand`): for commands
+    /// that mostly generate.
+    func load(dequantizingOnDemand: Bool = false) throws -> (Checkpoint, LanguageModel, Tokenizer) {
         let ck = try checkpoint()
+        ck.dequantizesOnDemand = dequantizingOnDemand
         return (ck, try ModelLoader.build(ck), try TokenizerLoader.load(ck))
     }
 }

@@ -22,7 +22,7 @@ struct GenerateCommand: ParsableCommand {
     }
 
     func run() throws {
-        let (_, lm, tokenizer) = try model.load()
+        let (_, lm, tokenizer) = try model.load(dequantizingOnDemand: true)
         let text: String
         if chat {
             guard let format = tokenizer.chatFormat else {

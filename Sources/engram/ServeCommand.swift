@@ -83,8 +83,10 @@ struct ServeCommand: AsyncParsableCommand {
                 throw ValidationError("--save-patches \(savePatches): the folder is not writable")
             }
         }
-        let (ck, lm, tokenizer) = try model.load()
-        let server = EngramServer(configuration: config, model: lm, tokenizer: tokenizer, checkpointLocation: ck.location, logger: logger)
+        let (ck, lm, tokenizer) = try model.load(dequantizingOnDemand: true)
+        // Weights stay quantized blocks; the floats an edit needs are made for it and dropped after it.
+        let server = EngramServer(configuration: config, model: lm, tokenizer: tokenizer, checkpointLocation: ck.location,
+                                  logger: logger, afterEachJob: { ck.releaseUnchangedFloatCopies() })
         for patch in patches { try await server.loadPatch(file: patch) }
         if config.token == nil {
             logger.notice("no token configured: read-only routes only; set --token-file or ENGRAM_SERVER_TOKEN to enable editing")

@@ -1,6 +1,8 @@
 // Inference speed of Engram on one checkpoint: prompt processing (pp) at given prompt lengths and
 // decode (tg) of N tokens, repeated, with the median and spread, peak RSS, and the BLAS core.
-// `--float-decode` decodes from the float weights even where a GGUF's Q4_1/Q8_0 blocks could be read.
+// `--float-decode` decodes from the float weights even where a GGUF's Q4_1/Q8_0 blocks could be read;
+// `--eager-floats` dequantizes every weight at load, as editing commands do (by default the weights are
+// opened as `engram generate` and `engram serve` open them: blocks, floats made only on demand).
 // Prints one JSON object (the same shape as benchmarks/peers/*_bench.py) so runs can be compared.
 import Engram
 import Foundation
@@ -16,6 +18,8 @@ struct Options {
     var threads = 2
     /// Decode with the float weights even where quantized blocks could be read (`QuantizedRows`).
     var floatDecode = false
+    /// Make every weight's float32 copy at load (`engram edit`/`eval`) rather than on demand.
+    var eagerFloats = false
 }
 
 func parse() -> Options {
@@ -29,6 +33,7 @@ func parse() -> Options {
         case "--repeats": o.repeats = Int(args.next() ?? "") ?? o.repeats
         case "--threads": o.threads = Int(args.next() ?? "") ?? o.threads
         case "--float-decode": o.floatDecode = true
+        case "--eager-floats": o.eagerFloats = true
         default:
             FileHandle.standardError.write(Data("unknown option \(a)\n".utf8))
             exit(2)
@@ -55,6 +60,7 @@ QuantizedRows.enabled = !o.floatDecode
 let clock = ContinuousClock()
 let loadStart = clock.now
 let ck = try ModelLoader.checkpoint(o.model)
+ck.dequantizesOnDemand = !o.eagerFloats // as `engram generate` and `engram serve` load
 let model = try ModelLoader.build(ck)
 let loadSeconds = (clock.now - loadStart).seconds
 // A fixed, deterministic token sequence (ids spread over the vocabulary's common range).
@@ -101,6 +107,7 @@ let output: [String: Any] = [
     "cpu": cpu,
     "blas": BLAS.configuration,
     "quantized_decode": QuantizedRows.enabled ? (QuantizedRows.vectorized ? "avx2" : "portable") : "off",
+    "float_weights": o.eagerFloats ? "at load" : "on demand",
     "OPENBLAS_CORETYPE": ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "",
 ]
 let data = try JSONSerialization.data(withJSONObject: output, options: [.prettyPrinted, .sortedKeys])

@@ -19,6 +19,15 @@ enum { ENGRAM_F32 = 0, ENGRAM_Q4_1 = 3, ENGRAM_Q8_0 = 8 };
 void engram_gemv(int type, const void *weights, int64_t rows, int64_t cols, const float *x, float *y,
                  int accumulate, int threads);
 
+/// The `rows` rows of Q4_1 or Q8_0 blocks (`cols` a multiple of 32) as float32 into `out` (`rows · cols`
+/// floats, row-major): the same values as multiplying each scale and adding each offset in float32. Split
+/// over threads like `engram_gemv`.
+void engram_dequantize(int type, const void *blocks, int64_t rows, int64_t cols, float *out, int threads);
+
+/// Gives the pages of freed heap memory back to the system (glibc's malloc_trim; nothing elsewhere):
+/// after float copies of weights are dropped, which glibc would otherwise keep for reuse.
+void engram_return_free_memory(void);
+
 /// 1 when the AVX2/FMA/F16C paths run, 0 when the portable loops do.
 int engram_decode_kernels_vectorized(void);
 /// Chooses the portable loops (0) or, where the CPU has them, the vector paths (non-zero); for tests.

@@ -1,3 +1,4 @@
+import CDecodeKernels
 import Foundation
 
 public enum CheckpointFormat: String, Sendable { case gguf, safetensors }
@@ -28,18 +29,24 @@ public struct StoredTensor: @unchecked Sendable {
     public var elementCount: Int { shape.reduce(1, *) }
 
     /// The tensor as float32 `[rows, cols]`, where cols is the innermost dimension. F32 data is used in
-    /// place (the mapping is private, so writes never reach the file); other types are dequantized.
-    public func matrix() -> Matrix {
+    /// place (the mapping is private, so writes never reach the file); other types are dequantized, now,
+    /// or for block types that have kernels and `onDemand`, when the floats are first asked for (until
+    /// then products read the blocks).
+    public func matrix(onDemand: Bool = false) -> Matrix {
         let cols = shape.last ?? 1
         let rows = cols == 0 ? 0 : elementCount / cols
         if dtype == .f32, Int(bitPattern: data) % 4 == 0 {
             return Matrix(rows: rows, cols: cols, pointer: UnsafeMutablePointer(mutating: data.assumingMemoryBound(to: Float.self)), owner: owner)
         }
-        var m = Matrix(rows: rows, cols: cols)
-        Dequantize.run(dtype, source: data, count: elementCount, into: m.pointer)
         if rows > 0, QuantizedRows.supports(dtype, cols: cols) {
-            m.quantized = QuantizedRows(dtype: dtype, rows: rows, cols: cols, blocks: data, owner: owner)
+            let blocks = QuantizedRows(dtype: dtype, rows: rows, cols: cols, blocks: data, owner: owner)
+            if onDemand { return Matrix(dequantizingOnDemand: blocks) }
+            var m = Matrix(rows: rows, cols: cols, pointer: blocks.floats(), owner: blocks)
+            m.quantized = blocks
+            return m
         }
+        let m = Matrix(rows: rows, cols: cols)
+        Dequantize.run(dtype, source: data, count: elementCount, into: m.pointer)
         return m
     }
 }
@@ -56,6 +63,12 @@ public final class Checkpoint: @unchecked Sendable {
     public var sidecars: [String: Data] = [:]
     /// Set by `contentHash()`.
     var cachedHash: String?
+    /// Whether quantized weights (of the block types with kernels) get their float32 copies only when
+    /// something asks for their memory: for generating and serving, where products can read the blocks.
+    /// Memory then stays near the file's size until an edit or a gradient needs a weight's floats.
+    public var dequantizesOnDemand = false
+    /// The weights handed out dequantized on demand (their floats can be released again).
+    private var onDemandWeights: [QuantizedRows] = []
 
     public init(location: String, format: CheckpointFormat, metadata: Metadata) {
         self.location = location
@@ -84,9 +97,25 @@ public final class Checkpoint: @unchecked Sendable {
             if !(expected.count == 1 && t.shape == [1, expected[0]]) {
                 throw EngramError.tensor(file: t.file, tensor: name, detail: "shape \(t.shape) disagrees with the model config, which expects \(expected)")
             }
-            return t.matrix()
+            return onDemandMatrix(t)
         }
-        return t.matrix()
+        return onDemandMatrix(t)
+    }
+
+    private func onDemandMatrix(_ t: StoredTensor) -> Matrix {
+        let m = t.matrix(onDemand: dequantizesOnDemand)
+        if dequantizesOnDemand, let blocks = m.blocksWithoutFloats { onDemandWeights.append(blocks) }
+        return m
+    }
+
+    /// Drops the float copies that an edit's gradients, a trace or a fingerprint made of weights opened
+    /// on demand and that still equal their blocks (edited weights keep theirs until reverted). For a
+    /// server between jobs: no pass may be running.
+    public func releaseUnchangedFloatCopies() {
+        for w in onDemandWeights { w.releaseFloats() }
+        // glibc keeps freed blocks of this size in its heap (its mmap threshold rises after the first
+        // such free); hand the pages back, or the process would stay at its high-water mark.
+        engram_return_free_memory()
     }
 
     public func optionalMatrix(_ name: String, shape: [Int]) throws -> Matrix? {

@@ -72,7 +72,7 @@ public final class WeightGradient {
             for (k, s) in used.enumerated() {
                 for p in 0..<ends[k] {
                     let row = captured.pointer + (rowStart[k] + p) * c.hidden
-                    row.update(from: net.tokenEmbedding.row(Int(batch[s].tokens[p])), count: c.hidden)
+                    net.tokenEmbedding.copyRow(Int(batch[s].tokens[p]), into: row)
                     if let pe = net.positionEmbedding {
                         guard p < pe.rows else { throw EngramError.invalidArgument("sequence \(s) is longer than the model's \(pe.rows) positions") }
                         Kernels.add(row, pe.row(p), count: c.hidden)

@@ -68,7 +68,7 @@ public final class GPT2: LanguageModel {
             let s = layout.rowSequence[r], pos = layout.rowPosition[r]
             let token = Int(batch[s].tokens[pos - layout.past[s]])
             let row = x.pointer + r * d
-            row.update(from: tokenEmbedding.row(token), count: d)
+            tokenEmbedding.copyRow(token, into: row)
             Kernels.add(row, positionEmbedding.row(pos), count: d)
         }
         if hooks.run(.embedding, layout, x.pointer, width: d) { return stopped() }

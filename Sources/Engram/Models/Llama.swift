@@ -71,7 +71,7 @@ public final class Llama: LanguageModel {
         let x = FloatBuffer(count: n * d, zeroed: false)
         for r in 0..<n {
             let token = Int(batch[layout.rowSequence[r]].tokens[layout.rowPosition[r] - layout.past[layout.rowSequence[r]]])
-            (x.pointer + r * d).update(from: tokenEmbedding.row(token), count: d)
+            tokenEmbedding.copyRow(token, into: x.pointer + r * d)
         }
         if hooks.run(.embedding, layout, x.pointer, width: d) { return stopped() }
 

@@ -7,7 +7,8 @@ public enum BLAS {
     /// `Y[n, out] = X[n, in] · Wᵀ` for a weight `W[out, in]`; adds to Y when `accumulate`.
     /// One token is memory-bound: it reads the quantized blocks the weight came from when it has current
     /// ones (a fraction of the bytes), else the floats, through `CDecodeKernels`; several tokens use sgemm
-    /// (compute-bound).
+    /// (compute-bound), on the floats, or on rows dequantized for this product when the weight's floats
+    /// are made on demand and have not been.
     @inline(__always)
     public static func linear(_ x: UnsafePointer<Float>, rows n: Int, weight w: Matrix,
                               into y: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
@@ -18,9 +19,33 @@ public enum BLAS {
             // Not sgemv: OpenBLAS wakes its threads for every call, which costs about as much as one of a
             // decoding step's small products; these kernels keep their threads spinning between products.
             engram_gemv(Int32(ENGRAM_F32), w.pointer, Int64(w.rows), Int64(w.cols), x, y, accumulate ? 1 : 0, Int32(threads))
+        } else if let blocks = w.blocksWithoutFloats {
+            linear(x, rows: n, blocks: blocks, into: y, beta: beta)
         } else {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(w.rows), Int32(w.cols), 1,
                         x, Int32(w.cols), w.pointer, Int32(w.cols), beta, y, Int32(w.rows))
+        }
+    }
+
+    /// Floats dequantized per product: at most this many (4 MiB), so a layer's matrix is done in one
+    /// piece (the same sgemm as over the float copy) and the output head of a large vocabulary in several.
+    static let dequantizedPieceFloats = 1 << 20
+
+    /// `linear` over quantized blocks without a float copy: dequantize a piece of rows, multiply, next.
+    /// Dequantizing costs a fraction of the product it feeds (one pass over the weights against `n`).
+    private static func linear(_ x: UnsafePointer<Float>, rows n: Int, blocks: QuantizedRows,
+                               into y: UnsafeMutablePointer<Float>, beta: Float) {
+        let cols = blocks.cols
+        let pieceRows = max(1, min(blocks.rows, dequantizedPieceFloats / cols))
+        let piece = FloatBuffer(count: pieceRows * cols, zeroed: false)
+        var first = 0
+        while first < blocks.rows {
+            let count = min(pieceRows, blocks.rows - first)
+            blocks.dequantize(rows: first..<(first + count), into: piece.pointer, threads: threads)
+            // Columns first ..< first + count of Y[n, rows].
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(count), Int32(cols), 1,
+                        x, Int32(cols), piece.pointer, Int32(cols), beta, y + first, Int32(blocks.rows))
+            first += count
         }
     }
 

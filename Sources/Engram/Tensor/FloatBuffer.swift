@@ -30,12 +30,14 @@ public final class FloatBuffer: @unchecked Sendable {
 }
 
 /// A row-major float matrix `[rows, cols]` whose memory belongs to `owner`
-/// (a FloatBuffer, or a private memory map of a checkpoint file).
+/// (a FloatBuffer, or a private memory map of a checkpoint file), or, for a quantized weight opened to
+/// be dequantized on demand, whose floats are made the first time `pointer` is asked for.
 /// Weights follow the nn.Linear convention: `[out, in]`, so `y = W x`.
 public struct Matrix: @unchecked Sendable {
     public let rows: Int
     public let cols: Int
-    public let pointer: UnsafeMutablePointer<Float>
+    /// nil while the floats are those of `quantized`, made on demand.
+    private let storage: UnsafeMutablePointer<Float>?
     public let owner: AnyObject
     /// The quantized blocks these floats were dequantized from, if any: one-row products read them.
     /// Copies of a matrix share them (and their retirement); `copy()` does not carry them.
@@ -44,8 +46,18 @@ public struct Matrix: @unchecked Sendable {
     public init(rows: Int, cols: Int, pointer: UnsafeMutablePointer<Float>, owner: AnyObject) {
         self.rows = rows
         self.cols = cols
-        self.pointer = pointer
+        self.storage = pointer
         self.owner = owner
+    }
+
+    /// A quantized weight whose float copy is made on first use of `pointer`; until then products
+    /// read the blocks (`BLAS.linear`, `copyRow`).
+    public init(dequantizingOnDemand blocks: QuantizedRows) {
+        rows = blocks.rows
+        cols = blocks.cols
+        storage = nil
+        owner = blocks
+        quantized = blocks
     }
 
     /// A zero-filled matrix with its own storage.
@@ -58,6 +70,30 @@ public struct Matrix: @unchecked Sendable {
         precondition(values.count == rows * cols)
         let buffer = FloatBuffer(values)
         self.init(rows: rows, cols: cols, pointer: buffer.pointer, owner: buffer)
+    }
+
+    /// The floats (made now, from the blocks, for a matrix opened to be dequantized on demand).
+    @inline(__always)
+    public var pointer: UnsafeMutablePointer<Float> {
+        if let storage { return storage }
+        return unsafeDowncast(owner, to: QuantizedRows.self).floats()
+    }
+
+    /// The quantized blocks when they are all there is to read: an on-demand matrix whose floats have
+    /// not been asked for. Products read these instead of making the float copy.
+    var blocksWithoutFloats: QuantizedRows? {
+        guard storage == nil else { return nil }
+        let blocks = unsafeDowncast(owner, to: QuantizedRows.self)
+        return blocks.hasFloats ? nil : blocks
+    }
+
+    /// Row `r` as floats into `out` (`cols` floats), without making the float copy of an on-demand matrix.
+    public func copyRow(_ r: Int, into out: UnsafeMutablePointer<Float>) {
+        if let blocks = blocksWithoutFloats {
+            blocks.dequantize(rows: r..<(r + 1), into: out, threads: 1)
+        } else {
+            out.update(from: row(r), count: cols)
+        }
     }
 
     public var count: Int { rows * cols }

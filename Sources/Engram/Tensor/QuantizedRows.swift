@@ -1,14 +1,16 @@
 import CDecodeKernels
 import Foundation
 
-/// The GGML blocks a weight matrix was dequantized from, kept beside its float copy for one-token
-/// products. Decoding one token is bound by reading the weights, and Q4_1 blocks are a seventh of the
-/// float32 bytes (Q8_0 a little over a quarter), so `BLAS.linear` reads these instead of the floats when
-/// it multiplies a single row. Everything else (prompts, batches, gradients, edits) uses the floats.
+/// The GGML blocks of a quantized weight matrix (mapped from its file) and, once made, its float32 copy.
+/// Decoding one token is bound by reading the weights, and Q4_1 blocks are a seventh of the float32 bytes
+/// (Q8_0 a little over a quarter), so `BLAS.linear` reads the blocks when it multiplies a single row.
+/// Prompts, batches, gradients and edits use floats: the loaded copy, or for a checkpoint opened with
+/// `Checkpoint.dequantizesOnDemand` (generation and serving), a few rows dequantized at a time, until
+/// something asks for the matrix's memory (`Matrix.pointer`: an edit, a gradient), which makes the copy.
 ///
-/// The float copy stays the truth: a matrix handed out to be changed (`LanguageModel.weight`) retires
-/// its blocks first, so an edited weight is never read from stale blocks. Reverting a patch that was
-/// applied to unchanged weights puts their floats back exactly and their blocks back in use.
+/// Once made, the float copy is the truth: a matrix handed out to be changed (`LanguageModel.weight`)
+/// retires its blocks first, so an edited weight is never read from stale blocks. Reverting a patch that
+/// was applied to unchanged weights puts their floats back exactly and their blocks back in use.
 public final class QuantizedRows: @unchecked Sendable {
     public let dtype: DType
     public let rows: Int
@@ -18,6 +20,7 @@ public final class QuantizedRows: @unchecked Sendable {
     let owner: AnyObject
     private let lock = NSLock()
     private var retired = false
+    private var floatCopy: FloatBuffer?
 
     /// Turns the quantized path off for the whole process (to compare against the float products).
     nonisolated(unsafe) public static var enabled = true
@@ -35,6 +38,45 @@ public final class QuantizedRows: @unchecked Sendable {
         self.blocks = blocks
         self.owner = owner
     }
+
+    /// The float32 values, dequantized on first use and kept from then on.
+    public func floats() -> UnsafeMutablePointer<Float> {
+        lock.lock()
+        defer { lock.unlock() }
+        if let floatCopy { return floatCopy.pointer }
+        let copy = FloatBuffer(count: rows * cols, zeroed: false)
+        dequantize(rows: 0..<rows, into: copy.pointer, threads: BLAS.threads)
+        floatCopy = copy
+        return copy.pointer
+    }
+
+    /// Drops the float copy if it still equals the blocks (not retired: nothing was handed out to change
+    /// it, or what was changed has been put back), so memory returns to the blocks' size; the next use
+    /// makes it again. Only for the weights of a checkpoint opened on demand (no matrix keeps a raw
+    /// pointer to these floats), and only when no pass is running: a pointer taken earlier would dangle.
+    func releaseFloats() {
+        lock.lock()
+        if !retired { floatCopy = nil }
+        lock.unlock()
+    }
+
+    /// Whether the float copy has been made.
+    public var hasFloats: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return floatCopy != nil
+    }
+
+    /// Rows of the matrix as float32 into `out` (`rows.count · cols` floats), from the blocks: the same
+    /// values as the float copy holds until it is changed.
+    public func dequantize(rows range: Range<Int>, into out: UnsafeMutablePointer<Float>, threads: Int) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= rows)
+        guard !range.isEmpty else { return }
+        let rowBytes = cols / dtype.blockSize * dtype.blockBytes
+        engram_dequantize(kernelType, blocks + range.lowerBound * rowBytes, Int64(range.count), Int64(cols), out, Int32(threads))
+    }
+
+    private var kernelType: Int32 { dtype == .q4_1 ? Int32(ENGRAM_Q4_1) : Int32(ENGRAM_Q8_0) }
 
     /// Whether single-row products may read the blocks (not retired, and the path is on).
     public var isCurrent: Bool {
@@ -75,7 +117,6 @@ public final class QuantizedRows: @unchecked Sendable {
     /// `y[rows] = W · x` (added to y when `accumulate`), split over `threads` threads (the kernels'
     /// own pool: a dispatch per product would cost as much as the product).
     public func multiply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, accumulate: Bool, threads: Int) {
-        let type = dtype == .q4_1 ? Int32(ENGRAM_Q4_1) : Int32(ENGRAM_Q8_0)
-        engram_gemv(type, blocks, Int64(rows), Int64(cols), x, y, accumulate ? 1 : 0, Int32(threads))
+        engram_gemv(kernelType, blocks, Int64(rows), Int64(cols), x, y, accumulate ? 1 : 0, Int32(threads))
     }
 }

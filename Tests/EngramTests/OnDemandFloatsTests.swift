@@ -1,0 +1,192 @@
+import XCTest
+@testable import Engram
+
+/// Quantized weights opened to be dequantized on demand (`Checkpoint.dequantizesOnDemand`, what
+/// `engram generate` and `engram serve` use): products read the blocks, prompts through rows
+/// dequantized per product, and give the same logits, bit for bit, as the weights dequantized at load;
+/// the float copy of a weight is made only when something asks for its memory (an edit).
+final class OnDemandFloatsTests: XCTestCase {
+    /// Blocks whose f16 scales and offsets are any finite pattern (normal, subnormal, zero, negative).
+    func blocks(_ dtype: DType, count: Int, seed: UInt64) -> [UInt8] {
+        var rng = SeededRandom(seed: seed)
+        var bytes = (0..<(count * dtype.blockBytes)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        for b in 0..<count {
+            for at in dtype == .q4_1 ? [0, 2] : [0] {
+                var bits = UInt16(truncatingIfNeeded: rng.next())
+                if bits & 0x7C00 == 0x7C00 { bits &= 0xBFFF } // inf/NaN exponent → a finite one
+                bytes[b * dtype.blockBytes + at] = UInt8(bits & 0xFF)
+                bytes[b * dtype.blockBytes + at + 1] = UInt8(bits >> 8)
+            }
+        }
+        return bytes
+    }
+
+    /// The C dequantizer (vector and portable paths, split over threads or not, from any first row)
+    /// gives Swift's `Dequantize` floats bit for bit: on-demand rows and the copy made at load agree.
+    func testTheDequantizerMatchesDequantizeBitForBit() {
+        let saved = QuantizedRows.vectorized
+        defer { QuantizedRows.vectorized = saved }
+        let owner = FloatBuffer(count: 1)
+        for vectorized in [true, false] {
+            QuantizedRows.vectorized = vectorized
+            for dtype in [DType.q4_1, .q8_0] {
+                let rows = 301, cols = 160 // 48k values: split over the pool's threads
+                let bytes = blocks(dtype, count: rows * cols / 32, seed: 3)
+                bytes.withUnsafeBytes { raw in
+                    var expected = [Float](repeating: 0, count: rows * cols)
+                    expected.withUnsafeMutableBufferPointer { Dequantize.run(dtype, source: raw.baseAddress!, count: rows * cols, into: $0.baseAddress!) }
+                    let q = QuantizedRows(dtype: dtype, rows: rows, cols: cols, blocks: raw.baseAddress!, owner: owner)
+                    for (range, threads) in [(0..<rows, 1), (0..<rows, 2), (17..<18, 1), (100..<301, 2)] {
+                        var got = [Float](repeating: .nan, count: range.count * cols)
+                        got.withUnsafeMutableBufferPointer { q.dequantize(rows: range, into: $0.baseAddress!, threads: threads) }
+                        let want = expected[(range.lowerBound * cols)..<(range.upperBound * cols)]
+                        XCTAssertEqual(got.map(\.bitPattern), want.map(\.bitPattern),
+                                       "\(dtype) rows \(range) threads \(threads) vectorized \(QuantizedRows.vectorized)")
+                    }
+                }
+            }
+        }
+    }
+
+    func smollm2(onDemand: Bool) throws -> (Checkpoint, LanguageModel) {
+        guard FileManager.default.fileExists(atPath: ModelRegistry.smollm2Path) else {
+            throw XCTSkip("\(ModelRegistry.smollm2Path) is not installed (scripts/setup.sh)")
+        }
+        let ck = try ModelLoader.checkpoint("smollm2")
+        ck.dequantizesOnDemand = onDemand
+        return (ck, try ModelLoader.build(ck))
+    }
+
+    /// Every weight of the model that is kept as blocks (Q4_1 layers, the Q8_0 embedding/head).
+    func blockWeights(_ model: LanguageModel) -> [QuantizedRows] {
+        var found: [ObjectIdentifier: QuantizedRows] = [:]
+        if let q = model.tokenEmbedding.quantized { found[ObjectIdentifier(q)] = q }
+        if let q = model.outputWeight.quantized { found[ObjectIdentifier(q)] = q }
+        for l in 0..<model.config.layers {
+            if let q = model.readWeight(.mlpDown(l)).quantized { found[ObjectIdentifier(q)] = q }
+        }
+        return Array(found.values)
+    }
+
+    /// A prompt pass, a batch of two prompts and greedy decoding steps against the model dequantized at
+    /// load: every layer's products are the same sgemm over the same floats (the KV caches agree bit for
+    /// bit), decoding reads the same blocks (logits bit for bit); the head of several rows is multiplied
+    /// in pieces of 1820 of its 49152 rows, for which OpenBLAS picks its kernel by size, so those logits
+    /// agree to rounding. No weight's float copy is made on the way.
+    func testSmolLM2OnDemandGivesTheLogitsOfTheLoadedFloats() throws {
+        let (_, eager) = try smollm2(onDemand: false)
+        let (_, lazy) = try smollm2(onDemand: true)
+        XCTAssertFalse(blockWeights(lazy).isEmpty)
+        XCTAssertTrue(blockWeights(eager).allSatisfy(\.hasFloats))
+        let prompt: [Int32] = [504, 3575, 282, 4649, 314, 253, 3528, 30, 378, 6766, 282]
+        func run(_ model: LanguageModel) throws -> (prompt: [[Float]], cache: [[Float]], steps: [[Float]]) {
+            var several = [try model.forward(prompt, cache: model.makeCache(), logits: .all).values]
+            let batch = try model.forward([SequenceInput(tokens: prompt, cache: model.makeCache()),
+                                           SequenceInput(tokens: Array(prompt.prefix(5)), cache: model.makeCache())],
+                                          hooks: nil, logits: .last)
+            several += batch.map(\.values)
+            let cache = model.makeCache()
+            var logits = try model.forward(prompt, cache: cache, logits: .none)
+            let stored = (0..<model.config.layers).flatMap { l in
+                [Array(cache.keys[l].array.prefix(prompt.count * model.config.kvDim)),
+                 Array(cache.values[l].array.prefix(prompt.count * model.config.kvDim))]
+            }
+            var steps: [[Float]] = []
+            var next = prompt.last!
+            for _ in 0..<4 {
+                logits = try model.forward([next], cache: cache)
+                steps.append(logits.values)
+                next = Sampler.argmax(logits.pointer, count: logits.cols)
+            }
+            return (several, stored, steps)
+        }
+        let want = try run(eager), got = try run(lazy)
+        XCTAssertTrue(got.cache.map { $0.map(\.bitPattern) } == want.cache.map { $0.map(\.bitPattern) }, "the KV caches differ")
+        for (i, (g, w)) in zip(got.steps, want.steps).enumerated() {
+            XCTAssertTrue(g.map(\.bitPattern) == w.map(\.bitPattern), "decoding step \(i) differs")
+        }
+        XCTAssertEqual(got.prompt.count, 3)
+        for (i, (g, w)) in zip(got.prompt, want.prompt).enumerated() {
+            let worst = zip(g, w).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? .infinity
+            XCTAssertLessThan(worst, 1e-5, "prompt logits \(i)")
+        }
+        XCTAssertTrue(blockWeights(lazy).allSatisfy { !$0.hasFloats }, "a float copy was made while generating")
+    }
+
+    /// An edit on a model opened on demand makes the float copy of the weight it changes (only that one),
+    /// gives the logits the same edit gives on the loaded floats, and reverting it restores the logits of
+    /// before bit for bit, decoding from the blocks again.
+    func testAPatchOnDemandMakesOnlyItsWeightsFloats() throws {
+        var tiny = TinyModel.llama(seed: 41)
+        tiny.quantizeQ8(tiny.tensors.map(\.name).filter { $0.hasSuffix("proj.weight") || $0 == "lm_head.weight" })
+        let tmp = TemporaryFolder()
+        try tiny.writeGGUF(to: tmp.file("q8.gguf"))
+        func open(_ onDemand: Bool) throws -> LanguageModel {
+            let ck = try ModelLoader.checkpoint(tmp.file("q8.gguf"))
+            ck.dequantizesOnDemand = onDemand
+            return try ModelLoader.build(ck)
+        }
+        let eager = try open(false), lazy = try open(true)
+        func logits(_ model: LanguageModel) throws -> [UInt32] {
+            let cache = model.makeCache()
+            var out = try model.forward([1, 5, 9, 2], cache: cache, logits: .all).values
+            out += try model.forward([3], cache: cache).values
+            return out.map(\.bitPattern)
+        }
+        let before = try logits(lazy)
+        XCTAssertEqual(before, try logits(eager))
+
+        var rng = SeededRandom(seed: 8)
+        let change = WeightDelta.Change.lowRank(r: Matrix(rows: 1, cols: tiny.hidden, values: rng.values(tiny.hidden, scale: 0.5)),
+                                                u: Matrix(rows: 1, cols: tiny.intermediate, values: rng.values(tiny.intermediate, scale: 0.5)))
+        let patch = EditPatch(method: "test", requests: [], deltas: [WeightDelta(weight: .mlpDown(1), change: change)])
+        _ = try patch.apply(to: eager)
+        let applied = try patch.apply(to: lazy)
+        let down1 = lazy.readWeight(.mlpDown(1)).quantized!, down0 = lazy.readWeight(.mlpDown(0)).quantized!
+        XCTAssertTrue(down1.hasFloats)
+        XCTAssertFalse(down0.hasFloats, "a weight the patch does not change got a float copy")
+        let edited = try logits(lazy)
+        XCTAssertNotEqual(edited, before)
+        XCTAssertEqual(edited, try logits(eager))
+
+        try applied.revert()
+        XCTAssertTrue(down1.isCurrent)
+        XCTAssertEqual(try logits(lazy), before)
+    }
+
+    /// Between a server's jobs the float copies that an edit made are dropped, except those of weights
+    /// the edits in force changed; the logits stay what they were, and the next use makes a copy again.
+    func testReleasingKeepsEditedWeightsAndTheLogits() throws {
+        var tiny = TinyModel.llama(seed: 42)
+        tiny.quantizeQ8(tiny.tensors.map(\.name).filter { $0.hasSuffix("proj.weight") || $0 == "lm_head.weight" })
+        let tmp = TemporaryFolder()
+        try tiny.writeGGUF(to: tmp.file("q8.gguf"))
+        let ck = try ModelLoader.checkpoint(tmp.file("q8.gguf"))
+        ck.dequantizesOnDemand = true
+        let model = try ModelLoader.build(ck)
+        func logits() throws -> [UInt32] {
+            let cache = model.makeCache()
+            var out = try model.forward([1, 5, 9, 2], cache: cache, logits: .all).values
+            out += try model.forward([3], cache: cache).values
+            return out.map(\.bitPattern)
+        }
+        let before = try logits()
+        let down0 = model.readWeight(.mlpDown(0)), down1 = model.readWeight(.mlpDown(1))
+        _ = down0.pointer // what a gradient through layer 0 does
+        XCTAssertTrue(down0.quantized!.hasFloats)
+        var rng = SeededRandom(seed: 9)
+        let change = WeightDelta.Change.lowRank(r: Matrix(rows: 1, cols: tiny.hidden, values: rng.values(tiny.hidden, scale: 0.5)),
+                                                u: Matrix(rows: 1, cols: tiny.intermediate, values: rng.values(tiny.intermediate, scale: 0.5)))
+        let applied = try EditPatch(method: "test", requests: [], deltas: [WeightDelta(weight: .mlpDown(1), change: change)]).apply(to: model)
+        let edited = try logits()
+        ck.releaseUnchangedFloatCopies()
+        XCTAssertFalse(down0.quantized!.hasFloats)
+        XCTAssertTrue(down1.quantized!.hasFloats, "the edited weight lost its floats")
+        XCTAssertEqual(try logits(), edited)
+        try applied.revert()
+        ck.releaseUnchangedFloatCopies()
+        XCTAssertFalse(down1.quantized!.hasFloats)
+        XCTAssertEqual(try logits(), before)
+        XCTAssertEqual(down0.values, try ModelLoader.checkpoint(tmp.file("q8.gguf")).matrix("blk.0.ffn_down.weight", shape: [tiny.hidden, tiny.intermediate]).values)
+    }
+}
