@@ -31,13 +31,36 @@ public enum BLAS {
     /// piece (the same sgemm as over the float copy) and the output head of a large vocabulary in several.
     static let dequantizedPieceFloats = 1 << 20
 
+    /// Buffers for the dequantized pieces, reused: a fresh 4 MiB buffer per product would be new pages,
+    /// and faulting them in costs about as much as dequantizing into them.
+    private static let pieceBuffers = BufferPool()
+
+    final class BufferPool: @unchecked Sendable {
+        private let lock = NSLock()
+        private var free: [FloatBuffer] = []
+
+        func take(count: Int) -> FloatBuffer {
+            lock.lock()
+            defer { lock.unlock() }
+            if let i = free.firstIndex(where: { $0.count >= count }) { return free.remove(at: i) }
+            return FloatBuffer(count: max(count, dequantizedPieceFloats), zeroed: false)
+        }
+
+        func give(_ buffer: FloatBuffer) {
+            lock.lock()
+            if free.count < 4 { free.append(buffer) } // more only when that many products ran at once
+            lock.unlock()
+        }
+    }
+
     /// `linear` over quantized blocks without a float copy: dequantize a piece of rows, multiply, next.
     /// Dequantizing costs a fraction of the product it feeds (one pass over the weights against `n`).
     private static func linear(_ x: UnsafePointer<Float>, rows n: Int, blocks: QuantizedRows,
                                into y: UnsafeMutablePointer<Float>, beta: Float) {
         let cols = blocks.cols
         let pieceRows = max(1, min(blocks.rows, dequantizedPieceFloats / cols))
-        let piece = FloatBuffer(count: pieceRows * cols, zeroed: false)
+        let piece = pieceBuffers.take(count: pieceRows * cols)
+        defer { pieceBuffers.give(piece) }
         var first = 0
         while first < blocks.rows {
             let count = min(pieceRows, blocks.rows - first)
