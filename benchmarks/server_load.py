@@ -99,6 +99,20 @@ def canonical(numbers):
     return json.dumps(numbers, sort_keys=True)
 
 
+def memory(pid):
+    """The server process's resident memory now and at its peak (Linux /proc), in MiB."""
+    fields = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    fields[key] = round(int(value.split()[0]) / 1024, 1)
+    except OSError:
+        return {}
+    return {"rss_mib": fields.get("VmRSS"), "peak_rss_mib": fields.get("VmHWM")}
+
+
 def percentile(xs, p):
     if not xs:
         return None
@@ -248,9 +262,11 @@ def main():
     try:
         wait_healthy(base + "/health", server)
         results["engram_probe"] = probe_load(base, token, args.clients, args.seconds)
+        results["engram_probe"]["server_memory"] = memory(server.pid)
         print(json.dumps(results["engram_probe"], indent=1), flush=True)
         if args.peer:
             results["engram_completions"] = completion_load(base, args.clients, args.peer_seconds, args.completion_tokens, args.model)
+            results["engram_completions"]["server_memory"] = memory(server.pid)
             print(json.dumps(results["engram_completions"], indent=1), flush=True)
     finally:
         server.terminate()
@@ -265,6 +281,7 @@ def main():
         try:
             wait_healthy(base + "/v1/models", peer)
             results["llama_cpp_completions"] = completion_load(base, args.clients, args.peer_seconds, args.completion_tokens, "peer")
+            results["llama_cpp_completions"]["server_memory"] = memory(peer.pid)
             print(json.dumps(results["llama_cpp_completions"], indent=1), flush=True)
         finally:
             peer.terminate()
@@ -273,12 +290,13 @@ def main():
     p = results["engram_probe"]
     print(f"\nprobe load: {p['clients']} clients, {p['seconds']} s, {p['requests']} requests, {p['errors']} errors, "
           f"{p['torn_reads']} torn reads, {p['state_label_mismatches']} state-label mismatches, {p['edit_cycles']} edit cycles; "
-          f"p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms, {p['throughput_rps']} req/s; states seen {p['states_seen']}")
+          f"p50 {p['p50_ms']} ms, p99 {p['p99_ms']} ms, {p['throughput_rps']} req/s; states seen {p['states_seen']}; "
+          f"server memory {p.get('server_memory')}")
     for key in ("engram_completions", "llama_cpp_completions"):
         if key in results:
             c = results[key]
             print(f"{key}: {c['requests']} requests, {c['errors']} errors, p50 {c['p50_ms']} ms, p99 {c['p99_ms']} ms, "
-                  f"{c['throughput_rps']} req/s, {c['generated_tokens_per_s']} generated tok/s")
+                  f"{c['throughput_rps']} req/s, {c['generated_tokens_per_s']} generated tok/s; server memory {c.get('server_memory')}")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=1)

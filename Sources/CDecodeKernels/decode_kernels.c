@@ -112,6 +112,18 @@ static void dequantize_q8_0_portable(const uint8_t *w, int64_t cols, float *out,
     }
 }
 
+// y[i · ldy] = row · x_i for the n rows x_i (stride cols) of x: one dequantized weight row against
+// a few activation rows (prompts of a few tokens read the blocks once, not a float copy).
+static void dots_portable(const float *row, const float *x, int64_t cols, int64_t n, float *y, int64_t ldy,
+                          int accumulate) {
+    for (int64_t i = 0; i < n; i++) {
+        const float *xi = x + i * cols;
+        float total = 0;
+        for (int64_t c = 0; c < cols; c++) total += row[c] * xi[c];
+        y[i * ldy] = accumulate ? y[i * ldy] + total : total;
+    }
+}
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define VECTOR_TARGET __attribute__((target("avx2,fma,f16c")))
@@ -235,6 +247,32 @@ VECTOR_TARGET static void dequantize_q8_0_avx2(const uint8_t *w, int64_t cols, f
     }
 }
 
+// Four activation rows per sweep over the weight row: each weight load feeds four multiply-adds.
+VECTOR_TARGET static void dots_avx2(const float *row, const float *x, int64_t cols, int64_t n, float *y, int64_t ldy,
+                                    int accumulate) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float *x0 = x + i * cols, *x1 = x0 + cols, *x2 = x1 + cols, *x3 = x2 + cols;
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        for (int64_t c = 0; c < cols; c += 8) { // cols is a whole number of 32-value blocks
+            __m256 w = _mm256_loadu_ps(row + c);
+            s0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(x0 + c), s0);
+            s1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(x1 + c), s1);
+            s2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(x2 + c), s2);
+            s3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(x3 + c), s3);
+        }
+        float t[4] = { horizontal_sum(s0), horizontal_sum(s1), horizontal_sum(s2), horizontal_sum(s3) };
+        for (int k = 0; k < 4; k++) y[(i + k) * ldy] = accumulate ? y[(i + k) * ldy] + t[k] : t[k];
+    }
+    for (; i < n; i++) {
+        const float *xi = x + i * cols;
+        __m256 s = _mm256_setzero_ps();
+        for (int64_t c = 0; c < cols; c += 8) s = _mm256_fmadd_ps(_mm256_loadu_ps(row + c), _mm256_loadu_ps(xi + c), s);
+        float total = horizontal_sum(s);
+        y[i * ldy] = accumulate ? y[i * ldy] + total : total;
+    }
+}
+
 static int cpu_has_avx2(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
@@ -293,6 +331,23 @@ static void dequantize_rows(int type, const void *weights, int64_t cols, float *
     else dequantize_q8_0_portable(weights, cols, out, begin, end);
 }
 
+// Rows `begin ..< end` of Y[n, rows] = X[n, cols] · Wᵀ: each weight row is dequantized once (into a
+// buffer that stays in L1) and multiplied with all n rows of X.
+static void small_gemm_rows(int type, const void *weights, int64_t cols, const float *x, int64_t n, float *y,
+                            int64_t ldy, int64_t begin, int64_t end, int accumulate) {
+    const int64_t row_bytes = cols / 32 * (type == ENGRAM_Q4_1 ? 20 : 34);
+    float local[4096], *row = local;
+    if (cols > 4096 && !(row = malloc(sizeof(float) * (size_t)cols))) abort(); // as Swift does when out of memory
+    for (int64_t r = begin; r < end; r++) {
+        dequantize_rows(type, (const uint8_t *)weights + r * row_bytes, cols, row, 0, 1);
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+        if (has_avx2()) { dots_avx2(row, x, cols, n, y + r, ldy, accumulate); continue; }
+#endif
+        dots_portable(row, x, cols, n, y + r, ldy, accumulate);
+    }
+    if (row != local) free(row);
+}
+
 // ---- Splitting one product over threads ----
 //
 // A decoded token makes about two hundred small products, each a few microseconds long, so waking a
@@ -303,11 +358,14 @@ static void dequantize_rows(int type, const void *weights, int64_t cols, float *
 #define MAX_WORKERS 15
 #define SPINS_BEFORE_SLEEP 500 // about 10-30 µs: longer than the gaps between the products of one token
 
+enum { PRODUCT, DEQUANTIZE, SMALL_GEMM };
+
 typedef struct {
-    int dequantize;                // 0: y = W·x; 1: y = the rows of W as floats
+    int kind;                      // PRODUCT, DEQUANTIZE or SMALL_GEMM
     int type, accumulate, pieces;
     const void *weights;
     int64_t rows, cols;
+    int64_t n;                     // SMALL_GEMM: rows of x (y has `rows` columns)
     const float *x, *sums;
     float *y;
 } product;
@@ -333,8 +391,11 @@ static inline void pause_briefly(void) {
 static void run_piece(const product *p, int piece) {
     int64_t begin = p->rows * piece / p->pieces, end = p->rows * (piece + 1) / p->pieces;
     if (begin >= end) return;
-    if (p->dequantize) dequantize_rows(p->type, p->weights, p->cols, p->y, begin, end);
-    else gemv_rows(p->type, p->weights, p->cols, p->x, p->sums, p->y, begin, end, p->accumulate);
+    switch (p->kind) {
+    case PRODUCT: gemv_rows(p->type, p->weights, p->cols, p->x, p->sums, p->y, begin, end, p->accumulate); return;
+    case DEQUANTIZE: dequantize_rows(p->type, p->weights, p->cols, p->y, begin, end); return;
+    default: small_gemm_rows(p->type, p->weights, p->cols, p->x, p->n, p->y, p->rows, begin, end, p->accumulate); return;
+    }
 }
 
 typedef struct { int index; unsigned generation; } worker_start;
@@ -458,13 +519,19 @@ void engram_gemv(int type, const void *weights, int64_t rows, int64_t cols, cons
         for (int j = 0; j < 32; j++) s += x[b * 32 + j];
         sums[b] = s;
     }
-    run_product((product){ 0, type, accumulate, 1, weights, rows, cols, x, sums, y }, threads);
+    run_product((product){ PRODUCT, type, accumulate, 1, weights, rows, cols, 1, x, sums, y }, threads);
     if (sums != local) free(sums);
 }
 
 void engram_dequantize(int type, const void *blocks, int64_t rows, int64_t cols, float *out, int threads) {
     if (type != ENGRAM_Q4_1 && type != ENGRAM_Q8_0) abort(); // callers pass the block types only
-    run_product((product){ 1, type, 0, 1, blocks, rows, cols, NULL, NULL, out }, threads);
+    run_product((product){ DEQUANTIZE, type, 0, 1, blocks, rows, cols, 1, NULL, NULL, out }, threads);
+}
+
+void engram_small_gemm(int type, const void *blocks, int64_t rows, int64_t cols, const float *x, int64_t n,
+                       float *y, int accumulate, int threads) {
+    if (type != ENGRAM_Q4_1 && type != ENGRAM_Q8_0) abort(); // callers pass the block types only
+    run_product((product){ SMALL_GEMM, type, accumulate, 1, blocks, rows, cols, n, x, NULL, y }, threads);
 }
 
 void engram_return_free_memory(void) {

@@ -6,7 +6,7 @@ import XCTest
 /// and never from blocks that an edit has made stale.
 final class QuantizedDecodeTests: XCTestCase {
     /// Random blocks with moderate f16 scales (random bit patterns would include NaN and inf).
-    func blocks(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> [UInt8] {
+    static func blocks(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> [UInt8] {
         var rng = SeededRandom(seed: seed)
         let count = rows * cols / 32
         var bytes = (0..<(count * dtype.blockBytes)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
@@ -23,7 +23,7 @@ final class QuantizedDecodeTests: XCTestCase {
 
     func check(_ dtype: DType, rows: Int, cols: Int, threads: Int, accumulate: Bool, seed: UInt64,
                file: StaticString = #filePath, line: UInt = #line) {
-        let bytes = blocks(dtype, rows: rows, cols: cols, seed: seed)
+        let bytes = Self.blocks(dtype, rows: rows, cols: cols, seed: seed)
         let owner = FloatBuffer(count: 1)
         var rng = SeededRandom(seed: seed + 100)
         let x = rng.values(cols, scale: 1)
@@ -37,13 +37,13 @@ final class QuantizedDecodeTests: XCTestCase {
             let q = QuantizedRows(dtype: dtype, rows: rows, cols: cols, blocks: src.baseAddress!, owner: owner)
             y.withUnsafeMutableBufferPointer { q.multiply(x, into: $0.baseAddress!, accumulate: accumulate, threads: threads) }
         }
-        assertMatchesReference(y, weights: weights, x: x, start: accumulate ? start : nil,
+        Self.assertMatchesReference(y, weights: weights, x: x, start: accumulate ? start : nil,
                                "\(dtype) \(rows)×\(cols) threads \(threads) accumulate \(accumulate)", file: file, line: line)
     }
 
     /// `y` against `start + W x` computed in double (W row-major, `y.count` rows); the bound scales with
     /// Σ|w·x| of the row.
-    func assertMatchesReference(_ y: [Float], weights: UnsafePointer<Float>, x: [Float], start: [Float]?, _ label: String,
+    static func assertMatchesReference(_ y: [Float], weights: UnsafePointer<Float>, x: [Float], start: [Float]?, _ label: String,
                                 file: StaticString = #filePath, line: UInt = #line) {
         let rows = y.count, cols = x.count
         for r in 0..<rows {
@@ -98,7 +98,7 @@ final class QuantizedDecodeTests: XCTestCase {
                     for accumulate in [false, true] {
                         var y = start
                         y.withUnsafeMutableBufferPointer { BLAS.linear(x, rows: 1, weight: w, into: $0.baseAddress!, accumulate: accumulate) }
-                        assertMatchesReference(y, weights: w.pointer, x: x, start: accumulate ? start : nil,
+                        Self.assertMatchesReference(y, weights: w.pointer, x: x, start: accumulate ? start : nil,
                                                "\(rows)×\(cols) threads \(threads) accumulate \(accumulate)")
                     }
                 }

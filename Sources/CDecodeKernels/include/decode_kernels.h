@@ -24,6 +24,13 @@ void engram_gemv(int type, const void *weights, int64_t rows, int64_t cols, cons
 /// over threads like `engram_gemv`.
 void engram_dequantize(int type, const void *blocks, int64_t rows, int64_t cols, float *out, int threads);
 
+/// `Y[n, rows] = X[n, cols] · Wᵀ` (plus the old Y when `accumulate`) for W in Q4_1 or Q8_0 blocks, X and
+/// Y row-major: each weight row is dequantized once and multiplied with the n rows of X, so a pass of a
+/// few tokens reads the blocks once (as decoding does) instead of a float copy of the weights. Every
+/// element is one thread's sum in a fixed order: the same result however the rows are split.
+void engram_small_gemm(int type, const void *blocks, int64_t rows, int64_t cols, const float *x, int64_t n,
+                       float *y, int accumulate, int threads);
+
 /// Gives the pages of freed heap memory back to the system (glibc's malloc_trim; nothing elsewhere):
 /// after float copies of weights are dropped, which glibc would otherwise keep for reuse.
 void engram_return_free_memory(void);

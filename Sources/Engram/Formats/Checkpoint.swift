@@ -104,7 +104,7 @@ public final class Checkpoint: @unchecked Sendable {
 
     private func onDemandMatrix(_ t: StoredTensor) -> Matrix {
         let m = t.matrix(onDemand: dequantizesOnDemand)
-        if dequantizesOnDemand, let blocks = m.blocksWithoutFloats { onDemandWeights.append(blocks) }
+        if dequantizesOnDemand, let blocks = m.quantized { onDemandWeights.append(blocks) }
         return m
     }
 

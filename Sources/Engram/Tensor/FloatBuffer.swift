@@ -79,17 +79,18 @@ public struct Matrix: @unchecked Sendable {
         return unsafeDowncast(owner, to: QuantizedRows.self).floats()
     }
 
-    /// The quantized blocks when they are all there is to read: an on-demand matrix whose floats have
-    /// not been asked for. Products read these instead of making the float copy.
-    var blocksWithoutFloats: QuantizedRows? {
+    /// The blocks that products of an on-demand matrix read: while they are current (not retired by an
+    /// edit), whether or not a float copy has been made meanwhile, so that the numbers a pass gives
+    /// depend on which edits are in force, not on which copies a gradient happened to leave.
+    var currentBlocks: QuantizedRows? {
         guard storage == nil else { return nil }
         let blocks = unsafeDowncast(owner, to: QuantizedRows.self)
-        return blocks.hasFloats ? nil : blocks
+        return blocks.isCurrent ? blocks : nil
     }
 
     /// Row `r` as floats into `out` (`cols` floats), without making the float copy of an on-demand matrix.
     public func copyRow(_ r: Int, into out: UnsafeMutablePointer<Float>) {
-        if let blocks = blocksWithoutFloats {
+        if let blocks = currentBlocks {
             blocks.dequantize(rows: r..<(r + 1), into: out, threads: 1)
         } else {
             out.update(from: row(r), count: cols)

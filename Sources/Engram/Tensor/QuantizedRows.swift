@@ -119,4 +119,10 @@ public final class QuantizedRows: @unchecked Sendable {
     public func multiply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, accumulate: Bool, threads: Int) {
         engram_gemv(kernelType, blocks, Int64(rows), Int64(cols), x, y, accumulate ? 1 : 0, Int32(threads))
     }
+
+    /// `Y[n, rows] = X[n, cols] · Wᵀ` for a few rows of X, reading the blocks once (each weight row is
+    /// dequantized and multiplied with every row of X).
+    public func multiply(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>, accumulate: Bool, threads: Int) {
+        engram_small_gemm(kernelType, blocks, Int64(rows), Int64(cols), x, Int64(n), y, accumulate ? 1 : 0, Int32(threads))
+    }
 }
