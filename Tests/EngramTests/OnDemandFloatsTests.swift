@@ -21,28 +21,33 @@ final class OnDemandFloatsTests: XCTestCase {
         return bytes
     }
 
+    /// Runs `body` for both block types on the vector path (where the CPU has one) and the portable loops.
+    func forEachKernelPath(_ body: (DType) -> Void) {
+        let saved = QuantizedRows.vectorized
+        defer { QuantizedRows.vectorized = saved }
+        for vectorized in [true, false] {
+            QuantizedRows.vectorized = vectorized
+            for dtype in [DType.q4_1, .q8_0] { body(dtype) }
+        }
+    }
+
     /// The C dequantizer (vector and portable paths, split over threads or not, from any first row)
     /// gives Swift's `Dequantize` floats bit for bit: on-demand rows and the copy made at load agree.
     func testTheDequantizerMatchesDequantizeBitForBit() {
-        let saved = QuantizedRows.vectorized
-        defer { QuantizedRows.vectorized = saved }
         let owner = FloatBuffer(count: 1)
-        for vectorized in [true, false] {
-            QuantizedRows.vectorized = vectorized
-            for dtype in [DType.q4_1, .q8_0] {
-                let rows = 301, cols = 160 // 48k values: split over the pool's threads
-                let bytes = blocks(dtype, count: rows * cols / 32, seed: 3)
-                bytes.withUnsafeBytes { raw in
-                    var expected = [Float](repeating: 0, count: rows * cols)
-                    expected.withUnsafeMutableBufferPointer { Dequantize.run(dtype, source: raw.baseAddress!, count: rows * cols, into: $0.baseAddress!) }
-                    let q = QuantizedRows(dtype: dtype, rows: rows, cols: cols, blocks: raw.baseAddress!, owner: owner)
-                    for (range, threads) in [(0..<rows, 1), (0..<rows, 2), (17..<18, 1), (100..<301, 2)] {
-                        var got = [Float](repeating: .nan, count: range.count * cols)
-                        got.withUnsafeMutableBufferPointer { q.dequantize(rows: range, into: $0.baseAddress!, threads: threads) }
-                        let want = expected[(range.lowerBound * cols)..<(range.upperBound * cols)]
-                        XCTAssertEqual(got.map(\.bitPattern), want.map(\.bitPattern),
-                                       "\(dtype) rows \(range) threads \(threads) vectorized \(QuantizedRows.vectorized)")
-                    }
+        forEachKernelPath { dtype in
+            let rows = 301, cols = 160 // 48k values: split over the pool's threads
+            let bytes = blocks(dtype, count: rows * cols / 32, seed: 3)
+            bytes.withUnsafeBytes { raw in
+                var expected = [Float](repeating: 0, count: rows * cols)
+                expected.withUnsafeMutableBufferPointer { Dequantize.run(dtype, source: raw.baseAddress!, count: rows * cols, into: $0.baseAddress!) }
+                let q = QuantizedRows(dtype: dtype, rows: rows, cols: cols, blocks: raw.baseAddress!, owner: owner)
+                for (range, threads) in [(0..<rows, 1), (0..<rows, 2), (17..<18, 1), (100..<301, 2)] {
+                    var got = [Float](repeating: .nan, count: range.count * cols)
+                    got.withUnsafeMutableBufferPointer { q.dequantize(rows: range, into: $0.baseAddress!, threads: threads) }
+                    let want = expected[(range.lowerBound * cols)..<(range.upperBound * cols)]
+                    XCTAssertEqual(got.map(\.bitPattern), want.map(\.bitPattern),
+                                   "\(dtype) rows \(range) threads \(threads) vectorized \(QuantizedRows.vectorized)")
                 }
             }
         }
@@ -121,31 +126,26 @@ final class OnDemandFloatsTests: XCTestCase {
     /// weights, on both paths, with row counts around the four-row sweep, accumulating or not; and the
     /// same bits however the rows are split over threads.
     func testSmallProductsFromBlocks() {
-        let saved = QuantizedRows.vectorized
-        defer { QuantizedRows.vectorized = saved }
         let owner = FloatBuffer(count: 1)
-        for vectorized in [true, false] {
-            QuantizedRows.vectorized = vectorized
-            for dtype in [DType.q4_1, .q8_0] {
-                let rows = 203, cols = 192
-                let bytes = QuantizedDecodeTests.blocks(dtype, rows: rows, cols: cols, seed: 21)
-                bytes.withUnsafeBytes { raw in
-                    var w = [Float](repeating: 0, count: rows * cols)
-                    w.withUnsafeMutableBufferPointer { Dequantize.run(dtype, source: raw.baseAddress!, count: rows * cols, into: $0.baseAddress!) }
-                    let q = QuantizedRows(dtype: dtype, rows: rows, cols: cols, blocks: raw.baseAddress!, owner: owner)
-                    var rng = SeededRandom(seed: 22)
-                    for n in [2, 3, 4, 5, 9] {
-                        let x = rng.values(n * cols, scale: 1), start = rng.values(n * rows, scale: 1)
-                        for accumulate in [false, true] {
-                            var one = start, two = start
-                            one.withUnsafeMutableBufferPointer { q.multiply(x, rows: n, into: $0.baseAddress!, accumulate: accumulate, threads: 1) }
-                            two.withUnsafeMutableBufferPointer { q.multiply(x, rows: n, into: $0.baseAddress!, accumulate: accumulate, threads: 2) }
-                            XCTAssertEqual(one.map(\.bitPattern), two.map(\.bitPattern), "\(dtype) n \(n): split over threads")
-                            for i in 0..<n {
-                                QuantizedDecodeTests.assertMatchesReference(Array(one[(i * rows)..<((i + 1) * rows)]), weights: w, x: Array(x[(i * cols)..<((i + 1) * cols)]),
-                                                                             start: accumulate ? Array(start[(i * rows)..<((i + 1) * rows)]) : nil,
-                                                                             "\(dtype) n \(n) row \(i) accumulate \(accumulate)")
-                            }
+        forEachKernelPath { dtype in
+            let rows = 203, cols = 192
+            let bytes = QuantizedDecodeTests.blocks(dtype, rows: rows, cols: cols, seed: 21)
+            bytes.withUnsafeBytes { raw in
+                var w = [Float](repeating: 0, count: rows * cols)
+                w.withUnsafeMutableBufferPointer { Dequantize.run(dtype, source: raw.baseAddress!, count: rows * cols, into: $0.baseAddress!) }
+                let q = QuantizedRows(dtype: dtype, rows: rows, cols: cols, blocks: raw.baseAddress!, owner: owner)
+                var rng = SeededRandom(seed: 22)
+                for n in [2, 3, 4, 5, 9] {
+                    let x = rng.values(n * cols, scale: 1), start = rng.values(n * rows, scale: 1)
+                    for accumulate in [false, true] {
+                        var one = start, two = start
+                        one.withUnsafeMutableBufferPointer { q.multiply(x, rows: n, into: $0.baseAddress!, accumulate: accumulate, threads: 1) }
+                        two.withUnsafeMutableBufferPointer { q.multiply(x, rows: n, into: $0.baseAddress!, accumulate: accumulate, threads: 2) }
+                        XCTAssertEqual(one.map(\.bitPattern), two.map(\.bitPattern), "\(dtype) n \(n): split over threads")
+                        for i in 0..<n {
+                            QuantizedDecodeTests.assertMatchesReference(Array(one[(i * rows)..<((i + 1) * rows)]), weights: w, x: Array(x[(i * cols)..<((i + 1) * cols)]),
+                                                                         start: accumulate ? Array(start[(i * rows)..<((i + 1) * rows)]) : nil,
+                                                                         "\(dtype) n \(n) row \(i) accumulate \(accumulate)")
                         }
                     }
                 }
