@@ -107,7 +107,8 @@ let output: [String: Any] = [
     "cpu": cpu,
     "blas": BLAS.configuration,
     "quantized_decode": QuantizedRows.enabled ? (QuantizedRows.vectorized ? "avx2" : "portable") : "off",
-    "float_weights": o.eagerFloats ? "at load" : "on demand",
+    // With --float-decode, on demand still makes every weight's copy (at its first one-token product).
+    "float_weights": o.eagerFloats ? "at load" : o.floatDecode ? "on demand (all made by float decoding)" : "on demand",
     "OPENBLAS_CORETYPE": ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "",
 ]
 let data = try JSONSerialization.data(withJSONObject: output, options: [.prettyPrinted, .sortedKeys])

@@ -176,9 +176,11 @@ public struct CausalTrace {
     func embeddingStd() -> Float {
         let table = model.tokenEmbedding, d = table.cols
         var sum = 0.0, sumSquares = 0.0, count = 0
-        // A spread of the vocabulary, every step-th row.
+        // A spread of the vocabulary, every step-th row (copied row by row: a table kept as quantized
+        // blocks is not dequantized whole for this).
+        let p = FloatBuffer(count: d, zeroed: false)
         for row in stride(from: 0, to: table.rows, by: max(1, table.rows / 4096)) {
-            let p = table.row(row)
+            table.copyRow(row, into: p.pointer)
             for i in 0..<d { let v = Double(p[i]); sum += v; sumSquares += v * v }
             count += d
         }

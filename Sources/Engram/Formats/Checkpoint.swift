@@ -112,10 +112,11 @@ public final class Checkpoint: @unchecked Sendable {
     /// on demand and that still equal their blocks (edited weights keep theirs until reverted). For a
     /// server between jobs: no pass may be running.
     public func releaseUnchangedFloatCopies() {
-        for w in onDemandWeights { w.releaseFloats() }
+        var released = false
+        for w in onDemandWeights where w.releaseFloats() { released = true }
         // glibc keeps freed blocks of this size in its heap (its mmap threshold rises after the first
         // such free); hand the pages back, or the process would stay at its high-water mark.
-        engram_return_free_memory()
+        if released { engram_return_free_memory() }
     }
 
     public func optionalMatrix(_ name: String, shape: [Int]) throws -> Matrix? {

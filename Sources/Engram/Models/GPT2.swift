@@ -64,12 +64,14 @@ public final class GPT2: LanguageModel {
         func stopped() -> [Matrix] { batch.map { _ in Matrix(rows: 0, cols: c.vocab) } } // no logits
 
         let x = FloatBuffer(count: n * d, zeroed: false)
+        let position = FloatBuffer(count: d, zeroed: false)
         for r in 0..<n {
             let s = layout.rowSequence[r], pos = layout.rowPosition[r]
             let token = Int(batch[s].tokens[pos - layout.past[s]])
             let row = x.pointer + r * d
             tokenEmbedding.copyRow(token, into: row)
-            Kernels.add(row, positionEmbedding.row(pos), count: d)
+            positionEmbedding.copyRow(pos, into: position.pointer)
+            Kernels.add(row, position.pointer, count: d)
         }
         if hooks.run(.embedding, layout, x.pointer, width: d) { return stopped() }
 

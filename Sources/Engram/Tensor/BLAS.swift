@@ -14,6 +14,7 @@ public enum BLAS {
     public static func linear(_ x: UnsafePointer<Float>, rows n: Int, weight w: Matrix,
                               into y: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
         let beta: Float = accumulate ? 1 : 0
+        guard n > 0 else { return }
         if n == 1, let q = w.quantized, q.isCurrent {
             q.multiply(x, into: y, accumulate: accumulate, threads: threads)
         } else if n == 1 {

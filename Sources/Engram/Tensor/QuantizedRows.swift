@@ -54,10 +54,14 @@ public final class QuantizedRows: @unchecked Sendable {
     /// it, or what was changed has been put back), so memory returns to the blocks' size; the next use
     /// makes it again. Only for the weights of a checkpoint opened on demand (no matrix keeps a raw
     /// pointer to these floats), and only when no pass is running: a pointer taken earlier would dangle.
-    func releaseFloats() {
+    /// Returns whether a copy was dropped.
+    @discardableResult
+    func releaseFloats() -> Bool {
         lock.lock()
-        if !retired { floatCopy = nil }
-        lock.unlock()
+        defer { lock.unlock() }
+        guard !retired, floatCopy != nil else { return false }
+        floatCopy = nil
+        return true
     }
 
     /// Whether the float copy has been made.
