@@ -235,4 +235,71 @@ final class OnDemandFloatsTests: XCTestCase {
         XCTAssertEqual(try logits(), before)
         XCTAssertEqual(down0.values, try ModelLoader.checkpoint(tmp.file("q8.gguf")).matrix("blk.0.ffn_down.weight", shape: [tiny.hidden, tiny.intermediate]).values)
     }
+
+    /// The input gradient through a weight kept as blocks, in several pieces (1.3M values), for one and
+    /// for several rows, accumulating or not, against a double reference; no float copy made.
+    func testInputGradientFromBlocks() {
+        let owner = FloatBuffer(count: 1)
+        let rows = 4099, cols = 320
+        let bytes = QuantizedDecodeTests.blocks(.q8_0, rows: rows, cols: cols, seed: 31)
+        bytes.withUnsafeBytes { raw in
+            var w = [Float](repeating: 0, count: rows * cols)
+            w.withUnsafeMutableBufferPointer { Dequantize.run(.q8_0, source: raw.baseAddress!, count: rows * cols, into: $0.baseAddress!) }
+            let q = QuantizedRows(dtype: .q8_0, rows: rows, cols: cols, blocks: raw.baseAddress!, owner: owner)
+            var rng = SeededRandom(seed: 32)
+            for n in [1, 5] {
+                let dy = rng.values(n * rows, scale: 1), start = rng.values(n * cols, scale: 1)
+                for accumulate in [false, true] {
+                    var dx = start
+                    dx.withUnsafeMutableBufferPointer { BLAS.linearBackward(dy, rows: n, blocks: q, into: $0.baseAddress!, accumulate: accumulate) }
+                    for i in 0..<n {
+                        for c in 0..<cols {
+                            var exact = accumulate ? Double(start[i * cols + c]) : 0, magnitude = 0.0
+                            for r in 0..<rows {
+                                exact += Double(dy[i * rows + r]) * Double(w[r * cols + c])
+                                magnitude += abs(Double(dy[i * rows + r]) * Double(w[r * cols + c]))
+                            }
+                            if abs(Double(dx[i * cols + c]) - exact) > 1e-5 * (magnitude + 1) {
+                                XCTFail("n \(n) accumulate \(accumulate): dx[\(i), \(c)] = \(dx[i * cols + c]), expected \(exact)")
+                                return
+                            }
+                        }
+                    }
+                }
+            }
+            XCTAssertFalse(q.hasFloats)
+        }
+    }
+
+    /// ROME's value search (loss and gradient with respect to δ at a hook site, through every block
+    /// above it and the head) on a model kept as blocks: the numbers of the model dequantized at load,
+    /// to rounding, and not one float copy made.
+    func testValueSearchOnBlocksMakesNoFloatCopy() throws {
+        var tiny = TinyModel.llama(seed: 43)
+        tiny.quantizeQ8(tiny.tensors.map(\.name).filter { $0.hasSuffix("proj.weight") || $0 == "lm_head.weight" })
+        let tmp = TemporaryFolder()
+        try tiny.writeGGUF(to: tmp.file("q8.gguf"))
+        func open(_ onDemand: Bool) throws -> (Checkpoint, LanguageModel) {
+            let ck = try ModelLoader.checkpoint(tmp.file("q8.gguf"))
+            ck.dequantizesOnDemand = onDemand
+            return (ck, try ModelLoader.build(ck))
+        }
+        let (_, eager) = try open(false)
+        let (_, lazy) = try open(true)
+        let rewriting = [ValueSearchPrompt(prompt: [4, 8, 15, 16, 23], lookup: 1, target: [42, 7]),
+                         ValueSearchPrompt(prompt: [9, 9, 4, 8, 15, 16, 23], lookup: 3, target: [42, 7])]
+        let essence = [ValueSearchPrompt(tokens: [8, 30, 31], lookup: 0)]
+        var rng = SeededRandom(seed: 44)
+        let delta = (0..<tiny.hidden).map { _ in 0.3 * rng.symmetric() }
+        func evaluate(_ model: LanguageModel) throws -> (Float, [Float]) {
+            let search = try ValueSearch(model: model, site: .mlpOutput(0), rewriting: rewriting, essence: essence)
+            let (loss, gradient) = try search.evaluate(delta: delta, klFactor: 0.0625, weightDecay: 1e-3)
+            return (loss.total, gradient!)
+        }
+        let (wantLoss, want) = try evaluate(eager), (gotLoss, got) = try evaluate(lazy)
+        XCTAssertEqual(gotLoss, wantLoss, accuracy: 1e-5 * abs(wantLoss))
+        XCTAssertLessThan(GradientCompare.relativeError(got.map(Double.init), want.map(Double.init)), 1e-5)
+        for l in 0..<tiny.layers { XCTAssertFalse(lazy.readWeight(.mlpDown(l)).quantized!.hasFloats, "layer \(l)") }
+        XCTAssertFalse(lazy.outputWeight.quantized!.hasFloats, "the head")
+    }
 }

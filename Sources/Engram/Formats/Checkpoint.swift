@@ -108,15 +108,15 @@ public final class Checkpoint: @unchecked Sendable {
         return m
     }
 
-    /// Drops the float copies that an edit's gradients, a trace or a fingerprint made of weights opened
-    /// on demand and that still equal their blocks (edited weights keep theirs until reverted). For a
-    /// server between jobs: no pass may be running.
+    /// Drops the float copies that something made of weights opened on demand and that still equal their
+    /// blocks (edited weights keep theirs until reverted), and returns freed heap pages to the system.
+    /// For a server between jobs: no pass may be running.
     public func releaseUnchangedFloatCopies() {
-        var released = false
-        for w in onDemandWeights where w.releaseFloats() { released = true }
-        // glibc keeps freed blocks of this size in its heap (its mmap threshold rises after the first
-        // such free); hand the pages back, or the process would stay at its high-water mark.
-        if released { engram_return_free_memory() }
+        for w in onDemandWeights { w.releaseFloats() }
+        // glibc keeps freed blocks of these sizes in its heap (its mmap threshold rises after the first
+        // such free): hand the pages back, those of the copies and of the job's own large buffers (an
+        // edit's activations), or the process would stay at its high-water mark.
+        engram_return_free_memory()
     }
 
     public func optionalMatrix(_ name: String, shape: [Int]) throws -> Matrix? {

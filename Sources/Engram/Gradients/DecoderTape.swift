@@ -276,12 +276,15 @@ final class DecoderTape {
         if let bias { Kernels.addBias(y, bias: bias.pointer, rows: n, width: w.rows) }
     }
 
-    /// `dx[n, in] (+)= dy[n, out] W`.
+    /// `dx[n, in] (+)= dy[n, out] W`. A weight kept as quantized blocks is read from them a piece at a
+    /// time (`BLAS.linearBackward`), so a gradient through it does not make its float copy.
     @inline(__always)
     static func linearBackward(_ dy: UnsafePointer<Float>, rows n: Int, _ w: Matrix, into dx: UnsafeMutablePointer<Float>,
                                accumulate: Bool = false) {
         guard n > 0 else { return }
-        if n == 1 {
+        if let blocks = w.currentBlocks {
+            BLAS.linearBackward(dy, rows: n, blocks: blocks, into: dx, accumulate: accumulate)
+        } else if n == 1 {
             BLAS.gemv(trans: true, m: w.rows, n: w.cols, a: w.pointer, lda: w.cols, x: dy, beta: accumulate ? 1 : 0, y: dx)
         } else {
             BLAS.gemm(transA: false, transB: false, m: n, n: w.cols, k: w.rows, a: dy, lda: w.rows,

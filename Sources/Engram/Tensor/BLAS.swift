@@ -40,6 +40,52 @@ public enum BLAS {
     /// piece (the same sgemm as over the float copy) and the output head of a large vocabulary in several.
     static let dequantizedPieceFloats = 1 << 20
 
+    /// `dX[n, cols] (+)= dY[n, rows] · W` for a weight kept as blocks (the input gradient of `linear`):
+    /// each piece of rows dequantized in turn and its share added. A weight of one piece (every layer
+    /// matrix of a small model) gives the same call, and so the same numbers, as over its float copy.
+    static func linearBackward(_ dy: UnsafePointer<Float>, rows n: Int, blocks: QuantizedRows,
+                               into dx: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        guard n > 0 else { return }
+        let cols = blocks.cols
+        forEachPiece(of: blocks) { first, count, piece in
+            let beta: Float = first > 0 || accumulate ? 1 : 0
+            if n == 1 {
+                gemv(trans: true, m: count, n: cols, a: piece, lda: cols, x: dy + first, beta: beta, y: dx)
+            } else {
+                gemm(transA: false, transB: false, m: n, n: cols, k: count, a: dy + first, lda: blocks.rows,
+                     b: piece, ldb: cols, beta: beta, c: dx, ldc: cols)
+            }
+        }
+    }
+
+    /// `linear` over quantized blocks without a float copy: dequantize a piece of rows, multiply, next.
+    /// Dequantizing costs a fraction of the product it feeds (one pass over the weights against `n`).
+    private static func linear(_ x: UnsafePointer<Float>, rows n: Int, blocks: QuantizedRows,
+                               into y: UnsafeMutablePointer<Float>, beta: Float) {
+        let cols = blocks.cols
+        forEachPiece(of: blocks) { first, count, piece in
+            // Columns first ..< first + count of Y[n, rows].
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(count), Int32(cols), 1,
+                        x, Int32(cols), piece, Int32(cols), beta, y + first, Int32(blocks.rows))
+        }
+    }
+
+    /// Calls `body(first row, row count, floats)` for consecutive pieces of the weight's rows, each
+    /// dequantized into one reused buffer of at most `dequantizedPieceFloats`.
+    private static func forEachPiece(of blocks: QuantizedRows, _ body: (Int, Int, UnsafeMutablePointer<Float>) -> Void) {
+        let cols = blocks.cols
+        let pieceRows = max(1, min(blocks.rows, dequantizedPieceFloats / cols))
+        let piece = pieceBuffers.take(count: pieceRows * cols)
+        defer { pieceBuffers.give(piece) }
+        var first = 0
+        while first < blocks.rows {
+            let count = min(pieceRows, blocks.rows - first)
+            blocks.dequantize(rows: first..<(first + count), into: piece.pointer, threads: threads)
+            body(first, count, piece.pointer)
+            first += count
+        }
+    }
+
     /// Buffers for the dequantized pieces, reused: a fresh 4 MiB buffer per product would be new pages,
     /// and faulting them in costs about as much as dequantizing into them.
     private static let pieceBuffers = BufferPool()
@@ -59,25 +105,6 @@ public enum BLAS {
             lock.lock()
             if free.count < 4 { free.append(buffer) } // more only when that many products ran at once
             lock.unlock()
-        }
-    }
-
-    /// `linear` over quantized blocks without a float copy: dequantize a piece of rows, multiply, next.
-    /// Dequantizing costs a fraction of the product it feeds (one pass over the weights against `n`).
-    private static func linear(_ x: UnsafePointer<Float>, rows n: Int, blocks: QuantizedRows,
-                               into y: UnsafeMutablePointer<Float>, beta: Float) {
-        let cols = blocks.cols
-        let pieceRows = max(1, min(blocks.rows, dequantizedPieceFloats / cols))
-        let piece = pieceBuffers.take(count: pieceRows * cols)
-        defer { pieceBuffers.give(piece) }
-        var first = 0
-        while first < blocks.rows {
-            let count = min(pieceRows, blocks.rows - first)
-            blocks.dequantize(rows: first..<(first + count), into: piece.pointer, threads: threads)
-            // Columns first ..< first + count of Y[n, rows].
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(count), Int32(cols), 1,
-                        x, Int32(cols), piece.pointer, Int32(cols), beta, y + first, Int32(blocks.rows))
-            first += count
         }
     }
 

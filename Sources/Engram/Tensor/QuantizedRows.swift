@@ -4,9 +4,11 @@ import Foundation
 /// The GGML blocks of a quantized weight matrix (mapped from its file) and, once made, its float32 copy.
 /// Decoding one token is bound by reading the weights, and Q4_1 blocks are a seventh of the float32 bytes
 /// (Q8_0 a little over a quarter), so `BLAS.linear` reads the blocks when it multiplies a single row.
-/// Prompts, batches, gradients and edits use floats: the loaded copy, or for a checkpoint opened with
-/// `Checkpoint.dequantizesOnDemand` (generation and serving), a few rows dequantized at a time, until
-/// something asks for the matrix's memory (`Matrix.pointer`: an edit, a gradient), which makes the copy.
+/// Loaded normally, every weight's float copy is made at load and everything else (prompts, batches,
+/// gradients, edits) uses it. For a checkpoint opened with `Checkpoint.dequantizesOnDemand` (generation
+/// and serving), products and input gradients read the blocks while they are current (a few rows
+/// straight from them, more through pieces dequantized per product), and the copy is made only when
+/// something asks for the matrix's memory (`Matrix.pointer`: an edit writing it, a weight gradient).
 ///
 /// Once made, the float copy is the truth: a matrix handed out to be changed (`LanguageModel.weight`)
 /// retires its blocks first, so an edited weight is never read from stale blocks. Reverting a patch that
@@ -54,14 +56,10 @@ public final class QuantizedRows: @unchecked Sendable {
     /// it, or what was changed has been put back), so memory returns to the blocks' size; the next use
     /// makes it again. Only for the weights of a checkpoint opened on demand (no matrix keeps a raw
     /// pointer to these floats), and only when no pass is running: a pointer taken earlier would dangle.
-    /// Returns whether a copy was dropped.
-    @discardableResult
-    func releaseFloats() -> Bool {
+    func releaseFloats() {
         lock.lock()
-        defer { lock.unlock() }
-        guard !retired, floatCopy != nil else { return false }
-        floatCopy = nil
-        return true
+        if !retired { floatCopy = nil }
+        lock.unlock()
     }
 
     /// Whether the float copy has been made.
