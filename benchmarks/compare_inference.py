@@ -15,7 +15,17 @@ def rates(d):
     return res, (d.get("peak_rss_mib") or 0) * 2**20 or None
 
 PEERS = [("llama.cpp", "llamacpp.json"), ("transformers", "transformers.json")]
-METRICS = ["pp128", "pp512", "tg128"]
+
+
+def metric_names(rows):
+    """Engram's figures in the order prompt lengths ascending, then decoding (pp2, pp128, ..., tg128)."""
+    keys = list(rows[0][1])
+    return sorted(keys, key=lambda k: (not k.startswith("pp"), int("".join(c for c in k if c.isdigit()) or 0)))
+
+
+def header(metrics):
+    return ("| engine | " + " | ".join(f"{k} tok/s" for k in metrics) + " | peak RSS MiB |\n|" + "---|" * (len(metrics) + 2),
+            "| Engram ÷ peer | " + " | ".join(metrics) + " | peak RSS |\n|" + "---|" * (len(metrics) + 2))
 
 
 def engines(out):
@@ -35,7 +45,7 @@ def ratios(rows):
     _, engram, engram_rss = rows[0]
     out = {}
     for name, r, rss in rows[1:]:
-        out[name] = {k: engram[k]["median"] / r[k]["median"] for k in METRICS if k in r and k in engram}
+        out[name] = {k: engram[k]["median"] / r[k]["median"] for k in metric_names(rows) if k in r and k in engram}
         if rss and engram_rss:
             out[name]["peak RSS"] = engram_rss / rss
     return out
@@ -43,19 +53,19 @@ def ratios(rows):
 
 def table(out):
     rows = engines(out)
-    print("| engine | pp128 tok/s | pp512 tok/s | tg128 tok/s | peak RSS MiB |")
-    print("|---|---|---|---|---|")
+    metrics = metric_names(rows)
+    engines_header, ratios_header = header(metrics)
+    print(engines_header)
     for name, r, rss in rows:
         cells = []
-        for k in METRICS:
+        for k in metrics:
             v = r.get(k)
             cells.append("—" if v is None else f"{v['median']:.1f} ({v['min']:.1f}–{v['max']:.1f})")
         print(f"| {name} | " + " | ".join(cells) + (f" | {rss / 2**20:.0f} |" if rss else " | — |"))
     print()
-    print("| Engram ÷ peer | pp128 | pp512 | tg128 | peak RSS |")
-    print("|---|---|---|---|---|")
+    print(ratios_header)
     for name, r in ratios(rows).items():
-        print(f"| {name} | " + " | ".join(f"{r[k]:.2f}x" if k in r else "—" for k in METRICS + ["peak RSS"]) + " |")
+        print(f"| {name} | " + " | ".join(f"{r[k]:.2f}x" if k in r else "—" for k in metrics + ["peak RSS"]) + " |")
 
 
 def over_runs(dirs):
@@ -71,20 +81,20 @@ def over_runs(dirs):
         note = "" if len(xs) == len(runs) else f", {len(xs)} of {len(runs)} runs"
         return f"{statistics.median(xs):{f}}{unit} ({min(xs):{f}}–{max(xs):{f}}{note})"
 
+    metrics = metric_names(runs[0])
+    engines_header, ratios_header = header(metrics)
     print(f"Median (range) over {len(dirs)} runs of each run's median:")
     print()
-    print("| engine | pp128 tok/s | pp512 tok/s | tg128 tok/s | peak RSS MiB |")
-    print("|---|---|---|---|---|")
+    print(engines_header)
     for name in names:
         rows = [row for run in runs for row in run if row[0] == name]
-        cells = [med([r[k]["median"] for _, r, _ in rows if k in r], ".1f") for k in METRICS]
+        cells = [med([r[k]["median"] for _, r, _ in rows if k in r], ".1f") for k in metrics]
         print(f"| {name} | " + " | ".join(cells) + f" | {med([rss / 2**20 for _, _, rss in rows if rss], '.0f')} |")
     print()
-    print("| Engram ÷ peer | pp128 | pp512 | tg128 | peak RSS |")
-    print("|---|---|---|---|---|")
+    print(ratios_header)
     per_run = [ratios(run) for run in runs]
     for name in names[1:]:
-        cells = [med([r[name][k] for r in per_run if k in r.get(name, {})], ".2f", "x") for k in METRICS + ["peak RSS"]]
+        cells = [med([r[name][k] for r in per_run if k in r.get(name, {})], ".2f", "x") for k in metrics + ["peak RSS"]]
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 

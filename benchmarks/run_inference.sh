@@ -6,9 +6,10 @@
 # quantized blocks; transformers has no Q4_1 kernels, it would dequantize to the F32 case, so it is left out).
 # Engram opens the weights as `engram generate` does (quantized blocks, floats only on demand);
 # ENGRAM_BENCH_FLAGS=--eager-floats dequantizes them all at load, as the editing commands do.
+# PROMPT_TOKENS=2,8,128 chooses the prompt lengths (default 128,512) for every engine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-REPEATS="${1:-5}"; THREADS="${2:-2}"
+REPEATS="${1:-5}"; THREADS="${2:-2}"; PROMPTS="${PROMPT_TOKENS:-128,512}"
 ENGRAM_HOME="${ENGRAM_HOME:-$HOME/.cache/engram}"
 bash scripts/setup.sh
 bash benchmarks/peers/setup-venv.sh >/dev/null
@@ -20,10 +21,10 @@ if [ "${WEIGHTS:-f32}" = q4_1 ]; then MODEL="$ENGRAM_HOME/models/SmolLM2-135M-In
 swift build -c release --product EngramBench >/dev/null
 OUT="${BENCH_OUT:-benchmarks/results}"; mkdir -p "$OUT"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-.build/release/EngramBench --model "$MODEL" --threads "$THREADS" --repeats "$REPEATS" ${ENGRAM_BENCH_FLAGS:-} > "$OUT/engram.json"
-"$PY" benchmarks/peers/llamacpp_bench.py --model "$MODEL" --threads "$THREADS" --prompt-tokens 128,512 --decode-tokens 128 --repeats "$REPEATS" --json "$OUT/llamacpp.json" >/dev/null
+.build/release/EngramBench --model "$MODEL" --threads "$THREADS" --repeats "$REPEATS" --prompt-tokens "$PROMPTS" ${ENGRAM_BENCH_FLAGS:-} > "$OUT/engram.json"
+"$PY" benchmarks/peers/llamacpp_bench.py --model "$MODEL" --threads "$THREADS" --prompt-tokens "$PROMPTS" --decode-tokens 128 --repeats "$REPEATS" --json "$OUT/llamacpp.json" >/dev/null
 if [ "${SKIP_TRANSFORMERS:-0}" != 1 ]; then
-  "$PY" benchmarks/peers/transformers_bench.py --model "$F32" --threads "$THREADS" --prompt-tokens 128,512 --decode-tokens 128 --repeats "$REPEATS" --json "$OUT/transformers.json" >/dev/null
+  "$PY" benchmarks/peers/transformers_bench.py --model "$F32" --threads "$THREADS" --prompt-tokens "$PROMPTS" --decode-tokens 128 --repeats "$REPEATS" --json "$OUT/transformers.json" >/dev/null
 fi
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 "$PY" benchmarks/compare_inference.py "$OUT"

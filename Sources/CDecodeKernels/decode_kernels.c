@@ -112,18 +112,6 @@ static void dequantize_q8_0_portable(const uint8_t *w, int64_t cols, float *out,
     }
 }
 
-// y[i · ldy] = row · x_i for the n rows x_i (stride cols) of x: one dequantized weight row against
-// a few activation rows (prompts of a few tokens read the blocks once, not a float copy).
-static void dots_portable(const float *row, const float *x, int64_t cols, int64_t n, float *y, int64_t ldy,
-                          int accumulate) {
-    for (int64_t i = 0; i < n; i++) {
-        const float *xi = x + i * cols;
-        float total = 0;
-        for (int64_t c = 0; c < cols; c++) total += row[c] * xi[c];
-        y[i * ldy] = accumulate ? y[i * ldy] + total : total;
-    }
-}
-
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define VECTOR_TARGET __attribute__((target("avx2,fma,f16c")))
@@ -247,30 +235,81 @@ VECTOR_TARGET static void dequantize_q8_0_avx2(const uint8_t *w, int64_t cols, f
     }
 }
 
-// Four activation rows per sweep over the weight row: each weight load feeds four multiply-adds.
-VECTOR_TARGET static void dots_avx2(const float *row, const float *x, int64_t cols, int64_t n, float *y, int64_t ldy,
-                                    int accumulate) {
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        const float *x0 = x + i * cols, *x1 = x0 + cols, *x2 = x1 + cols, *x3 = x2 + cols;
-        __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-        for (int64_t c = 0; c < cols; c += 8) { // cols is a whole number of 32-value blocks
-            __m256 w = _mm256_loadu_ps(row + c);
-            s0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(x0 + c), s0);
-            s1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(x1 + c), s1);
-            s2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(x2 + c), s2);
-            s3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(x3 + c), s3);
+// Up to four activation rows per sweep: each block is unpacked once and multiplied with every row, and
+// each row's sum is formed exactly as `gemv_*_avx2` forms it (same operations, same order), so a token's
+// numbers do not depend on how many others share its pass.
+// Inlined with a constant `count` (see `gemm4_avx2`), so that the loops over k unroll and the
+// accumulators stay in registers.
+VECTOR_TARGET static inline __attribute__((always_inline)) void gemm4_q4_1_avx2(
+    const uint8_t *w, int64_t cols, const float *x, const float *sums, const int count, float *y, int64_t ldy,
+    int64_t begin, int64_t end, int accumulate) {
+    const int64_t nb = cols / 32;
+    const __m128i low = _mm_set1_epi8(0x0F);
+    for (int64_t r = begin; r < end; r++) {
+        const uint8_t *block = w + r * nb * 20;
+        __m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
+        float offsets[4] = { 0, 0, 0, 0 };
+        for (int64_t b = 0; b < nb; b++, block += 20) {
+            __m128i q = _mm_loadu_si128((const __m128i *)(block + 4));
+            __m128i lo = _mm_and_si128(q, low), hi = _mm_and_si128(_mm_srli_epi16(q, 4), low);
+            __m256 q0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
+            __m256 q1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
+            __m256 q2 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
+            __m256 q3 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
+            const __m256 d = _mm256_set1_ps(half_avx(block));
+            const float m = half_avx(block + 2);
+            for (int k = 0; k < count; k++) {
+                const float *xb = x + k * cols + b * 32;
+                __m256 s = _mm256_mul_ps(q0, _mm256_loadu_ps(xb));
+                s = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xb + 8), s);
+                s = _mm256_fmadd_ps(q2, _mm256_loadu_ps(xb + 16), s);
+                s = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xb + 24), s);
+                acc[k] = _mm256_fmadd_ps(d, s, acc[k]);
+                offsets[k] += m * sums[k * nb + b];
+            }
         }
-        float t[4] = { horizontal_sum(s0), horizontal_sum(s1), horizontal_sum(s2), horizontal_sum(s3) };
-        for (int k = 0; k < 4; k++) y[(i + k) * ldy] = accumulate ? y[(i + k) * ldy] + t[k] : t[k];
+        for (int k = 0; k < count; k++) {
+            float total = horizontal_sum(acc[k]) + offsets[k];
+            float *out = y + k * ldy + r;
+            *out = accumulate ? *out + total : total;
+        }
     }
-    for (; i < n; i++) {
-        const float *xi = x + i * cols;
-        __m256 s = _mm256_setzero_ps();
-        for (int64_t c = 0; c < cols; c += 8) s = _mm256_fmadd_ps(_mm256_loadu_ps(row + c), _mm256_loadu_ps(xi + c), s);
-        float total = horizontal_sum(s);
-        y[i * ldy] = accumulate ? y[i * ldy] + total : total;
+}
+
+VECTOR_TARGET static inline __attribute__((always_inline)) void gemm4_q8_0_avx2(
+    const uint8_t *w, int64_t cols, const float *x, const int count, float *y, int64_t ldy, int64_t begin, int64_t end,
+    int accumulate) {
+    const int64_t nb = cols / 32;
+    for (int64_t r = begin; r < end; r++) {
+        const uint8_t *block = w + r * nb * 34;
+        __m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
+        for (int64_t b = 0; b < nb; b++, block += 34) {
+            __m256 q[4];
+            for (int j = 0; j < 4; j++) q[j] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(block + 2 + 8 * j))));
+            const __m256 d = _mm256_set1_ps(half_avx(block));
+            for (int k = 0; k < count; k++) {
+                const float *xb = x + k * cols + b * 32;
+                __m256 s = _mm256_mul_ps(q[0], _mm256_loadu_ps(xb));
+                for (int j = 1; j < 4; j++) s = _mm256_fmadd_ps(q[j], _mm256_loadu_ps(xb + 8 * j), s);
+                acc[k] = _mm256_fmadd_ps(d, s, acc[k]);
+            }
+        }
+        for (int k = 0; k < count; k++) {
+            float total = horizontal_sum(acc[k]);
+            float *out = y + k * ldy + r;
+            *out = accumulate ? *out + total : total;
+        }
     }
+}
+
+VECTOR_TARGET static void gemm4_avx2(int type, const void *w, int64_t cols, const float *x, const float *sums, int count,
+                                     float *y, int64_t ldy, int64_t begin, int64_t end, int accumulate) {
+#define GEMM4_CASE(k) case k: \
+        if (type == ENGRAM_Q4_1) gemm4_q4_1_avx2(w, cols, x, sums, k, y, ldy, begin, end, accumulate); \
+        else gemm4_q8_0_avx2(w, cols, x, k, y, ldy, begin, end, accumulate); \
+        return;
+    switch (count) { GEMM4_CASE(1) GEMM4_CASE(2) GEMM4_CASE(3) default: GEMM4_CASE(4) }
+#undef GEMM4_CASE
 }
 
 static int cpu_has_avx2(void) {
@@ -331,21 +370,29 @@ static void dequantize_rows(int type, const void *weights, int64_t cols, float *
     else dequantize_q8_0_portable(weights, cols, out, begin, end);
 }
 
-// Rows `begin ..< end` of Y[n, rows] = X[n, cols] · Wᵀ: each weight row is dequantized once (into a
-// buffer that stays in L1) and multiplied with all n rows of X.
-static void small_gemm_rows(int type, const void *weights, int64_t cols, const float *x, int64_t n, float *y,
-                            int64_t ldy, int64_t begin, int64_t end, int accumulate) {
-    const int64_t row_bytes = cols / 32 * (type == ENGRAM_Q4_1 ? 20 : 34);
-    float local[4096], *row = local;
-    if (cols > 4096 && !(row = malloc(sizeof(float) * (size_t)cols))) abort(); // as Swift does when out of memory
-    for (int64_t r = begin; r < end; r++) {
-        dequantize_rows(type, (const uint8_t *)weights + r * row_bytes, cols, row, 0, 1);
+// Rows `begin ..< end` of Y[n, rows] = X[n, cols] · Wᵀ, every element as `gemv_rows` computes it for
+// that row of X alone. The vector path shares each block's unpacking among four rows of X; the portable
+// one runs the one-row loops over slices of 64 weight rows (which stay in cache for every row of X).
+static void small_gemm_rows(int type, const void *weights, int64_t cols, const float *x, const float *sums, int64_t n,
+                            float *y, int64_t ldy, int64_t begin, int64_t end, int accumulate) {
+    const int64_t nb = cols / 32;
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-        if (has_avx2()) { dots_avx2(row, x, cols, n, y + r, ldy, accumulate); continue; }
-#endif
-        dots_portable(row, x, cols, n, y + r, ldy, accumulate);
+    if (has_avx2()) {
+        for (int64_t i = 0; i < n; i += 4) {
+            int count = n - i < 4 ? (int)(n - i) : 4;
+            gemm4_avx2(type, weights, cols, x + i * cols, type == ENGRAM_Q4_1 ? sums + i * nb : NULL, count, y + i * ldy, ldy,
+                       begin, end, accumulate);
+        }
+        return;
     }
-    if (row != local) free(row);
+#endif
+    for (int64_t slice = begin; slice < end; slice += 64) {
+        int64_t stop = slice + 64 < end ? slice + 64 : end;
+        for (int64_t i = 0; i < n; i++) {
+            gemv_rows(type, weights, cols, x + i * cols, type == ENGRAM_Q4_1 ? sums + i * nb : NULL, y + i * ldy, slice, stop,
+                      accumulate);
+        }
+    }
 }
 
 // ---- Splitting one product over threads ----
@@ -394,7 +441,7 @@ static void run_piece(const product *p, int piece) {
     switch (p->kind) {
     case PRODUCT: gemv_rows(p->type, p->weights, p->cols, p->x, p->sums, p->y, begin, end, p->accumulate); return;
     case DEQUANTIZE: dequantize_rows(p->type, p->weights, p->cols, p->y, begin, end); return;
-    default: small_gemm_rows(p->type, p->weights, p->cols, p->x, p->n, p->y, p->rows, begin, end, p->accumulate); return;
+    default: small_gemm_rows(p->type, p->weights, p->cols, p->x, p->sums, p->n, p->y, p->rows, begin, end, p->accumulate); return;
     }
 }
 
@@ -507,18 +554,25 @@ static void run_product(product job, int threads) {
     pthread_mutex_unlock(&pool.post);
 }
 
-void engram_gemv(int type, const void *weights, int64_t rows, int64_t cols, const float *x, float *y,
-                 int accumulate, int threads) {
-    // Q4_1's block offset multiplies the sum of x over the block: summed once here, not once per row.
-    // Rows of up to 32k values sum on the stack (callers may run on threads with small stacks).
-    int64_t blocks = type == ENGRAM_Q4_1 ? cols / 32 : 0;
-    float local[1024], *sums = local;
-    if (blocks > 1024 && !(sums = malloc(sizeof(float) * (size_t)blocks))) abort(); // as Swift does when out of memory
-    for (int64_t b = 0; b < blocks; b++) {
+// Q4_1's block offset multiplies the sum of x over the block: summed once per call for each of the n
+// rows of x, not once per weight row. Up to 1024 sums fit the caller's stack buffer `local` (callers may
+// run on threads with small stacks); more are allocated. The caller frees what is not `local`.
+static float *block_sums(int type, const float *x, int64_t n, int64_t cols, float *local) {
+    int64_t blocks = type == ENGRAM_Q4_1 ? cols / 32 : 0, count = n * blocks;
+    float *sums = local;
+    if (count > 1024 && !(sums = malloc(sizeof(float) * (size_t)count))) abort(); // as Swift does when out of memory
+    for (int64_t b = 0; b < count; b++) {
+        const float *xb = x + (b / blocks) * cols + (b % blocks) * 32;
         float s = 0;
-        for (int j = 0; j < 32; j++) s += x[b * 32 + j];
+        for (int j = 0; j < 32; j++) s += xb[j];
         sums[b] = s;
     }
+    return sums;
+}
+
+void engram_gemv(int type, const void *weights, int64_t rows, int64_t cols, const float *x, float *y,
+                 int accumulate, int threads) {
+    float local[1024], *sums = block_sums(type, x, 1, cols, local);
     run_product((product){ PRODUCT, type, accumulate, 1, weights, rows, cols, 1, x, sums, y }, threads);
     if (sums != local) free(sums);
 }
@@ -531,7 +585,9 @@ void engram_dequantize(int type, const void *blocks, int64_t rows, int64_t cols,
 void engram_small_gemm(int type, const void *blocks, int64_t rows, int64_t cols, const float *x, int64_t n,
                        float *y, int accumulate, int threads) {
     if (type != ENGRAM_Q4_1 && type != ENGRAM_Q8_0) abort(); // callers pass the block types only
-    run_product((product){ SMALL_GEMM, type, accumulate, 1, blocks, rows, cols, n, x, NULL, y }, threads);
+    float local[1024], *sums = block_sums(type, x, n, cols, local);
+    run_product((product){ SMALL_GEMM, type, accumulate, 1, blocks, rows, cols, n, x, sums, y }, threads);
+    if (sums != local) free(sums);
 }
 
 void engram_return_free_memory(void) {

@@ -74,7 +74,7 @@ final class OnDemandFloatsTests: XCTestCase {
     }
 
     /// Passes of SmolLM2 opened on demand against the model dequantized at load. A prompt longer than
-    /// `BLAS.smallProductRows` goes through the same sgemm over the same floats in every layer (its KV
+    /// `BLAS.smallProductRows` (32) goes through the same sgemm over the same floats in every layer (its KV
     /// cache agrees bit for bit) and decoding after it reads the same blocks (logits bit for bit). The
     /// output head over several rows is multiplied in pieces, where OpenBLAS picks its kernel by size,
     /// and a short prompt or batch straight from the blocks (other order of sums): those agree to
@@ -84,7 +84,8 @@ final class OnDemandFloatsTests: XCTestCase {
         let (_, lazy) = try smollm2(onDemand: true)
         XCTAssertFalse(blockWeights(lazy).isEmpty)
         XCTAssertTrue(blockWeights(eager).allSatisfy(\.hasFloats))
-        let long: [Int32] = [504, 3575, 282, 4649, 314, 253, 3528, 30, 378, 6766, 282, 4649, 314, 1300, 2212, 30, 378, 6766, 314, 253]
+        let sentence: [Int32] = [504, 3575, 282, 4649, 314, 253, 3528, 30, 378, 6766, 282, 4649, 314, 1300, 2212, 30]
+        let long = sentence + sentence + sentence // 48 tokens: through the dequantized pieces
         let short = Array(long.prefix(7))
         XCTAssertGreaterThan(long.count, BLAS.smallProductRows)
         func run(_ model: LanguageModel) throws -> (several: [[Float]], cache: [[Float]], steps: [[Float]]) {
@@ -123,8 +124,8 @@ final class OnDemandFloatsTests: XCTestCase {
     }
 
     /// Products of a few rows straight from the blocks against a double reference over the dequantized
-    /// weights, on both paths, with row counts around the four-row sweep, accumulating or not; and the
-    /// same bits however the rows are split over threads.
+    /// weights, on both paths, with row counts around the four-row sweep, accumulating or not; every row
+    /// the bits of the one-row product of that row alone, however the rows are split over threads.
     func testSmallProductsFromBlocks() {
         let owner = FloatBuffer(count: 1)
         forEachKernelPath { dtype in
@@ -142,6 +143,11 @@ final class OnDemandFloatsTests: XCTestCase {
                         one.withUnsafeMutableBufferPointer { q.multiply(x, rows: n, into: $0.baseAddress!, accumulate: accumulate, threads: 1) }
                         two.withUnsafeMutableBufferPointer { q.multiply(x, rows: n, into: $0.baseAddress!, accumulate: accumulate, threads: 2) }
                         XCTAssertEqual(one.map(\.bitPattern), two.map(\.bitPattern), "\(dtype) n \(n): split over threads")
+                        var alone = start
+                        alone.withUnsafeMutableBufferPointer { y in
+                            for i in 0..<n { q.multiply(Array(x[(i * cols)..<((i + 1) * cols)]), into: y.baseAddress! + i * rows, accumulate: accumulate, threads: 1) }
+                        }
+                        XCTAssertEqual(one.map(\.bitPattern), alone.map(\.bitPattern), "\(dtype) n \(n): not the one-row products")
                         for i in 0..<n {
                             QuantizedDecodeTests.assertMatchesReference(Array(one[(i * rows)..<((i + 1) * rows)]), weights: w, x: Array(x[(i * cols)..<((i + 1) * cols)]),
                                                                          start: accumulate ? Array(start[(i * rows)..<((i + 1) * rows)]) : nil,

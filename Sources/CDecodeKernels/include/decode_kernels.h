@@ -25,9 +25,9 @@ void engram_gemv(int type, const void *weights, int64_t rows, int64_t cols, cons
 void engram_dequantize(int type, const void *blocks, int64_t rows, int64_t cols, float *out, int threads);
 
 /// `Y[n, rows] = X[n, cols] · Wᵀ` (plus the old Y when `accumulate`) for W in Q4_1 or Q8_0 blocks, X and
-/// Y row-major: each weight row is dequantized once and multiplied with the n rows of X, so a pass of a
-/// few tokens reads the blocks once (as decoding does) instead of a float copy of the weights. Every
-/// element is one thread's sum in a fixed order: the same result however the rows are split.
+/// Y row-major, for a few rows of X: the blocks are read once for all of them (as one decoding step reads
+/// them), and every element of Y is exactly what `engram_gemv` gives for that row of X alone, so a token's
+/// numbers do not depend on the other tokens of its pass or on how the rows are split over threads.
 void engram_small_gemm(int type, const void *blocks, int64_t rows, int64_t cols, const float *x, int64_t n,
                        float *y, int accumulate, int threads);
 

@@ -32,9 +32,10 @@ public enum BLAS {
     }
 
     /// Up to this many rows, a weight kept as blocks is multiplied straight from them (read once, as in
-    /// decoding); more rows are compute-bound and go to sgemm over dequantized pieces. (SmolLM2, 2 cores,
-    /// a pass of n tokens with all logits: 19 against 46 ms at n = 2, 28 against 45 at 8, even at 16.)
-    nonisolated(unsafe) static var smallProductRows = 12
+    /// decoding); more rows are compute-bound and go to sgemm over dequantized pieces. (SmolLM2 on two
+    /// cores, EngramBench prompt tok/s straight from the blocks against through pieces: 450 against 350
+    /// at 32 tokens, 447 against 493 at 48, 447 against 583 at 96.)
+    nonisolated(unsafe) static var smallProductRows = 32
 
     /// Floats dequantized per product: at most this many (4 MiB), so a layer's matrix is done in one
     /// piece (the same sgemm as over the float copy) and the output head of a large vocabulary in several.

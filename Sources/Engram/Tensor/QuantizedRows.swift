@@ -122,8 +122,8 @@ public final class QuantizedRows: @unchecked Sendable {
         engram_gemv(kernelType, blocks, Int64(rows), Int64(cols), x, y, accumulate ? 1 : 0, Int32(threads))
     }
 
-    /// `Y[n, rows] = X[n, cols] · Wᵀ` for a few rows of X, reading the blocks once (each weight row is
-    /// dequantized and multiplied with every row of X).
+    /// `Y[n, rows] = X[n, cols] · Wᵀ` for a few rows of X, reading the blocks once for all of them; each
+    /// row of Y is bit for bit what `multiply` gives for that row of X alone.
     public func multiply(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>, accumulate: Bool, threads: Int) {
         engram_small_gemm(kernelType, blocks, Int64(rows), Int64(cols), x, Int64(n), y, accumulate ? 1 : 0, Int32(threads))
     }
