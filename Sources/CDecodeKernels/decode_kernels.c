@@ -129,56 +129,6 @@ VECTOR_TARGET static inline float half_avx(const uint8_t *p) {
     return _cvtsh_ss(h);
 }
 
-VECTOR_TARGET static void gemv_q4_1_avx2(const uint8_t *w, int64_t cols, const float *x, const float *sums,
-                                         float *y, int64_t begin, int64_t end, int accumulate) {
-    const int64_t nb = cols / 32;
-    const __m128i low = _mm_set1_epi8(0x0F);
-    for (int64_t r = begin; r < end; r++) {
-        const uint8_t *block = w + r * nb * 20;
-        __m256 acc = _mm256_setzero_ps();
-        float offsets = 0;
-        for (int64_t b = 0; b < nb; b++, block += 20) {
-            const float *xb = x + b * 32;
-            __m128i q = _mm_loadu_si128((const __m128i *)(block + 4));
-            __m128i lo = _mm_and_si128(q, low), hi = _mm_and_si128(_mm_srli_epi16(q, 4), low);
-            __m256 q0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
-            __m256 q1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
-            __m256 q2 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
-            __m256 q3 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
-            __m256 s = _mm256_mul_ps(q0, _mm256_loadu_ps(xb));
-            s = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xb + 8), s);
-            s = _mm256_fmadd_ps(q2, _mm256_loadu_ps(xb + 16), s);
-            s = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xb + 24), s);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(half_avx(block)), s, acc);
-            offsets += half_avx(block + 2) * sums[b];
-        }
-        float total = horizontal_sum(acc) + offsets;
-        y[r] = accumulate ? y[r] + total : total;
-    }
-}
-
-VECTOR_TARGET static void gemv_q8_0_avx2(const uint8_t *w, int64_t cols, const float *x, float *y,
-                                         int64_t begin, int64_t end, int accumulate) {
-    const int64_t nb = cols / 32;
-    for (int64_t r = begin; r < end; r++) {
-        const uint8_t *block = w + r * nb * 34;
-        __m256 acc = _mm256_setzero_ps();
-        for (int64_t b = 0; b < nb; b++, block += 34) {
-            const float *xb = x + b * 32;
-            const uint8_t *q = block + 2;
-            __m256 s = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)q))),
-                                     _mm256_loadu_ps(xb));
-            for (int j = 8; j < 32; j += 8) {
-                __m256 qj = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + j))));
-                s = _mm256_fmadd_ps(qj, _mm256_loadu_ps(xb + j), s);
-            }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(half_avx(block)), s, acc);
-        }
-        float total = horizontal_sum(acc);
-        y[r] = accumulate ? y[r] + total : total;
-    }
-}
-
 VECTOR_TARGET static void gemv_f32_avx2(const float *w, int64_t cols, const float *x, float *y, int64_t begin,
                                         int64_t end, int accumulate) {
     for (int64_t r = begin; r < end; r++) {
@@ -235,8 +185,8 @@ VECTOR_TARGET static void dequantize_q8_0_avx2(const uint8_t *w, int64_t cols, f
     }
 }
 
-// Up to four activation rows per sweep: each block is unpacked once and multiplied with every row, and
-// each row's sum is formed exactly as `gemv_*_avx2` forms it (same operations, same order), so a token's
+// Up to four activation rows per sweep: each block is unpacked once and multiplied with every row. Each
+// row's sum is formed the same way whatever `count` is (one-token decoding is `count` = 1), so a token's
 // numbers do not depend on how many others share its pass.
 // Inlined with a constant `count` (see `gemm4_avx2`), so that the loops over k unroll and the
 // accumulators stay in registers.
@@ -310,6 +260,17 @@ VECTOR_TARGET static void gemm4_avx2(int type, const void *w, int64_t cols, cons
         return;
     switch (count) { GEMM4_CASE(1) GEMM4_CASE(2) GEMM4_CASE(3) default: GEMM4_CASE(4) }
 #undef GEMM4_CASE
+}
+
+// One row of x: the four-row kernels with a single row (the same instructions as a dedicated loop).
+VECTOR_TARGET static void gemv_q4_1_avx2(const uint8_t *w, int64_t cols, const float *x, const float *sums,
+                                         float *y, int64_t begin, int64_t end, int accumulate) {
+    gemm4_q4_1_avx2(w, cols, x, sums, 1, y, 0, begin, end, accumulate);
+}
+
+VECTOR_TARGET static void gemv_q8_0_avx2(const uint8_t *w, int64_t cols, const float *x, float *y,
+                                         int64_t begin, int64_t end, int accumulate) {
+    gemm4_q8_0_avx2(w, cols, x, 1, y, 0, begin, end, accumulate);
 }
 
 static int cpu_has_avx2(void) {
