@@ -332,23 +332,23 @@ static void dequantize_rows(int type, const void *weights, int64_t cols, float *
 }
 
 // Rows `begin ..< end` of Y[n, rows] = X[n, cols] · Wᵀ, every element as `gemv_rows` computes it for
-// that row of X alone. The vector path shares each block's unpacking among four rows of X; the portable
-// one runs the one-row loops over slices of 64 weight rows (which stay in cache for every row of X).
+// that row of X alone, over slices of 64 weight rows (which stay in cache for every row of X): the vector
+// path shares each block's unpacking among four rows of X, the portable one runs the one-row loops.
 static void small_gemm_rows(int type, const void *weights, int64_t cols, const float *x, const float *sums, int64_t n,
                             float *y, int64_t ldy, int64_t begin, int64_t end, int accumulate) {
     const int64_t nb = cols / 32;
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    if (has_avx2()) {
-        for (int64_t i = 0; i < n; i += 4) {
-            int count = n - i < 4 ? (int)(n - i) : 4;
-            gemm4_avx2(type, weights, cols, x + i * cols, type == ENGRAM_Q4_1 ? sums + i * nb : NULL, count, y + i * ldy, ldy,
-                       begin, end, accumulate);
-        }
-        return;
-    }
-#endif
     for (int64_t slice = begin; slice < end; slice += 64) {
         int64_t stop = slice + 64 < end ? slice + 64 : end;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+        if (has_avx2()) {
+            for (int64_t i = 0; i < n; i += 4) {
+                int count = n - i < 4 ? (int)(n - i) : 4;
+                gemm4_avx2(type, weights, cols, x + i * cols, type == ENGRAM_Q4_1 ? sums + i * nb : NULL, count, y + i * ldy,
+                           ldy, slice, stop, accumulate);
+            }
+            continue;
+        }
+#endif
         for (int64_t i = 0; i < n; i++) {
             gemv_rows(type, weights, cols, x + i * cols, type == ENGRAM_Q4_1 ? sums + i * nb : NULL, y + i * ldy, slice, stop,
                       accumulate);

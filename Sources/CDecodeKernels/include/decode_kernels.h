@@ -25,8 +25,8 @@ void engram_gemv(int type, const void *weights, int64_t rows, int64_t cols, cons
 void engram_dequantize(int type, const void *blocks, int64_t rows, int64_t cols, float *out, int threads);
 
 /// `Y[n, rows] = X[n, cols] · Wᵀ` (plus the old Y when `accumulate`) for W in Q4_1 or Q8_0 blocks, X and
-/// Y row-major, for a few rows of X: the blocks are read once for all of them (as one decoding step reads
-/// them), and every element of Y is exactly what `engram_gemv` gives for that row of X alone, so a token's
+/// Y row-major, for a few rows of X: the blocks are read from memory once for all of them (as one decoding
+/// step reads them; slices stay in cache while every row of X passes over them), and every element of Y is exactly what `engram_gemv` gives for that row of X alone, so a token's
 /// numbers do not depend on the other tokens of its pass or on how the rows are split over threads.
 void engram_small_gemm(int type, const void *blocks, int64_t rows, int64_t cols, const float *x, int64_t n,
                        float *y, int accumulate, int threads);
