@@ -159,27 +159,21 @@ final class OnDemandFloatsTests: XCTestCase {
         }
     }
 
+    /// The bits of a four-token pass's logits (every position) and of one decoding step after it.
+    func logits(_ model: LanguageModel) throws -> [UInt32] {
+        let cache = model.makeCache()
+        var out = try model.forward([1, 5, 9, 2], cache: cache, logits: .all).values
+        out += try model.forward([3], cache: cache).values
+        return out.map(\.bitPattern)
+    }
+
     /// An edit on a model opened on demand makes the float copy of the weight it changes (only that one),
     /// gives the logits the same edit gives on the loaded floats (to rounding: a pass of four tokens is
     /// multiplied straight from the blocks), and reverting it restores the logits of before bit for bit,
     /// reading the blocks again.
     func testAPatchOnDemandMakesOnlyItsWeightsFloats() throws {
-        var tiny = TinyModel.llama(seed: 41)
-        tiny.quantizeQ8(tiny.tensors.map(\.name).filter { $0.hasSuffix("proj.weight") || $0 == "lm_head.weight" })
-        let tmp = TemporaryFolder()
-        try tiny.writeGGUF(to: tmp.file("q8.gguf"))
-        func open(_ onDemand: Bool) throws -> LanguageModel {
-            let ck = try ModelLoader.checkpoint(tmp.file("q8.gguf"))
-            ck.dequantizesOnDemand = onDemand
-            return try ModelLoader.build(ck)
-        }
-        let eager = try open(false), lazy = try open(true)
-        func logits(_ model: LanguageModel) throws -> [UInt32] {
-            let cache = model.makeCache()
-            var out = try model.forward([1, 5, 9, 2], cache: cache, logits: .all).values
-            out += try model.forward([3], cache: cache).values
-            return out.map(\.bitPattern)
-        }
+        let file = try QuantizedTinyLlama(seed: 41)
+        let eager = try file.model(), lazy = try file.model(onDemand: true)
         func assertClose(_ a: [UInt32], _ b: [UInt32], _ label: String) {
             let worst = zip(a, b).map { abs(Float(bitPattern: $0) - Float(bitPattern: $1)) / max(1, abs(Float(bitPattern: $1))) }.max() ?? .infinity
             XCTAssertLessThan(worst, 1e-5, label)
@@ -188,9 +182,7 @@ final class OnDemandFloatsTests: XCTestCase {
         assertClose(before, try logits(eager), "unedited")
 
         var rng = SeededRandom(seed: 8)
-        let change = WeightDelta.Change.lowRank(r: Matrix(rows: 1, cols: tiny.hidden, values: rng.values(tiny.hidden, scale: 0.5)),
-                                                u: Matrix(rows: 1, cols: tiny.intermediate, values: rng.values(tiny.intermediate, scale: 0.5)))
-        let patch = EditPatch(method: "test", requests: [], deltas: [WeightDelta(weight: .mlpDown(1), change: change)])
+        let patch = file.downProjectionPatch(layer: 1, rng: &rng)
         _ = try patch.apply(to: eager)
         let applied = try patch.apply(to: lazy)
         let down1 = lazy.readWeight(.mlpDown(1)).quantized!, down0 = lazy.readWeight(.mlpDown(0)).quantized!
@@ -209,27 +201,16 @@ final class OnDemandFloatsTests: XCTestCase {
     /// the edits in force changed. The logits do not depend on which copies exist (a weight whose blocks
     /// are current is read from them), and the next use makes a copy again.
     func testReleasingKeepsEditedWeightsAndTheLogits() throws {
-        var tiny = TinyModel.llama(seed: 42)
-        tiny.quantizeQ8(tiny.tensors.map(\.name).filter { $0.hasSuffix("proj.weight") || $0 == "lm_head.weight" })
-        let tmp = TemporaryFolder()
-        try tiny.writeGGUF(to: tmp.file("q8.gguf"))
-        let ck = try ModelLoader.checkpoint(tmp.file("q8.gguf"))
-        ck.dequantizesOnDemand = true
+        let file = try QuantizedTinyLlama(seed: 42)
+        let ck = try file.checkpoint(onDemand: true)
         let model = try ModelLoader.build(ck)
-        func logits() throws -> [UInt32] {
-            let cache = model.makeCache()
-            var out = try model.forward([1, 5, 9, 2], cache: cache, logits: .all).values
-            out += try model.forward([3], cache: cache).values
-            return out.map(\.bitPattern)
-        }
+        func logits() throws -> [UInt32] { try self.logits(model) }
         let before = try logits()
         let down0 = model.readWeight(.mlpDown(0)), down1 = model.readWeight(.mlpDown(1))
         _ = down0.pointer // what a gradient through layer 0 does
         XCTAssertTrue(down0.quantized!.hasFloats)
         var rng = SeededRandom(seed: 9)
-        let change = WeightDelta.Change.lowRank(r: Matrix(rows: 1, cols: tiny.hidden, values: rng.values(tiny.hidden, scale: 0.5)),
-                                                u: Matrix(rows: 1, cols: tiny.intermediate, values: rng.values(tiny.intermediate, scale: 0.5)))
-        let applied = try EditPatch(method: "test", requests: [], deltas: [WeightDelta(weight: .mlpDown(1), change: change)]).apply(to: model)
+        let applied = try file.downProjectionPatch(layer: 1, rng: &rng).apply(to: model)
         let edited = try logits()
         ck.releaseUnchangedFloatCopies()
         XCTAssertFalse(down0.quantized!.hasFloats)
@@ -239,7 +220,7 @@ final class OnDemandFloatsTests: XCTestCase {
         ck.releaseUnchangedFloatCopies()
         XCTAssertFalse(down1.quantized!.hasFloats)
         XCTAssertEqual(try logits(), before)
-        XCTAssertEqual(down0.values, try ModelLoader.checkpoint(tmp.file("q8.gguf")).matrix("blk.0.ffn_down.weight", shape: [tiny.hidden, tiny.intermediate]).values)
+        XCTAssertEqual(down0.values, try file.checkpoint().matrix("blk.0.ffn_down.weight", shape: [file.tiny.hidden, file.tiny.intermediate]).values)
     }
 
     /// The input gradient through a weight kept as blocks, in several pieces (1.3M values), for one and
@@ -281,17 +262,8 @@ final class OnDemandFloatsTests: XCTestCase {
     /// above it and the head) on a model kept as blocks: the numbers of the model dequantized at load,
     /// to rounding, and not one float copy made.
     func testValueSearchOnBlocksMakesNoFloatCopy() throws {
-        var tiny = TinyModel.llama(seed: 43)
-        tiny.quantizeQ8(tiny.tensors.map(\.name).filter { $0.hasSuffix("proj.weight") || $0 == "lm_head.weight" })
-        let tmp = TemporaryFolder()
-        try tiny.writeGGUF(to: tmp.file("q8.gguf"))
-        func open(_ onDemand: Bool) throws -> (Checkpoint, LanguageModel) {
-            let ck = try ModelLoader.checkpoint(tmp.file("q8.gguf"))
-            ck.dequantizesOnDemand = onDemand
-            return (ck, try ModelLoader.build(ck))
-        }
-        let (_, eager) = try open(false)
-        let (_, lazy) = try open(true)
+        let file = try QuantizedTinyLlama(seed: 43)
+        let tiny = file.tiny, eager = try file.model(), lazy = try file.model(onDemand: true)
         let rewriting = [ValueSearchPrompt(prompt: [4, 8, 15, 16, 23], lookup: 1, target: [42, 7]),
                          ValueSearchPrompt(prompt: [9, 9, 4, 8, 15, 16, 23], lookup: 3, target: [42, 7])]
         let essence = [ValueSearchPrompt(tokens: [8, 30, 31], lookup: 0)]

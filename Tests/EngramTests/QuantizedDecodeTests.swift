@@ -141,11 +141,8 @@ final class QuantizedDecodeTests: XCTestCase {
     /// the blocks; once `weight(_:)` hands the down projection out and it is changed, one-token passes
     /// follow the changed floats (checked against a prompt pass, which always reads the floats).
     func testAnEditedWeightIsNotReadFromItsBlocks() throws {
-        var tiny = TinyModel.llama(seed: 31)
-        tiny.quantizeQ8(["model.layers.0.mlp.down_proj.weight", "lm_head.weight"])
-        let tmp = TemporaryFolder()
-        try tiny.writeGGUF(to: tmp.file("q8.gguf"))
-        let model = try ModelLoader.build(try ModelLoader.checkpoint(tmp.file("q8.gguf")))
+        let file = try QuantizedTinyLlama(seed: 31, quantizing: ["model.layers.0.mlp.down_proj.weight", "lm_head.weight"])
+        let tiny = file.tiny, model = try file.model()
         XCTAssertEqual(model.outputWeight.quantized?.isCurrent, true)
 
         func stepAgainstPrompt() throws -> Double {
@@ -165,7 +162,7 @@ final class QuantizedDecodeTests: XCTestCase {
 
         // Stale blocks would have given a different step: reading them on purpose shows the change is seen.
         let fresh = try decodeStep(model)
-        let old = try decodeStep(try ModelLoader.build(try ModelLoader.checkpoint(tmp.file("q8.gguf"))))
+        let old = try decodeStep(try file.model())
         XCTAssertGreaterThan(zip(fresh, old).map { abs($0 - $1) }.max() ?? 0, 1e-2)
     }
 
@@ -173,20 +170,13 @@ final class QuantizedDecodeTests: XCTestCase {
     /// (last-in first-out when stacked) puts the floats back bit for bit and the blocks back in use, so
     /// the one-token logits are those of before, to the bit.
     func testRevertingAPatchPutsTheBlocksBackInUse() throws {
-        var tiny = TinyModel.llama(seed: 33)
-        tiny.quantizeQ8(["model.layers.1.mlp.down_proj.weight"])
-        let tmp = TemporaryFolder()
-        try tiny.writeGGUF(to: tmp.file("q8.gguf"))
-        let model = try ModelLoader.build(try ModelLoader.checkpoint(tmp.file("q8.gguf")))
+        let file = try QuantizedTinyLlama(seed: 33, quantizing: ["model.layers.1.mlp.down_proj.weight"])
+        let model = try file.model()
         let before = try decodeStep(model)
         let blocks = model.readWeight(.mlpDown(1)).quantized
         XCTAssertEqual(blocks?.isCurrent, true)
         var rng = SeededRandom(seed: 5)
-        func patch() -> EditPatch {
-            let change = WeightDelta.Change.lowRank(r: Matrix(rows: 1, cols: tiny.hidden, values: rng.values(tiny.hidden, scale: 0.5)),
-                                                    u: Matrix(rows: 1, cols: tiny.intermediate, values: rng.values(tiny.intermediate, scale: 0.5)))
-            return EditPatch(method: "test", requests: [], deltas: [WeightDelta(weight: .mlpDown(1), change: change)])
-        }
+        func patch() -> EditPatch { file.downProjectionPatch(layer: 1, rng: &rng) }
         let first = try patch().apply(to: model)
         XCTAssertEqual(blocks?.isCurrent, false)
         let second = try patch().apply(to: model)
@@ -200,14 +190,11 @@ final class QuantizedDecodeTests: XCTestCase {
 
     /// Switching the path off gives the float products (what the benchmark compares against).
     func testThePathCanBeSwitchedOff() throws {
-        var tiny = TinyModel.llama(seed: 32)
-        tiny.quantizeQ8(["lm_head.weight"])
-        let tmp = TemporaryFolder()
-        try tiny.writeGGUF(to: tmp.file("q8.gguf"))
-        let model = try ModelLoader.build(try ModelLoader.checkpoint(tmp.file("q8.gguf")))
+        let file = try QuantizedTinyLlama(seed: 32, quantizing: ["lm_head.weight"])
+        let model = try file.model()
         QuantizedRows.enabled = false
         defer { QuantizedRows.enabled = true }
         XCTAssertEqual(model.outputWeight.quantized?.isCurrent, false)
-        try assertReferenceLogits(try ModelLoader.checkpoint(tmp.file("q8.gguf")), tiny, sequences: [[7]], label: "floats")
+        try assertReferenceLogits(try file.checkpoint(), file.tiny, sequences: [[7]], label: "floats")
     }
 }

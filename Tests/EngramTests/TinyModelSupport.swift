@@ -30,6 +30,36 @@ struct SeededRandom {
 }
 
 /// A scratch folder removed when the test ends.
+/// A tiny LLaMA GGUF, in its own temporary folder, whose named weights are stored as Q8_0 blocks
+/// (by default every projection and the output head).
+struct QuantizedTinyLlama {
+    let tiny: TinyModel
+    let folder = TemporaryFolder()
+    var path: String { folder.file("q8.gguf") }
+
+    init(seed: UInt64, quantizing names: [String]? = nil) throws {
+        var tiny = TinyModel.llama(seed: seed)
+        tiny.quantizeQ8(names ?? tiny.tensors.map(\.name).filter { $0.hasSuffix("proj.weight") || $0 == "lm_head.weight" })
+        self.tiny = tiny
+        try tiny.writeGGUF(to: folder.file("q8.gguf"))
+    }
+
+    func checkpoint(onDemand: Bool = false) throws -> Checkpoint {
+        let ck = try ModelLoader.checkpoint(path)
+        ck.dequantizesOnDemand = onDemand
+        return ck
+    }
+
+    func model(onDemand: Bool = false) throws -> LanguageModel { try ModelLoader.build(checkpoint(onDemand: onDemand)) }
+
+    /// A random rank-one change of layer `layer`'s MLP down projection, as a patch.
+    func downProjectionPatch(layer: Int, rng: inout SeededRandom) -> EditPatch {
+        let change = WeightDelta.Change.lowRank(r: Matrix(rows: 1, cols: tiny.hidden, values: rng.values(tiny.hidden, scale: 0.5)),
+                                                u: Matrix(rows: 1, cols: tiny.intermediate, values: rng.values(tiny.intermediate, scale: 0.5)))
+        return EditPatch(method: "test", requests: [], deltas: [WeightDelta(weight: .mlpDown(layer), change: change)])
+    }
+}
+
 final class TemporaryFolder {
     let path: String
     init() {

@@ -97,12 +97,14 @@ public final class Checkpoint: @unchecked Sendable {
             if !(expected.count == 1 && t.shape == [1, expected[0]]) {
                 throw EngramError.tensor(file: t.file, tensor: name, detail: "shape \(t.shape) disagrees with the model config, which expects \(expected)")
             }
-            return onDemandMatrix(t)
+            return floatMatrix(t)
         }
-        return onDemandMatrix(t)
+        return floatMatrix(t)
     }
 
-    private func onDemandMatrix(_ t: StoredTensor) -> Matrix {
+    /// The tensor as a float matrix, its floats made now or on demand as `dequantizesOnDemand` says; the
+    /// on-demand ones are remembered for `releaseUnchangedFloatCopies`.
+    private func floatMatrix(_ t: StoredTensor) -> Matrix {
         let m = t.matrix(onDemand: dequantizesOnDemand)
         if dequantizesOnDemand, let blocks = m.quantized { onDemandWeights.append(blocks) }
         return m
