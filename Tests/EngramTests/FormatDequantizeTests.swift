@@ -173,6 +173,115 @@ final class FormatDequantizeTests: XCTestCase {
         XCTAssertEqual(run(.q6_K, bytes)[64], 98)
     }
 
+    func testQ5_0AndQ5_1() {
+        for dtype in [DType.q5_0, .q5_1] {
+            let withMin = dtype == .q5_1, size = dtype.blockBytes, qsAt = withMin ? 8 : 6
+            var bytes = randomBlocks(dtype, blocks: 2, seed: 7, halves: withMin ? [0, 2] : [0])
+            var expected: [Double] = []
+            for b in 0..<2 {
+                let o = b * size
+                let d = half(bytes, o), m = withMin ? half(bytes, o + 2) : 0
+                for i in 0..<32 {
+                    // Four nibbles as in Q4_0/Q4_1; the fifth bit of element i is bit i of the 4 bytes before qs.
+                    let byte = bytes[o + qsAt + i % 16]
+                    let low = i < 16 ? Int(byte & 0x0F) : Int(byte >> 4)
+                    let fifth = Int(bytes[o + qsAt - 4 + i / 8] >> (i % 8)) & 1
+                    let q = low + 16 * fifth
+                    expected.append(withMin ? d * Double(q) + m : d * Double(q - 16))
+                }
+            }
+            compare(run(dtype, bytes), expected, "\(dtype)")
+            // By hand: d = 0.5 (m = 1); qs[0] = 0x2F, fifth bits of elements 0 and 16 set, of 1 and 17 clear.
+            // Q5_0: element 0 = (15 + 16 - 16)·0.5 = 7.5, element 16 = (2 + 16 - 16)·0.5 = 1.
+            // Q5_1: element 0 = 31·0.5 + 1 = 16.5, element 16 = 18·0.5 + 1 = 10.
+            setHalf(&bytes, 0, 0.5)
+            if withMin { setHalf(&bytes, 2, 1) }
+            bytes[qsAt] = 0x2F; bytes[qsAt - 4] = 0x01; bytes[qsAt - 2] = 0x01
+            XCTAssertEqual(run(dtype, bytes)[0], withMin ? 16.5 : 7.5, "\(dtype)")
+            XCTAssertEqual(run(dtype, bytes)[16], withMin ? 10 : 1, "\(dtype)")
+        }
+    }
+
+    func testQ2_K() {
+        var bytes = randomBlocks(.q2_K, blocks: 2, seed: 8, halves: [80, 82])
+        var expected: [Double] = []
+        for b in 0..<2 {
+            let o = b * 84
+            let d = half(bytes, o + 80), dmin = half(bytes, o + 82)
+            for i in 0..<256 {
+                // Sub-block of 16 values s = i / 16 has scale byte s (scale: low nibble, min: high nibble).
+                // Each half of 128 reads its 32 qs bytes four times, two bits further each time.
+                let s = i / 16, part = i / 128, shift = (i % 128) / 32, l = i % 32
+                let q = Int(bytes[o + 16 + 32 * part + l] >> (2 * shift)) & 3
+                let sc = bytes[o + s]
+                expected.append(d * Double(sc & 0x0F) * Double(q) - dmin * Double(sc >> 4))
+            }
+        }
+        compare(run(.q2_K, bytes), expected, "Q2_K")
+        // By hand: d = 2, dmin = 0.5; scales[0] = 0x13 (scale 3, min 1), qs[0] = 0b1110 → element 0 is
+        // 2·3·2 - 0.5 = 11.5, element 32 (next two bits, scales[2] = 0x20: scale 0, min 2) is -1.
+        setHalf(&bytes, 80, 2); setHalf(&bytes, 82, 0.5)
+        bytes[0] = 0x13; bytes[2] = 0x20; bytes[16] = 0b1110
+        XCTAssertEqual(run(.q2_K, bytes)[0], 11.5)
+        XCTAssertEqual(run(.q2_K, bytes)[32], -1)
+    }
+
+    func testQ3_K() {
+        var bytes = randomBlocks(.q3_K, blocks: 2, seed: 9, halves: [108])
+        var expected: [Double] = []
+        for b in 0..<2 {
+            let o = b * 110
+            let d = half(bytes, o + 108)
+            for i in 0..<256 {
+                let s = i / 16, part = i / 128, shift = (i % 128) / 32, l = i % 32
+                let low2 = Int(bytes[o + 32 + 32 * part + l] >> (2 * shift)) & 3
+                // The third bit: bit (4·part + shift) of hmask[l]; when clear, the value is 4 lower.
+                let third = Int(bytes[o + l] >> (4 * part + shift)) & 1
+                // Scale s (6 bits, offset 32): a nibble of byte s % 8 of the 12 (low for s < 8), and two
+                // bits of byte 8 + s % 4, at 2·(s / 4).
+                let sb = bytes[o + 96 + s % 8]
+                let nibble = s < 8 ? Int(sb & 0x0F) : Int(sb >> 4)
+                let top = Int(bytes[o + 96 + 8 + s % 4] >> (2 * (s / 4))) & 3
+                let scale = nibble + 16 * top - 32
+                expected.append(d * Double(scale) * Double(low2 - (third == 1 ? 0 : 4)))
+            }
+        }
+        compare(run(.q3_K, bytes), expected, "Q3_K")
+        // By hand: d = 0.25; scale 0 = 0x5 + 16·3 - 32 = 21 (byte 96 low nibble 5, byte 104 bits 0-1 = 3);
+        // qs[0] = 0b10, hmask[0] bit 0 clear → q = 2 - 4 = -2 → 0.25·21·(-2) = -10.5.
+        setHalf(&bytes, 108, 0.25)
+        bytes[96] = (bytes[96] & 0xF0) | 0x05; bytes[104] = (bytes[104] & 0xFC) | 0x03
+        bytes[32] = 0b10; bytes[0] &= 0xFE
+        XCTAssertEqual(run(.q3_K, bytes)[0], -10.5)
+    }
+
+    /// Every block type against gguf-py's numpy dequantizers (fixtures/quant-reference.json, written by
+    /// fixtures/make_quant_reference.py): random blocks, float32 values.
+    func testAgainstGGUFPy() throws {
+        let url = TestSupport.packageRoot.appendingPathComponent("fixtures/quant-reference.json")
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        let cases = try XCTUnwrap(json["cases"] as? [[String: Any]])
+        let types = DType.allCases.filter(\.isQuantized)
+        XCTAssertEqual(Set(cases.compactMap { $0["type"] as? String }), Set(types.map(\.description)))
+        for c in cases {
+            let name = try XCTUnwrap(c["type"] as? String)
+            let dtype = try XCTUnwrap(types.first { $0.description == name })
+            let hex = try XCTUnwrap(c["blocks_hex"] as? String)
+            let bytes = stride(from: 0, to: hex.count, by: 2).map { i -> UInt8 in
+                let start = hex.index(hex.startIndex, offsetBy: i)
+                return UInt8(hex[start..<hex.index(start, offsetBy: 2)], radix: 16)!
+            }
+            let expected = try XCTUnwrap(c["values"] as? [Double])
+            let got = run(dtype, bytes)
+            XCTAssertEqual(got.count, expected.count, name)
+            // Compared as float32: Foundation's JSON parser may miss a decimal's nearest double by an ulp.
+            for (i, (g, e)) in zip(got, expected).enumerated() where g != Float(e) {
+                XCTFail("\(name)[\(i)]: got \(g), gguf-py \(e)")
+                break
+            }
+        }
+    }
+
     func testHalfAndBFloat() {
         XCTAssertEqual(run(.f16, [0x00, 0x3C, 0x00, 0xC0, 0x01, 0x00]), [1, -2, Float(bitPattern: 0x3380_0000)]) // last: smallest subnormal 2^-24
         XCTAssertEqual(run(.bf16, [0x80, 0x3F, 0x49, 0x40]), [1, 3.140625])

@@ -43,6 +43,72 @@ public enum Dequantize {
                     y[j + 16] = Float(qs[j] >> 4) * d + m
                 }
             }
+        case .q5_0, .q5_1:
+            // Like Q4_0/Q4_1 with a fifth bit per value: bit j of the 32-bit `qh` belongs to element j.
+            let offset = dtype == .q5_1
+            let qsStart = offset ? 8 : 6
+            for b in 0..<blocks {
+                let block = source + b * dtype.blockBytes, y = out + b * 32
+                let d = half(block, 0), m = offset ? half(block, 2) : 0
+                let qh = block.loadUnaligned(fromByteOffset: qsStart - 4, as: UInt32.self).littleEndian
+                let qs = (block + qsStart).assumingMemoryBound(to: UInt8.self)
+                for j in 0..<16 {
+                    let low = Int(qs[j] & 0x0F) | Int((qh >> UInt32(j)) & 1) << 4
+                    let high = Int(qs[j] >> 4) | Int((qh >> UInt32(j + 16)) & 1) << 4
+                    if offset {
+                        y[j] = Float(low) * d + m
+                        y[j + 16] = Float(high) * d + m
+                    } else {
+                        y[j] = Float(low - 16) * d
+                        y[j + 16] = Float(high - 16) * d
+                    }
+                }
+            }
+        case .q2_K:
+            for b in 0..<blocks {
+                let block = source + b * 84, y0 = out + b * 256
+                let scales = block.assumingMemoryBound(to: UInt8.self)
+                let d = half(block, 80), dmin = half(block, 82)
+                // Two halves of 128 values; each reads 32 bytes of qs four times, two bits at a time, and
+                // each 16 values have a byte of scale (low nibble) and min (high nibble).
+                for part in 0..<2 {
+                    let qs = (block + 16 + 32 * part).assumingMemoryBound(to: UInt8.self)
+                    for shift in 0..<4 {
+                        for sixteen in 0..<2 {
+                            let sc = scales[8 * part + 2 * shift + sixteen]
+                            let dl = d * Float(sc & 0x0F), ml = dmin * Float(sc >> 4)
+                            let y = y0 + 128 * part + 32 * shift + 16 * sixteen
+                            for l in 0..<16 {
+                                y[l] = dl * Float((qs[16 * sixteen + l] >> UInt8(2 * shift)) & 3) - ml
+                            }
+                        }
+                    }
+                }
+            }
+        case .q3_K:
+            for b in 0..<blocks {
+                let block = source + b * 110, y0 = out + b * 256
+                let hmask = block.assumingMemoryBound(to: UInt8.self)
+                let d = half(block, 108)
+                let scales = scalesK3((block + 96).assumingMemoryBound(to: UInt8.self))
+                // As Q2_K's layout, with a third bit from hmask (bit `2·part + shift` of byte l): a clear
+                // bit subtracts 4. Scales are 6-bit, stored offset by 32.
+                for part in 0..<2 {
+                    let qs = (block + 32 + 32 * part).assumingMemoryBound(to: UInt8.self)
+                    for shift in 0..<4 {
+                        let bit = UInt8(1) << UInt8(4 * part + shift)
+                        for sixteen in 0..<2 {
+                            let dl = d * Float(scales[8 * part + 2 * shift + sixteen] - 32)
+                            let y = y0 + 128 * part + 32 * shift + 16 * sixteen
+                            for l in 0..<16 {
+                                let i = 16 * sixteen + l
+                                let q = Int((qs[i] >> UInt8(2 * shift)) & 3) - (hmask[i] & bit != 0 ? 0 : 4)
+                                y[l] = dl * Float(q)
+                            }
+                        }
+                    }
+                }
+            }
         case .q4_K:
             for b in 0..<blocks {
                 let block = source + b * 144, y = out + b * 256
@@ -99,6 +165,17 @@ public enum Dequantize {
                     }
                 }
             }
+        }
+    }
+
+    /// The sixteen 6-bit scales of a Q3_K block, packed in 12 bytes: scale j's low four bits are a nibble
+    /// of byte j (j < 8, low nibble) or j − 8 (high nibble), its top two bits bits 2·(j / 4)… of byte 8 + j % 4.
+    @inline(__always)
+    static func scalesK3(_ q: UnsafePointer<UInt8>) -> [Int] {
+        (0..<16).map { j in
+            let low = j < 8 ? Int(q[j] & 0x0F) : Int(q[j - 8] >> 4)
+            let high = Int(q[8 + j % 4] >> UInt8(2 * (j / 4))) & 3
+            return low | high << 4
         }
     }
 
