@@ -36,7 +36,7 @@ let package = Package(
             cxxSettings: [.unsafeFlags(["-std=c++17"])],
             linkerSettings: [.linkedLibrary("sentencepiece"), .linkedLibrary("stdc++")]
         ),
-        // Matrix-vector kernels for one-token decoding over Q4_1/Q8_0 blocks and float rows (AVX2 chosen at
+        // Products over quantized blocks of every GGML type and float rows, and the dequantizer (AVX2 chosen at
         // run time), with their thread pool.
         .target(name: "CDecodeKernels", path: "Sources/CDecodeKernels",
                 cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),

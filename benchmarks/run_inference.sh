@@ -4,6 +4,8 @@
 #   bash benchmarks/run_inference.sh [REPEATS] [THREADS]
 # WEIGHTS=q4_1 runs Engram and llama.cpp on the shipped Q4_1 GGUF itself instead (both decode from the
 # quantized blocks; transformers has no Q4_1 kernels, it would dequantize to the F32 case, so it is left out).
+# WEIGHTS=Q4_K_M (or another llama.cpp file type: Q5_K_M, Q6_K, Q8_0, Q5_0, ...) runs both on that file,
+# made once from the F32 GGUF by llama.cpp's own quantizer (benchmarks/peers/quantize_gguf.py).
 # Engram opens the weights as `engram generate` does (quantized blocks, floats only on demand);
 # ENGRAM_BENCH_FLAGS=--eager-floats dequantizes them all at load, as the editing commands do.
 # PROMPT_TOKENS=2,8,128 chooses the prompt lengths (default 128,512) for every engine.
@@ -17,7 +19,12 @@ PY="$ENGRAM_HOME/bench-venv/bin/python"
 F32="$ENGRAM_HOME/bench/SmolLM2-135M-Instruct.F32.gguf"
 [ -f "$F32" ] || { mkdir -p "$(dirname "$F32")"; "$PY" benchmarks/peers/make_f32_gguf.py "$ENGRAM_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$F32"; }
 MODEL="$F32"
-if [ "${WEIGHTS:-f32}" = q4_1 ]; then MODEL="$ENGRAM_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf"; SKIP_TRANSFORMERS=1; fi
+case "${WEIGHTS:-f32}" in
+  f32) ;;
+  q4_1) MODEL="$ENGRAM_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf"; SKIP_TRANSFORMERS=1 ;;
+  *) MODEL="$ENGRAM_HOME/bench/SmolLM2-135M-Instruct.$WEIGHTS.gguf"; SKIP_TRANSFORMERS=1
+     [ -f "$MODEL" ] || "$PY" benchmarks/peers/quantize_gguf.py "$F32" "$MODEL" "$WEIGHTS" 2>"$MODEL.log" || { cat "$MODEL.log" >&2; exit 1; } ;;
+esac
 swift build -c release --product EngramBench >/dev/null
 OUT="${BENCH_OUT:-benchmarks/results}"; mkdir -p "$OUT"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2

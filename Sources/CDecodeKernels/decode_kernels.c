@@ -1,10 +1,14 @@
-// Matrix-vector products for decoding, and block dequantization (see include/decode_kernels.h). Block layouts are GGML's:
+// Matrix-vector products for decoding, and block dequantization (see include/decode_kernels.h), with the
+// thread pool that splits them. Q4_1 (the default model's type) and Q8_0 have hand-written kernels here;
+// the other block types are unpacked as groups in block_groups.c. Block layouts are GGML's:
 // Q4_1 = f16 scale d, f16 offset m, 16 bytes whose low nibbles are elements 0-15 and high nibbles
 // elements 16-31 (value d·q + m); Q8_0 = f16 scale d, 32 signed bytes (value d·q).
 // The AVX2 paths are compiled with a target attribute and chosen at run time, so the binary still runs
 // (on the portable loops) on x86-64 CPUs without AVX2 and on other architectures.
 #define _GNU_SOURCE
 #include "decode_kernels.h"
+#include "block_groups.h"
+#include "kernel_common.h"
 #include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
@@ -14,28 +18,6 @@
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
-
-static float half_to_float(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exponent = (h >> 10) & 0x1F, mantissa = h & 0x3FF, bits;
-    if (exponent == 0) {
-        if (mantissa == 0) {
-            bits = sign;
-        } else { // subnormal: renormalise
-            exponent = 127 - 15 + 1;
-            while ((mantissa & 0x400) == 0) { mantissa <<= 1; exponent--; }
-            bits = sign | (exponent << 23) | ((mantissa & 0x3FF) << 13);
-        }
-    } else if (exponent == 31) {
-        bits = sign | 0x7F800000 | (mantissa << 13);
-    } else {
-        bits = sign | ((exponent + 127 - 15) << 23) | (mantissa << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
 
 static void gemv_q4_1_portable(const uint8_t *w, int64_t cols, const float *x, const float *sums, float *y,
                                int64_t begin, int64_t end, int accumulate) {
@@ -113,22 +95,6 @@ static void dequantize_q8_0_portable(const uint8_t *w, int64_t cols, float *out,
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define VECTOR_TARGET __attribute__((target("avx2,fma,f16c")))
-
-VECTOR_TARGET static inline float horizontal_sum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-VECTOR_TARGET static inline float half_avx(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
-}
-
 VECTOR_TARGET static void gemv_f32_avx2(const float *w, int64_t cols, const float *x, float *y, int64_t begin,
                                         int64_t end, int accumulate) {
     for (int64_t r = begin; r < end; r++) {
@@ -157,7 +123,7 @@ VECTOR_TARGET static void dequantize_q4_1_avx2(const uint8_t *w, int64_t cols, f
         const uint8_t *block = w + r * nb * 20;
         float *y = out + r * cols;
         for (int64_t b = 0; b < nb; b++, block += 20, y += 32) {
-            const __m256 d = _mm256_set1_ps(half_avx(block)), m = _mm256_set1_ps(half_avx(block + 2));
+            const __m256 d = _mm256_set1_ps(half_f16c(block)), m = _mm256_set1_ps(half_f16c(block + 2));
             __m128i q = _mm_loadu_si128((const __m128i *)(block + 4));
             __m128i lo = _mm_and_si128(q, low), hi = _mm_and_si128(_mm_srli_epi16(q, 4), low);
             __m128i parts[4] = { lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8) };
@@ -176,7 +142,7 @@ VECTOR_TARGET static void dequantize_q8_0_avx2(const uint8_t *w, int64_t cols, f
         const uint8_t *block = w + r * nb * 34;
         float *y = out + r * cols;
         for (int64_t b = 0; b < nb; b++, block += 34, y += 32) {
-            const __m256 d = _mm256_set1_ps(half_avx(block));
+            const __m256 d = _mm256_set1_ps(half_f16c(block));
             for (int j = 0; j < 32; j += 8) {
                 __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(block + 2 + j))));
                 _mm256_storeu_ps(y + j, _mm256_mul_ps(q, d));
@@ -206,8 +172,8 @@ VECTOR_TARGET static inline __attribute__((always_inline)) void gemm4_q4_1_avx2(
             __m256 q1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
             __m256 q2 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
             __m256 q3 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
-            const __m256 d = _mm256_set1_ps(half_avx(block));
-            const float m = half_avx(block + 2);
+            const __m256 d = _mm256_set1_ps(half_f16c(block));
+            const float m = half_f16c(block + 2);
             for (int k = 0; k < count; k++) {
                 const float *xb = x + k * cols + b * 32;
                 __m256 s = _mm256_mul_ps(q0, _mm256_loadu_ps(xb));
@@ -236,7 +202,7 @@ VECTOR_TARGET static inline __attribute__((always_inline)) void gemm4_q8_0_avx2(
         for (int64_t b = 0; b < nb; b++, block += 34) {
             __m256 q[4];
             for (int j = 0; j < 4; j++) q[j] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(block + 2 + 8 * j))));
-            const __m256 d = _mm256_set1_ps(half_avx(block));
+            const __m256 d = _mm256_set1_ps(half_f16c(block));
             for (int k = 0; k < count; k++) {
                 const float *xb = x + k * cols + b * 32;
                 __m256 s = _mm256_mul_ps(q[0], _mm256_loadu_ps(xb));
@@ -320,6 +286,10 @@ static void gemv_rows(int type, const void *weights, int64_t cols, const float *
 }
 
 static void dequantize_rows(int type, const void *weights, int64_t cols, float *out, int64_t begin, int64_t end) {
+    if (group_type(type)) {
+        group_dequantize_rows(type, weights, cols, out, begin, end, has_avx2());
+        return;
+    }
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     if (has_avx2()) {
         if (type == ENGRAM_Q4_1) dequantize_q4_1_avx2(weights, cols, out, begin, end);
@@ -336,6 +306,10 @@ static void dequantize_rows(int type, const void *weights, int64_t cols, float *
 // path shares each block's unpacking among four rows of X, the portable one runs the one-row loops.
 static void small_gemm_rows(int type, const void *weights, int64_t cols, const float *x, const float *sums, int64_t n,
                             float *y, int64_t ldy, int64_t begin, int64_t end, int accumulate) {
+    if (group_type(type)) {
+        group_gemm_rows(type, weights, cols, x, sums, n, y, ldy, begin, end, accumulate, has_avx2());
+        return;
+    }
     const int64_t nb = cols / 32;
     for (int64_t slice = begin; slice < end; slice += 64) {
         int64_t stop = slice + 64 < end ? slice + 64 : end;
@@ -369,7 +343,7 @@ static void small_gemm_rows(int type, const void *weights, int64_t cols, const f
 enum { PRODUCT, DEQUANTIZE, SMALL_GEMM };
 
 typedef struct {
-    int kind;                      // PRODUCT, DEQUANTIZE or SMALL_GEMM
+    int kind;                      // PRODUCT (float rows), DEQUANTIZE or SMALL_GEMM (blocks)
     int type, accumulate, pieces;
     const void *weights;
     int64_t rows, cols;
@@ -400,7 +374,7 @@ static void run_piece(const product *p, int piece) {
     int64_t begin = p->rows * piece / p->pieces, end = p->rows * (piece + 1) / p->pieces;
     if (begin >= end) return;
     switch (p->kind) {
-    case PRODUCT: gemv_rows(p->type, p->weights, p->cols, p->x, p->sums, p->y, begin, end, p->accumulate); return;
+    case PRODUCT: gemv_rows(ENGRAM_F32, p->weights, p->cols, p->x, NULL, p->y, begin, end, p->accumulate); return;
     case DEQUANTIZE: dequantize_rows(p->type, p->weights, p->cols, p->y, begin, end); return;
     default: small_gemm_rows(p->type, p->weights, p->cols, p->x, p->sums, p->n, p->y, p->rows, begin, end, p->accumulate); return;
     }
@@ -515,38 +489,45 @@ static void run_product(product job, int threads) {
     pthread_mutex_unlock(&pool.post);
 }
 
-// Q4_1's block offset multiplies the sum of x over the block: summed once per call for each of the n
-// rows of x, not once per weight row. Up to 1024 sums fit the caller's stack buffer `local` (callers may
-// run on threads with small stacks); more are allocated. The caller frees what is not `local`.
-static float *block_sums(int type, const float *x, int64_t n, int64_t cols, float *local) {
-    int64_t blocks = type == ENGRAM_Q4_1 ? cols / 32 : 0, count = n * blocks;
+// Offsets multiply sums of x: Q4_1's block offset the sum over each 32 values, the grouped types' offsets
+// the sum over each 16. They are summed once per call for each of the n rows of x, not once per weight
+// row. Up to 1024 sums fit the caller's stack buffer `local` (callers may run on threads with small
+// stacks); more are allocated. The caller frees what is not `local`. NULL when the type has no offsets.
+static float *offset_sums(int type, const float *x, int64_t n, int64_t cols, float *local) {
+    const int64_t width = type == ENGRAM_Q4_1 ? 32 : group_type(type) && group_type_has_offset(type) ? 16 : 0;
+    if (width == 0) return NULL;
+    const int64_t spans = cols / width, count = n * spans;
     float *sums = local;
     if (count > 1024 && !(sums = malloc(sizeof(float) * (size_t)count))) abort(); // as Swift does when out of memory
     for (int64_t b = 0; b < count; b++) {
-        const float *xb = x + (b / blocks) * cols + (b % blocks) * 32;
+        const float *xb = x + (b / spans) * cols + (b % spans) * width;
         float s = 0;
-        for (int j = 0; j < 32; j++) s += xb[j];
+        for (int j = 0; j < width; j++) s += xb[j];
         sums[b] = s;
     }
     return sums;
 }
 
+static int block_type(int type) { return type == ENGRAM_Q4_1 || type == ENGRAM_Q8_0 || group_type(type); }
+
 void engram_gemv(int type, const void *weights, int64_t rows, int64_t cols, const float *x, float *y,
                  int accumulate, int threads) {
-    float local[1024], *sums = block_sums(type, x, 1, cols, local);
-    run_product((product){ PRODUCT, type, accumulate, 1, weights, rows, cols, 1, x, sums, y }, threads);
-    if (sums != local) free(sums);
+    if (type != ENGRAM_F32) { // blocks: the small product's kernels with one row
+        engram_small_gemm(type, weights, rows, cols, x, 1, y, accumulate, threads);
+        return;
+    }
+    run_product((product){ PRODUCT, type, accumulate, 1, weights, rows, cols, 1, x, NULL, y }, threads);
 }
 
 void engram_dequantize(int type, const void *blocks, int64_t rows, int64_t cols, float *out, int threads) {
-    if (type != ENGRAM_Q4_1 && type != ENGRAM_Q8_0) abort(); // callers pass the block types only
+    if (!block_type(type)) abort(); // callers pass the block types only
     run_product((product){ DEQUANTIZE, type, 0, 1, blocks, rows, cols, 1, NULL, NULL, out }, threads);
 }
 
 void engram_small_gemm(int type, const void *blocks, int64_t rows, int64_t cols, const float *x, int64_t n,
                        float *y, int accumulate, int threads) {
-    if (type != ENGRAM_Q4_1 && type != ENGRAM_Q8_0) abort(); // callers pass the block types only
-    float local[1024], *sums = block_sums(type, x, n, cols, local);
+    if (!block_type(type)) abort(); // callers pass the block types only
+    float local[1024], *sums = offset_sums(type, x, n, cols, local);
     run_product((product){ SMALL_GEMM, type, accumulate, 1, blocks, rows, cols, n, x, sums, y }, threads);
     if (sums != local) free(sums);
 }

@@ -2,8 +2,9 @@ import XCTest
 import Engram
 
 /// Dequantizers against values computed in the test from the GGML block definitions (element by
-/// element, with the index arithmetic written out), plus a few numbers worked out by hand, plus the
-/// real model's samples from the transformers-produced fixture.
+/// element, with the index arithmetic written out), plus a few numbers worked out by hand, plus gguf-py's
+/// values for random blocks of every type, plus the real model's samples from the transformers-produced
+/// fixture.
 final class FormatDequantizeTests: XCTestCase {
     func half(_ bytes: [UInt8], _ at: Int) -> Double {
         Double(Float(Float16(bitPattern: UInt16(bytes[at]) | UInt16(bytes[at + 1]) << 8)))
@@ -256,7 +257,7 @@ final class FormatDequantizeTests: XCTestCase {
     }
 
     /// Every block type against gguf-py's numpy dequantizers (fixtures/quant-reference.json, written by
-    /// fixtures/make_quant_reference.py): random blocks, float32 values.
+    /// fixtures/make_quant_reference.py): random blocks, float32 values, bit for bit on both paths.
     func testAgainstGGUFPy() throws {
         let url = TestSupport.packageRoot.appendingPathComponent("fixtures/quant-reference.json")
         let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
@@ -272,12 +273,17 @@ final class FormatDequantizeTests: XCTestCase {
                 return UInt8(hex[start..<hex.index(start, offsetBy: 2)], radix: 16)!
             }
             let expected = try XCTUnwrap(c["values"] as? [Double])
-            let got = run(dtype, bytes)
-            XCTAssertEqual(got.count, expected.count, name)
-            // Compared as float32: Foundation's JSON parser may miss a decimal's nearest double by an ulp.
-            for (i, (g, e)) in zip(got, expected).enumerated() where g != Float(e) {
-                XCTFail("\(name)[\(i)]: got \(g), gguf-py \(e)")
-                break
+            let saved = QuantizedRows.vectorized
+            defer { QuantizedRows.vectorized = saved }
+            for vectorized in [true, false] { // the AVX2 unpacking (where the CPU has it) and the portable one
+                QuantizedRows.vectorized = vectorized
+                let got = run(dtype, bytes)
+                XCTAssertEqual(got.count, expected.count, name)
+                // Compared as float32: Foundation's JSON parser may miss a decimal's nearest double by an ulp.
+                for (i, (g, e)) in zip(got, expected).enumerated() where g != Float(e) {
+                    XCTFail("\(name)[\(i)] vectorized \(QuantizedRows.vectorized): got \(g), gguf-py \(e)")
+                    break
+                }
             }
         }
     }

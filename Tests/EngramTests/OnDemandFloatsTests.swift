@@ -11,7 +11,7 @@ final class OnDemandFloatsTests: XCTestCase {
         var rng = SeededRandom(seed: seed)
         var bytes = (0..<(count * dtype.blockBytes)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
         for b in 0..<count {
-            for at in dtype == .q4_1 ? [0, 2] : [0] {
+            for at in DType.scaleFields(dtype) {
                 var bits = UInt16(truncatingIfNeeded: rng.next())
                 if bits & 0x7C00 == 0x7C00 { bits &= 0xBFFF } // inf/NaN exponent → a finite one
                 bytes[b * dtype.blockBytes + at] = UInt8(bits & 0xFF)
@@ -21,26 +21,30 @@ final class OnDemandFloatsTests: XCTestCase {
         return bytes
     }
 
-    /// Runs `body` for both block types on the vector path (where the CPU has one) and the portable loops.
+    /// Runs `body` for every block type on the vector path (where the CPU has one) and the portable loops.
     func forEachKernelPath(_ body: (DType) -> Void) {
         let saved = QuantizedRows.vectorized
         defer { QuantizedRows.vectorized = saved }
         for vectorized in [true, false] {
             QuantizedRows.vectorized = vectorized
-            for dtype in [DType.q4_1, .q8_0] { body(dtype) }
+            for dtype in DType.blockTypes { body(dtype) }
         }
     }
 
-    /// The C dequantizer (vector and portable paths, split over threads or not, from any first row)
-    /// gives Swift's `Dequantize` floats bit for bit: on-demand rows and the copy made at load agree.
-    func testTheDequantizerMatchesDequantizeBitForBit() {
+    /// The dequantizer gives the same floats on the vector and the portable path, split over threads or
+    /// not, from any first row, as `Dequantize` (checked against gguf-py) gives on the portable path:
+    /// on-demand rows and the copy made at load agree bit for bit.
+    func testTheDequantizerGivesTheSameFloatsOnEveryPath() {
         let owner = FloatBuffer(count: 1)
         forEachKernelPath { dtype in
-            let rows = 301, cols = 160 // 48k values: split over the pool's threads
-            let bytes = blocks(dtype, count: rows * cols / 32, seed: 3)
+            let rows = 301, cols = 256 // 77k values: split over the pool's threads
+            let bytes = blocks(dtype, count: rows * cols / dtype.blockSize, seed: 3)
             bytes.withUnsafeBytes { raw in
                 var expected = [Float](repeating: 0, count: rows * cols)
+                let vectorized = QuantizedRows.vectorized
+                QuantizedRows.vectorized = false
                 expected.withUnsafeMutableBufferPointer { Dequantize.run(dtype, source: raw.baseAddress!, count: rows * cols, into: $0.baseAddress!) }
+                QuantizedRows.vectorized = vectorized
                 let q = QuantizedRows(dtype: dtype, rows: rows, cols: cols, blocks: raw.baseAddress!, owner: owner)
                 for (range, threads) in [(0..<rows, 1), (0..<rows, 2), (17..<18, 1), (100..<301, 2)] {
                     var got = [Float](repeating: .nan, count: range.count * cols)
@@ -123,13 +127,82 @@ final class OnDemandFloatsTests: XCTestCase {
         XCTAssertTrue(blockWeights(lazy).allSatisfy { !$0.hasFloats }, "a float copy was made while generating")
     }
 
+    /// A tiny LLaMA (hidden 256) whose weights are blocks of every type, one type per weight as llama.cpp's
+    /// mixes combine them. Opened on demand, a 40-token prompt's KV cache and the decoding after it are
+    /// bit for bit those of the same file loaded with floats, and a short prompt agrees to rounding; both
+    /// agree to rounding with the F32 GGUF of the same values. No float copy is made.
+    func testEveryBlockTypeInOneModel() throws {
+        var tiny = TinyModel.make(.llama, seed: 51, layers: 2, hidden: 256, intermediate: 512, heads: 4, kvHeads: 2,
+                                  vocab: 97, context: 64, ropeTheta: 10000, eps: 1e-5, tied: false)
+        let types: [String: DType] = [
+            "model.embed_tokens.weight": .q8_0, "lm_head.weight": .q6_K,
+            "model.layers.0.self_attn.q_proj.weight": .q4_0, "model.layers.0.self_attn.k_proj.weight": .q5_0,
+            "model.layers.0.self_attn.v_proj.weight": .q5_1, "model.layers.0.self_attn.o_proj.weight": .q8_0,
+            "model.layers.0.mlp.gate_proj.weight": .q4_1, "model.layers.0.mlp.up_proj.weight": .q2_K,
+            "model.layers.0.mlp.down_proj.weight": .q3_K,
+            "model.layers.1.self_attn.q_proj.weight": .q4_K, "model.layers.1.self_attn.k_proj.weight": .q5_K,
+            "model.layers.1.self_attn.v_proj.weight": .q6_K, "model.layers.1.self_attn.o_proj.weight": .q4_K,
+            "model.layers.1.mlp.gate_proj.weight": .q5_K, "model.layers.1.mlp.up_proj.weight": .q6_K,
+            "model.layers.1.mlp.down_proj.weight": .q5_0,
+        ]
+        XCTAssertEqual(Set(types.values), Set(DType.blockTypes))
+        tiny.useRandomBlocks(types, seed: 52)
+        var floats = tiny
+        for i in floats.tensors.indices { floats.tensors[i].blocks = nil }
+        let folder = TemporaryFolder()
+        try tiny.writeGGUF(to: folder.file("mixed.gguf"))
+        try floats.writeGGUF(to: folder.file("f32.gguf"))
+        func model(_ file: String, onDemand: Bool) throws -> LanguageModel {
+            let ck = try ModelLoader.checkpoint(folder.file(file))
+            ck.dequantizesOnDemand = onDemand
+            return try ModelLoader.build(ck)
+        }
+        let lazy = try model("mixed.gguf", onDemand: true), eager = try model("mixed.gguf", onDemand: false)
+        let truth = try model("f32.gguf", onDemand: false)
+        let long = (0..<40).map { Int32(($0 * 7 + 3) % 97) }, short = Array(long.prefix(5))
+        XCTAssertGreaterThan(long.count, BLAS.smallProductRows)
+        func run(_ model: LanguageModel) throws -> (cache: [Float], steps: [Float], short: [Float]) {
+            let cache = model.makeCache()
+            var logits = try model.forward(long, cache: cache, logits: .last)
+            let stored = (0..<model.config.layers).flatMap { l in
+                Array(cache.keys[l].array.prefix(long.count * model.config.kvDim)) + Array(cache.values[l].array.prefix(long.count * model.config.kvDim))
+            }
+            var steps = logits.values
+            for _ in 0..<3 {
+                logits = try model.forward([Sampler.argmax(logits.pointer, count: logits.cols)], cache: cache)
+                steps += logits.values
+            }
+            return (stored, steps, try model.forward(short, cache: model.makeCache(), logits: .all).values)
+        }
+        func assertClose(_ a: [Float], _ b: [Float], _ label: String) {
+            XCTAssertEqual(a.count, b.count, label)
+            let worst = zip(a, b).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? .infinity
+            XCTAssertLessThan(worst, 1e-4, label)
+        }
+        let got = try run(lazy), loaded = try run(eager), want = try run(truth)
+        XCTAssertTrue(got.steps.allSatisfy(\.isFinite))
+        XCTAssertEqual(got.cache.map(\.bitPattern), loaded.cache.map(\.bitPattern), "KV cache, on demand against loaded")
+        XCTAssertEqual(got.steps.map(\.bitPattern), loaded.steps.map(\.bitPattern), "decoding, on demand against loaded")
+        assertClose(got.short, loaded.short, "short prompt, on demand against loaded")
+        assertClose(got.cache, want.cache, "KV cache against the float model")
+        assertClose(got.steps, want.steps, "decoding against the float model")
+        assertClose(got.short, want.short, "short prompt against the float model")
+        let llama = try XCTUnwrap(lazy as? Llama)
+        let weights = [llama.tokenEmbedding, llama.outputWeight] + llama.blocks.flatMap { [$0.wq, $0.wk, $0.wv, $0.wo, $0.wGate, $0.wUp, $0.wDown] }
+        XCTAssertEqual(weights.count, 16)
+        for w in weights {
+            let blocks = try XCTUnwrap(w.quantized, "a weight not kept as blocks")
+            XCTAssertFalse(blocks.hasFloats, "\(blocks.dtype): a float copy was made")
+        }
+    }
+
     /// Products of a few rows straight from the blocks against a double reference over the dequantized
     /// weights, on both paths, with row counts around the four-row sweep, accumulating or not; every row
     /// the bits of the one-row product of that row alone, however the rows are split over threads.
     func testSmallProductsFromBlocks() {
         let owner = FloatBuffer(count: 1)
         forEachKernelPath { dtype in
-            let rows = 203, cols = 192
+            let rows = 203, cols = 512
             let bytes = QuantizedDecodeTests.blocks(dtype, rows: rows, cols: cols, seed: 21)
             bytes.withUnsafeBytes { raw in
                 var w = [Float](repeating: 0, count: rows * cols)

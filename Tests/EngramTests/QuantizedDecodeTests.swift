@@ -1,19 +1,19 @@
 import XCTest
 @testable import Engram
 
-/// One-row products read straight from Q4_1/Q8_0 blocks (`QuantizedRows`) or float rows: the same
+/// One-row products read straight from blocks of every type (`QuantizedRows`) or float rows: the same
 /// numbers as the products over the (dequantized) floats, on both the vector and the portable paths,
 /// and never from blocks that an edit has made stale.
 final class QuantizedDecodeTests: XCTestCase {
     /// Random blocks with moderate f16 scales (random bit patterns would include NaN and inf).
     static func blocks(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> [UInt8] {
         var rng = SeededRandom(seed: seed)
-        let count = rows * cols / 32
+        let count = rows * cols / dtype.blockSize
         var bytes = (0..<(count * dtype.blockBytes)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
         for b in 0..<count {
-            let halves = dtype == .q4_1 ? [0, 2] : [0]
-            for at in halves {
-                let bits = Float16(rng.uniform() * 0.1).bitPattern
+            for at in DType.scaleFields(dtype) {
+                // Smaller for the K types, whose 6- and 8-bit sub-scales multiply d again.
+                let bits = Float16(rng.uniform() * (dtype.blockSize == 256 ? 0.002 : 0.1)).bitPattern
                 bytes[b * dtype.blockBytes + at] = UInt8(bits & 0xFF)
                 bytes[b * dtype.blockBytes + at + 1] = UInt8(bits >> 8)
             }
@@ -71,9 +71,9 @@ final class QuantizedDecodeTests: XCTestCase {
         }
         for vectorized in [true, false] {
             QuantizedRows.vectorized = vectorized
-            for dtype in [DType.q4_1, .q8_0] {
+            for dtype in DType.blockTypes {
                 for accumulate in [false, true] {
-                    check(dtype, rows: 37, cols: 96, threads: 1, accumulate: accumulate, seed: 1)
+                    check(dtype, rows: 37, cols: dtype.blockSize == 256 ? 256 : 96, threads: 1, accumulate: accumulate, seed: 1)
                     // Large enough to be split over threads; an odd row count leaves uneven pieces.
                     check(dtype, rows: 601, cols: 512, threads: 2, accumulate: accumulate, seed: 2)
                     check(dtype, rows: 601, cols: 512, threads: 3, accumulate: accumulate, seed: 3)

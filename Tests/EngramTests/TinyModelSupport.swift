@@ -75,8 +75,9 @@ struct HFTensor {
     let name: String
     let shape: [Int]
     var values: [Float]
-    /// Q8_0 blocks of the rows (Hugging Face row order) when the GGUF copy should be quantized.
-    var q8: [UInt8]? = nil
+    /// Blocks of the rows (Hugging Face row order) when the GGUF copy should be quantized, and their type.
+    var blocks: [UInt8]? = nil
+    var blockType = DType.q8_0
 }
 
 /// A tiny random model of one architecture: its config as config.json keys and as GGUF keys, and its
@@ -202,7 +203,35 @@ struct TinyModel {
                 }
             }
             tensors[i].values = values
-            tensors[i].q8 = bytes
+            tensors[i].blocks = bytes
+            tensors[i].blockType = .q8_0
+        }
+    }
+
+    /// Stores the named weights as random blocks of the given types (moderate scales, chosen so values
+    /// stay of order one), their floats being what those blocks dequantize to.
+    mutating func useRandomBlocks(_ types: [String: DType], seed: UInt64) {
+        var rng = SeededRandom(seed: seed)
+        for i in tensors.indices {
+            guard let dtype = types[tensors[i].name] else { continue }
+            let count = tensors[i].values.count
+            precondition(count % dtype.blockSize == 0 && tensors[i].shape.last! % dtype.blockSize == 0)
+            var bytes = (0..<(count / dtype.blockSize * dtype.blockBytes)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            // The largest integer a scale multiplies: 31 (Q5), 15·63 (Q4_K's 4-bit value by a 6-bit scale), …
+            let reach: Float = [.q4_0: 8, .q4_1: 15, .q5_0: 16, .q5_1: 31, .q8_0: 127, .q2_K: 45, .q3_K: 128,
+                                .q4_K: 945, .q5_K: 1953, .q6_K: 4064][dtype]!
+            for b in 0..<(count / dtype.blockSize) {
+                for at in DType.scaleFields(dtype) {
+                    let bits = Float16(rng.symmetric() * 0.4 / reach).bitPattern
+                    bytes[b * dtype.blockBytes + at] = UInt8(bits & 0xFF)
+                    bytes[b * dtype.blockBytes + at + 1] = UInt8(bits >> 8)
+                }
+            }
+            bytes.withUnsafeBytes { raw in
+                tensors[i].values.withUnsafeMutableBufferPointer { Dequantize.run(dtype, source: raw.baseAddress!, count: count, into: $0.baseAddress!) }
+            }
+            tensors[i].blocks = bytes
+            tensors[i].blockType = dtype
         }
     }
 
@@ -308,15 +337,15 @@ struct TinyModel {
         return sources
     }
 
-    /// The weights under canonical GGUF names and layouts: (name, shape, floats or Q8_0 bytes).
-    func canonicalTensors() -> [(name: String, shape: [Int], values: [Float], q8: [UInt8]?)] {
-        var out: [(String, [Int], [Float], [UInt8]?)] = []
+    /// The weights under canonical GGUF names and layouts: (name, shape, floats, and blocks if quantized).
+    func canonicalTensors() -> [(name: String, shape: [Int], values: [Float], blocks: [UInt8]?, blockType: DType)] {
+        var out: [(String, [Int], [Float], [UInt8]?, DType)] = []
         func rowsPermuted<T>(_ v: [T], rows: Int, heads: Int) -> [T] {
             let width = v.count / rows
             return Self.ggufRowSources(rows: rows, heads: heads).flatMap { v[($0 * width)..<(($0 + 1) * width)] }
         }
         for t in tensors {
-            var name = t.name, shape = t.shape, values = t.values, q8 = t.q8
+            var name = t.name, shape = t.shape, values = t.values, blocks = t.blocks
             switch kind {
             case .llama, .qwen2:
                 name = name.replacingOccurrences(of: "model.layers.", with: "blk.")
@@ -331,7 +360,7 @@ struct TinyModel {
                 if kind == .llama, name.hasSuffix("attn_q.weight") || name.hasSuffix("attn_k.weight") {
                     let h = name.hasSuffix("attn_q.weight") ? heads : kvHeads
                     values = rowsPermuted(values, rows: shape[0], heads: h)
-                    q8 = q8.map { rowsPermuted($0, rows: shape[0], heads: h) }
+                    blocks = blocks.map { rowsPermuted($0, rows: shape[0], heads: h) }
                 }
             case .gpt2:
                 name = name.replacingOccurrences(of: "transformer.", with: "").replacingOccurrences(of: "h.", with: "blk.")
@@ -347,14 +376,14 @@ struct TinyModel {
                     shape = [c, r]
                 }
             }
-            out.append((name, shape, values, q8))
+            out.append((name, shape, values, blocks, t.blockType))
         }
         return out
     }
 
     func writeGGUF(to path: String) throws {
         let items = try canonicalTensors().map { t -> WritableTensor in
-            if let q8 = t.q8 { return .bytes(name: t.name, dtype: .q8_0, shape: t.shape, data: Data(q8)) }
+            if let blocks = t.blocks { return .bytes(name: t.name, dtype: t.blockType, shape: t.shape, data: Data(blocks)) }
             let buffer = FloatBuffer(t.values)
             return try .floats(name: t.name, shape: t.shape, as: .f32, values: buffer.pointer, owner: buffer)
         }
@@ -409,4 +438,22 @@ func assertReferenceLogits(_ ck: Checkpoint, _ model: TinyModel, sequences: [[In
         }
         XCTAssertLessThan(worst, referenceTolerance, "\(label) tokens \(tokens): max |Δlogit| \(worst)", file: file, line: line)
     }
+}
+
+extension DType {
+    /// Byte offsets of the float16 scale (and min/offset) fields in one block (GGML's layouts): where
+    /// tests put moderate values, since random bit patterns would include NaN and infinity.
+    static func scaleFields(_ dtype: DType) -> [Int] {
+        switch dtype {
+        case .q4_1, .q5_1, .q4_K, .q5_K: return [0, 2]
+        case .q2_K: return [80, 82]
+        case .q3_K: return [108]
+        case .q6_K: return [208]
+        case .f32, .f16, .bf16: return []
+        default: return [0] // Q4_0, Q5_0, Q8_0
+        }
+    }
+
+    /// The block types, every one of which `QuantizedRows` multiplies from.
+    static let blockTypes = DType.allCases.filter(\.isQuantized)
 }

@@ -8,23 +8,27 @@
 /// Results equal the products over the dequantized weights up to float rounding (sums are taken in
 /// another order).
 
-/// Weight types for `engram_gemv` (GGML's type numbers).
-enum { ENGRAM_F32 = 0, ENGRAM_Q4_1 = 3, ENGRAM_Q8_0 = 8 };
+/// Weight types (GGML's type numbers): float rows, and the block types, whose rows are whole blocks of
+/// 32 values (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) or 256 (the K types).
+enum {
+    ENGRAM_F32 = 0, ENGRAM_Q4_0 = 2, ENGRAM_Q4_1 = 3, ENGRAM_Q5_0 = 6, ENGRAM_Q5_1 = 7, ENGRAM_Q8_0 = 8,
+    ENGRAM_Q2_K = 10, ENGRAM_Q3_K = 11, ENGRAM_Q4_K = 12, ENGRAM_Q5_K = 13, ENGRAM_Q6_K = 14
+};
 
 /// `y[r] = Σ_c W[r, c] · x[c]` for every row (plus the old `y[r]` when `accumulate` is non-zero).
-/// `weights` holds `rows` rows: of `cols / 32` blocks each for Q4_1/Q8_0 (`cols` a multiple of 32), of
-/// `cols` floats for F32. The rows are split over `threads` threads: the calling thread and
+/// `weights` holds `rows` rows: of `cols` floats for F32, else of blocks (a block type's product is
+/// `engram_small_gemm` with one row). The rows are split over `threads` threads: the calling thread and
 /// `threads − 1` pool workers that wait for work spinning briefly, then asleep. Small products, and
 /// products asked for while another thread is using the pool, run on the calling thread alone.
 void engram_gemv(int type, const void *weights, int64_t rows, int64_t cols, const float *x, float *y,
                  int accumulate, int threads);
 
-/// The `rows` rows of Q4_1 or Q8_0 blocks (`cols` a multiple of 32) as float32 into `out` (`rows · cols`
-/// floats, row-major): the same values as multiplying each scale and adding each offset in float32. Split
+/// The `rows` rows of blocks as float32 into `out` (`rows · cols` floats, row-major): the same values as
+/// multiplying each scale and adding each offset in float32 (gguf-py's and Swift's `Dequantize`). Split
 /// over threads like `engram_gemv`.
 void engram_dequantize(int type, const void *blocks, int64_t rows, int64_t cols, float *out, int threads);
 
-/// `Y[n, rows] = X[n, cols] · Wᵀ` (plus the old Y when `accumulate`) for W in Q4_1 or Q8_0 blocks, X and
+/// `Y[n, rows] = X[n, cols] · Wᵀ` (plus the old Y when `accumulate`) for W in blocks, X and
 /// Y row-major, for a few rows of X: the blocks are read from memory once for all of them (as one decoding
 /// step reads them; slices stay in cache while every row of X passes over them), and every element of Y is exactly what `engram_gemv` gives for that row of X alone, so a token's
 /// numbers do not depend on the other tokens of its pass or on how the rows are split over threads.

@@ -29,9 +29,9 @@ public struct StoredTensor: @unchecked Sendable {
     public var elementCount: Int { shape.reduce(1, *) }
 
     /// The tensor as float32 `[rows, cols]`, where cols is the innermost dimension. F32 data is used in
-    /// place (the mapping is private, so writes never reach the file); other types are dequantized, now,
-    /// or for block types that have kernels and `onDemand`, when the floats are first asked for (until
-    /// then products read the blocks).
+    /// place (the mapping is private, so writes never reach the file); F16/BF16 are converted now; block
+    /// types are dequantized now, or with `onDemand` when the floats are first asked for (until then
+    /// products read the blocks).
     public func matrix(onDemand: Bool = false) -> Matrix {
         let cols = shape.last ?? 1
         let rows = cols == 0 ? 0 : elementCount / cols
@@ -63,7 +63,7 @@ public final class Checkpoint: @unchecked Sendable {
     public var sidecars: [String: Data] = [:]
     /// Set by `contentHash()`.
     var cachedHash: String?
-    /// Whether quantized weights (of the block types with kernels) get their float32 copies only when
+    /// Whether quantized weights (of the block types, every one of which has kernels) get their float32 copies only when
     /// something asks for their memory: for generating and serving, where products can read the blocks.
     /// Memory then stays near the file's size until an edit or a gradient needs a weight's floats.
     public var dequantizesOnDemand = false

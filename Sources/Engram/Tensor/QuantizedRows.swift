@@ -3,7 +3,8 @@ import Foundation
 
 /// The GGML blocks of a quantized weight matrix (mapped from its file) and, once made, its float32 copy.
 /// Decoding one token is bound by reading the weights, and Q4_1 blocks are a seventh of the float32 bytes
-/// (Q8_0 a little over a quarter), so `BLAS.linear` reads the blocks when it multiplies a single row.
+/// (Q8_0 a little over a quarter, Q4_K/Q6_K an eighth/a fifth), so `BLAS.linear` reads the blocks when
+/// it multiplies a single row.
 /// Loaded normally, every weight's float copy is made at load and everything else (prompts, batches,
 /// gradients, edits) uses it. For a checkpoint opened with `Checkpoint.dequantizesOnDemand` (generation
 /// and serving), products and input gradients read the blocks while they are current (a few rows
@@ -27,9 +28,10 @@ public final class QuantizedRows: @unchecked Sendable {
     /// Turns the quantized path off for the whole process (to compare against the float products).
     nonisolated(unsafe) public static var enabled = true
 
-    /// The block types with a kernel; rows must be whole blocks.
+    /// Every block type has kernels (Q4_1 and Q8_0 their own, the others as groups of 32 values); rows
+    /// must be whole blocks.
     public static func supports(_ dtype: DType, cols: Int) -> Bool {
-        (dtype == .q4_1 || dtype == .q8_0) && cols > 0 && cols % 32 == 0
+        dtype.isQuantized && cols > 0 && cols % dtype.blockSize == 0
     }
 
     init(dtype: DType, rows: Int, cols: Int, blocks: UnsafeRawPointer, owner: AnyObject) {
@@ -78,7 +80,8 @@ public final class QuantizedRows: @unchecked Sendable {
         engram_dequantize(kernelType, blocks + range.lowerBound * rowBytes, Int64(range.count), Int64(cols), out, Int32(threads))
     }
 
-    private var kernelType: Int32 { dtype == .q4_1 ? Int32(ENGRAM_Q4_1) : Int32(ENGRAM_Q8_0) }
+    /// The kernels' type numbers are GGML's, as `DType`'s are.
+    private var kernelType: Int32 { Int32(dtype.rawValue) }
 
     /// Whether single-row products may read the blocks (not retired, and the path is on).
     public var isCurrent: Bool {
