@@ -32,6 +32,11 @@ int group_type_has_offset(int type) {
     return type == ENGRAM_Q5_1 || type == ENGRAM_Q4_K || type == ENGRAM_Q5_K || type == ENGRAM_Q2_K;
 }
 
+// Whether the two halves of a group have scales of their own (the types with one per 16 values).
+static inline __attribute__((always_inline)) int two_scales(int type) {
+    return type == ENGRAM_Q6_K || type == ENGRAM_Q2_K || type == ENGRAM_Q3_K;
+}
+
 static inline __attribute__((always_inline)) int block_values(int type) {
     return type == ENGRAM_Q4_0 || type == ENGRAM_Q5_0 || type == ENGRAM_Q5_1 ? 32 : 256;
 }
@@ -291,9 +296,15 @@ VECTOR_TARGET static inline __attribute__((always_inline)) void gemm4_avx2(
                 const int64_t at = b * values + 32 * g;
                 for (int k = 0; k < count; k++) {
                     const float *xb = x + k * cols + at;
-                    __m256 lo = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(xb + 8), _mm256_mul_ps(q[0], _mm256_loadu_ps(xb)));
-                    __m256 hi = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(xb + 24), _mm256_mul_ps(q[2], _mm256_loadu_ps(xb + 16)));
-                    acc[k] = _mm256_fmadd_ps(scale1, hi, _mm256_fmadd_ps(scale0, lo, acc[k]));
+                    if (two_scales(type)) {
+                        __m256 lo = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(xb + 8), _mm256_mul_ps(q[0], _mm256_loadu_ps(xb)));
+                        __m256 hi = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(xb + 24), _mm256_mul_ps(q[2], _mm256_loadu_ps(xb + 16)));
+                        acc[k] = _mm256_fmadd_ps(scale1, hi, _mm256_fmadd_ps(scale0, lo, acc[k]));
+                    } else { // one scale for the 32 values: one chain, one multiply by it
+                        __m256 sum = _mm256_mul_ps(q[0], _mm256_loadu_ps(xb));
+                        for (int j = 1; j < 4; j++) sum = _mm256_fmadd_ps(q[j], _mm256_loadu_ps(xb + 8 * j), sum);
+                        acc[k] = _mm256_fmadd_ps(scale0, sum, acc[k]);
+                    }
                     if (offset) {
                         const float *s = sums16 + k * (cols / 16) + at / 16;
                         offsets[k] += group.offset[0] * s[0] + group.offset[1] * s[1];
