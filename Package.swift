@@ -36,10 +36,12 @@ let package = Package(
             cxxSettings: [.unsafeFlags(["-std=c++17"])],
             linkerSettings: [.linkedLibrary("sentencepiece"), .linkedLibrary("stdc++")]
         ),
-        // Products over quantized blocks of every GGML type and float rows, and the dequantizer (AVX2 chosen at
-        // run time), with their thread pool.
+        // Products over quantized blocks of every GGML type, 16-bit and float rows, and the dequantizer (AVX2
+        // chosen at run time), with their thread pool. No contraction into fused multiply-adds beyond the
+        // kernels' own: a token's sums must not depend on how many rows share a sweep, whatever the compiler's
+        // default (GCC ignores the sources' FP_CONTRACT pragma).
         .target(name: "CDecodeKernels", path: "Sources/CDecodeKernels",
-                cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
+                cSettings: [.unsafeFlags(["-ffp-contract=off"]), .unsafeFlags(["-O2"], .when(configuration: .debug))]),
         .target(
             name: "Engram",
             dependencies: [

@@ -4,7 +4,9 @@
 // step and the same products:
 //   Q4_0, Q5_0, Q5_1  one group per 32-value block: scale d (offset m for Q5_1);
 //   Q4_K, Q5_K        eight groups per 256-value block, each with its 6-bit scale and min;
-//   Q6_K, Q2_K, Q3_K  sixteen scales per 256-value block, one per 16 values.
+//   Q6_K, Q2_K, Q3_K  sixteen scales per 256-value block, one per 16 values;
+//   F16, BF16         rows of 16-bit floats, 32 values (64 bytes) taken as a block with scale 1: their
+//                     values are floats already, so they are converted, not unpacked to integers.
 // A product's sum for one output is Σ over groups of scale₀ · Σ q·x (first half) + scale₁ · Σ q·x
 // (second half) + offsets · Σ x, so it equals the product over the dequantized floats up to rounding.
 // The unpacking is plain C inlined into an AVX2-targeted loop, where the compiler vectorises it.
@@ -22,7 +24,7 @@ typedef struct {
 
 int group_type(int type) {
     switch (type) {
-    case ENGRAM_Q4_0: case ENGRAM_Q5_0: case ENGRAM_Q5_1:
+    case ENGRAM_F16: case ENGRAM_BF16: case ENGRAM_Q4_0: case ENGRAM_Q5_0: case ENGRAM_Q5_1:
     case ENGRAM_Q2_K: case ENGRAM_Q3_K: case ENGRAM_Q4_K: case ENGRAM_Q5_K: case ENGRAM_Q6_K: return 1;
     default: return 0;
     }
@@ -37,12 +39,16 @@ static inline __attribute__((always_inline)) int two_scales(int type) {
     return type == ENGRAM_Q6_K || type == ENGRAM_Q2_K || type == ENGRAM_Q3_K;
 }
 
+// Rows of 16-bit floats rather than integer blocks.
+static inline __attribute__((always_inline)) int float_rows(int type) { return type == ENGRAM_F16 || type == ENGRAM_BF16; }
+
 static inline __attribute__((always_inline)) int block_values(int type) {
-    return type == ENGRAM_Q4_0 || type == ENGRAM_Q5_0 || type == ENGRAM_Q5_1 ? 32 : 256;
+    return float_rows(type) || type == ENGRAM_Q4_0 || type == ENGRAM_Q5_0 || type == ENGRAM_Q5_1 ? 32 : 256;
 }
 
 static inline __attribute__((always_inline)) int block_bytes(int type) {
     switch (type) {
+    case ENGRAM_F16: case ENGRAM_BF16: return 64;
     case ENGRAM_Q4_0: return 18;
     case ENGRAM_Q5_0: return 22;
     case ENGRAM_Q5_1: return 24;
@@ -53,8 +59,6 @@ static inline __attribute__((always_inline)) int block_bytes(int type) {
     default: return 210; // Q6_K
     }
 }
-
-int64_t group_row_bytes(int type, int64_t cols) { return cols / block_values(type) * block_bytes(type); }
 
 // The 6-bit scale and min of sub-block j (0..7) of Q4_K/Q5_K, packed in 12 bytes.
 static inline __attribute__((always_inline)) void scale_min_k4(int j, const uint8_t *s, int *scale, int *min) {
@@ -73,7 +77,17 @@ static inline __attribute__((always_inline)) int scale_k3(int j, const uint8_t *
     return low | ((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4;
 }
 
-// Group g of the block at b. `type` is a constant wherever this is inlined, so the switch folds away.
+// Value l of 32 stored 16-bit floats at b (F16 or BF16), exactly.
+static inline __attribute__((always_inline)) float stored_float(int type, const uint8_t *b, int l) {
+    if (type == ENGRAM_F16) return half_to_float(b + 2 * l);
+    uint32_t bits = (uint32_t)(b[2 * l] | b[2 * l + 1] << 8) << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+// Group g of the block at b (an integer block type). `type` is a constant wherever this is inlined, so
+// the switch folds away.
 static inline __attribute__((always_inline)) void unpack(int type, const uint8_t *b, int g, group32 *o) {
     o->offset[0] = o->offset[1] = 0;
     switch (type) {
@@ -162,6 +176,10 @@ static inline __attribute__((always_inline)) void dequantize_portable(int type, 
         float *y = out + r * cols;
         for (int64_t b = 0; b < nb; b++, block += bytes) {
             for (int g = 0; g < values / 32; g++, y += 32) {
+                if (float_rows(type)) {
+                    for (int l = 0; l < 32; l++) y[l] = stored_float(type, block, l);
+                    continue;
+                }
                 unpack(type, block, g, &group);
                 for (int l = 0; l < 32; l++) {
                     float v = group.scale[l / 16] * (float)group.q[l];
@@ -186,9 +204,15 @@ static inline __attribute__((always_inline)) void gemm_portable(
             float total = 0;
             for (int64_t b = 0; b < nb; b++, block += bytes) {
                 for (int g = 0; g < values / 32; g++) {
-                    unpack(type, block, g, &group);
                     const int64_t at = b * values + 32 * g;
                     float lo = 0, hi = 0;
+                    if (float_rows(type)) {
+                        for (int l = 0; l < 16; l++) lo += stored_float(type, block, l) * xk[at + l];
+                        for (int l = 16; l < 32; l++) hi += stored_float(type, block, l) * xk[at + l];
+                        total += lo + hi;
+                        continue;
+                    }
+                    unpack(type, block, g, &group);
                     for (int l = 0; l < 16; l++) lo += (float)group.q[l] * xk[at + l];
                     for (int l = 16; l < 32; l++) hi += (float)group.q[l] * xk[at + l];
                     total += group.scale[0] * lo + group.scale[1] * hi;
@@ -267,8 +291,20 @@ VECTOR_TARGET static inline __attribute__((always_inline)) __m256i unpack_avx2(i
     }
 }
 
-// The four float vectors of a group's 32 signed bytes.
-VECTOR_TARGET static inline __attribute__((always_inline)) void bytes_to_floats(__m256i q, __m256 out[4]) {
+// Group g's 32 values as four float vectors (the integers q for block types, with their scales and
+// offsets in `o`; the values themselves, scale 1, for 16-bit float rows).
+VECTOR_TARGET static inline __attribute__((always_inline)) void group_floats(int type, const uint8_t *b, int g, group32 *o,
+                                                                           __m256 out[4]) {
+    if (float_rows(type)) {
+        for (int j = 0; j < 4; j++) {
+            const __m128i h = _mm_loadu_si128((const __m128i *)(b + 16 * j));
+            out[j] = type == ENGRAM_F16 ? _mm256_cvtph_ps(h) : _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+        }
+        o->scale[0] = o->scale[1] = 1;
+        o->offset[0] = o->offset[1] = 0;
+        return;
+    }
+    const __m256i q = unpack_avx2(type, b, g, o);
     const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
     out[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
     out[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
@@ -291,7 +327,7 @@ VECTOR_TARGET static inline __attribute__((always_inline)) void gemm4_avx2(
         for (int64_t b = 0; b < nb; b++, block += bytes) {
             for (int g = 0; g < values / 32; g++) {
                 __m256 q[4];
-                bytes_to_floats(unpack_avx2(type, block, g, &group), q);
+                group_floats(type, block, g, &group, q);
                 const __m256 scale0 = _mm256_set1_ps(group.scale[0]), scale1 = _mm256_set1_ps(group.scale[1]);
                 const int64_t at = b * values + 32 * g;
                 for (int k = 0; k < count; k++) {
@@ -333,7 +369,7 @@ VECTOR_TARGET static inline __attribute__((always_inline)) void dequantize_avx2(
         for (int64_t b = 0; b < nb; b++, block += bytes) {
             for (int g = 0; g < values / 32; g++, y += 32) {
                 __m256 q[4];
-                bytes_to_floats(unpack_avx2(type, block, g, &group), q);
+                group_floats(type, block, g, &group, q);
                 for (int j = 0; j < 4; j++) {
                     __m256 v = _mm256_mul_ps(_mm256_set1_ps(group.scale[j / 2]), q[j]);
                     if (offset) v = _mm256_add_ps(v, _mm256_set1_ps(group.offset[j / 2]));
@@ -347,7 +383,7 @@ VECTOR_TARGET static inline __attribute__((always_inline)) void dequantize_avx2(
 
 // One compiled copy of each loop per type (a constant there, so the unpacking's switch folds away) and,
 // for the vector product, per count of x rows (so the loops over them unroll).
-#define FOR_EACH_GROUP_TYPE(X) X(Q4_0) X(Q5_0) X(Q5_1) X(Q2_K) X(Q3_K) X(Q4_K) X(Q5_K) X(Q6_K)
+#define FOR_EACH_GROUP_TYPE(X) X(F16) X(BF16) X(Q4_0) X(Q5_0) X(Q5_1) X(Q2_K) X(Q3_K) X(Q4_K) X(Q5_K) X(Q6_K)
 
 #define PORTABLE_LOOPS(T) \
     static void gemm_portable_##T(const uint8_t *w, int64_t cols, const float *x, const float *s, int64_t n, float *y, \

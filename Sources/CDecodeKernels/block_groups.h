@@ -1,16 +1,14 @@
-// Internal to CDecodeKernels: the GGML block types other than Q4_1 and Q8_0 (which have hand-written
+// Internal to CDecodeKernels: the stored types other than F32, Q4_1 and Q8_0 (which have hand-written
 // kernels in decode_kernels.c), read as groups of 32 values. See block_groups.c.
 #ifndef ENGRAM_BLOCK_GROUPS_H
 #define ENGRAM_BLOCK_GROUPS_H
 
 #include <stdint.h>
 
-/// Whether `type` is one of the grouped block types (Q4_0, Q5_0, Q5_1, Q2_K … Q6_K).
+/// Whether `type` is one of the grouped types (F16, BF16, Q4_0, Q5_0, Q5_1, Q2_K … Q6_K).
 int group_type(int type);
 /// Whether its values carry an offset (value = scale · q + offset): then products need `sums16`.
 int group_type_has_offset(int type);
-/// Bytes of one row of `cols` values.
-int64_t group_row_bytes(int type, int64_t cols);
 
 /// Rows `begin ..< end` of Y[n, rows] (leading dimension `ldy`) = X[n, cols] · Wᵀ; `sums16[k · cols/16 + i]`
 /// is the sum of x row k over values 16i ..< 16i + 16 (types with an offset only). Each element of Y is

@@ -9,6 +9,14 @@ final class OnDemandFloatsTests: XCTestCase {
     /// Blocks whose f16 scales and offsets are any finite pattern (normal, subnormal, zero, negative).
     func blocks(_ dtype: DType, count: Int, seed: UInt64) -> [UInt8] {
         var rng = SeededRandom(seed: seed)
+        if !dtype.isQuantized { // F16/BF16: any finite bit pattern
+            return (0..<count).flatMap { _ -> [UInt8] in
+                var bits = UInt16(truncatingIfNeeded: rng.next())
+                if dtype == .f16, bits & 0x7C00 == 0x7C00 { bits &= 0xBFFF }
+                if dtype == .bf16, bits & 0x7F80 == 0x7F80 { bits &= 0xBFFF }
+                return [UInt8(bits & 0xFF), UInt8(bits >> 8)]
+            }
+        }
         var bytes = (0..<(count * dtype.blockBytes)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
         for b in 0..<count {
             for at in DType.scaleFields(dtype) {
@@ -27,7 +35,7 @@ final class OnDemandFloatsTests: XCTestCase {
         defer { QuantizedRows.vectorized = saved }
         for vectorized in [true, false] {
             QuantizedRows.vectorized = vectorized
-            for dtype in DType.blockTypes { body(dtype) }
+            for dtype in DType.storedTypes { body(dtype) }
         }
     }
 
@@ -38,7 +46,7 @@ final class OnDemandFloatsTests: XCTestCase {
         let owner = FloatBuffer(count: 1)
         forEachKernelPath { dtype in
             let rows = 301, cols = 256 // 77k values: split over the pool's threads
-            let bytes = blocks(dtype, count: rows * cols / dtype.blockSize, seed: 3)
+            let bytes = blocks(dtype, count: rows * cols / dtype.blockSize, seed: 3) // F16/BF16: count values
             bytes.withUnsafeBytes { raw in
                 var expected = [Float](repeating: 0, count: rows * cols)
                 let vectorized = QuantizedRows.vectorized
@@ -127,8 +135,8 @@ final class OnDemandFloatsTests: XCTestCase {
         XCTAssertTrue(blockWeights(lazy).allSatisfy { !$0.hasFloats }, "a float copy was made while generating")
     }
 
-    /// A tiny LLaMA (hidden 256) whose weights are blocks of every type, one type per weight as llama.cpp's
-    /// mixes combine them. Opened on demand, a 40-token prompt's KV cache and the decoding after it are
+    /// A tiny LLaMA (hidden 256) whose weights are blocks of every type and F16/BF16 rows, one type per
+    /// weight as llama.cpp's mixes combine them. Opened on demand, a 40-token prompt's KV cache and the decoding after it are
     /// bit for bit those of the same file loaded with floats, and a short prompt agrees to rounding; both
     /// agree to rounding with the F32 GGUF of the same values. No float copy is made.
     func testEveryBlockTypeInOneModel() throws {
@@ -137,15 +145,15 @@ final class OnDemandFloatsTests: XCTestCase {
         let types: [String: DType] = [
             "model.embed_tokens.weight": .q8_0, "lm_head.weight": .q6_K,
             "model.layers.0.self_attn.q_proj.weight": .q4_0, "model.layers.0.self_attn.k_proj.weight": .q5_0,
-            "model.layers.0.self_attn.v_proj.weight": .q5_1, "model.layers.0.self_attn.o_proj.weight": .q8_0,
+            "model.layers.0.self_attn.v_proj.weight": .q5_1, "model.layers.0.self_attn.o_proj.weight": .bf16,
             "model.layers.0.mlp.gate_proj.weight": .q4_1, "model.layers.0.mlp.up_proj.weight": .q2_K,
             "model.layers.0.mlp.down_proj.weight": .q3_K,
             "model.layers.1.self_attn.q_proj.weight": .q4_K, "model.layers.1.self_attn.k_proj.weight": .q5_K,
-            "model.layers.1.self_attn.v_proj.weight": .q6_K, "model.layers.1.self_attn.o_proj.weight": .q4_K,
+            "model.layers.1.self_attn.v_proj.weight": .q6_K, "model.layers.1.self_attn.o_proj.weight": .f16,
             "model.layers.1.mlp.gate_proj.weight": .q5_K, "model.layers.1.mlp.up_proj.weight": .q6_K,
             "model.layers.1.mlp.down_proj.weight": .q5_0,
         ]
-        XCTAssertEqual(Set(types.values), Set(DType.blockTypes))
+        XCTAssertEqual(Set(types.values), Set(DType.storedTypes))
         tiny.useRandomBlocks(types, seed: 52)
         var floats = tiny
         for i in floats.tensors.indices { floats.tensors[i].blocks = nil }

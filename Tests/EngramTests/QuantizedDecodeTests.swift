@@ -5,9 +5,11 @@ import XCTest
 /// numbers as the products over the (dequantized) floats, on both the vector and the portable paths,
 /// and never from blocks that an edit has made stale.
 final class QuantizedDecodeTests: XCTestCase {
-    /// Random blocks with moderate f16 scales (random bit patterns would include NaN and inf).
+    /// Random blocks with moderate f16 scales (random bit patterns would include NaN and inf), or
+    /// F16/BF16 rows of random values.
     static func blocks(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> [UInt8] {
         var rng = SeededRandom(seed: seed)
+        if !dtype.isQuantized { return DType.halfBytes(dtype, rng.values(rows * cols, scale: 1)) } // F16/BF16 rows
         let count = rows * cols / dtype.blockSize
         var bytes = (0..<(count * dtype.blockBytes)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
         for b in 0..<count {
@@ -71,7 +73,7 @@ final class QuantizedDecodeTests: XCTestCase {
         }
         for vectorized in [true, false] {
             QuantizedRows.vectorized = vectorized
-            for dtype in DType.blockTypes {
+            for dtype in DType.storedTypes {
                 for accumulate in [false, true] {
                     check(dtype, rows: 37, cols: dtype.blockSize == 256 ? 256 : 96, threads: 1, accumulate: accumulate, seed: 1)
                     // Large enough to be split over threads; an odd row count leaves uneven pieces.

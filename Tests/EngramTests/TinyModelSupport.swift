@@ -209,12 +209,22 @@ struct TinyModel {
     }
 
     /// Stores the named weights as random blocks of the given types (moderate scales, chosen so values
-    /// stay of order one), their floats being what those blocks dequantize to.
+    /// stay of order one), their floats being what those blocks dequantize to; F16/BF16 weights keep
+    /// their values, rounded to the type.
     mutating func useRandomBlocks(_ types: [String: DType], seed: UInt64) {
         var rng = SeededRandom(seed: seed)
         for i in tensors.indices {
             guard let dtype = types[tensors[i].name] else { continue }
             let count = tensors[i].values.count
+            if dtype == .f16 || dtype == .bf16 { // the weight's own values, rounded
+                let bytes = DType.halfBytes(dtype, tensors[i].values)
+                bytes.withUnsafeBytes { raw in
+                    tensors[i].values.withUnsafeMutableBufferPointer { Dequantize.run(dtype, source: raw.baseAddress!, count: count, into: $0.baseAddress!) }
+                }
+                tensors[i].blocks = bytes
+                tensors[i].blockType = dtype
+                continue
+            }
             precondition(count % dtype.blockSize == 0 && tensors[i].shape.last! % dtype.blockSize == 0)
             var bytes = (0..<(count / dtype.blockSize * dtype.blockBytes)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
             // The largest integer a scale multiplies: 31 (Q5), 15·63 (Q4_K's 4-bit value by a 6-bit scale), …
@@ -454,6 +464,16 @@ extension DType {
         }
     }
 
-    /// The block types, every one of which `QuantizedRows` multiplies from.
+    /// The block types.
     static let blockTypes = DType.allCases.filter(\.isQuantized)
+    /// Every type `QuantizedRows` multiplies from: the block types and 16-bit float rows.
+    static let storedTypes = blockTypes + [.f16, .bf16]
+
+    /// `values` as this 16-bit float type's little-endian bytes (rounded to nearest).
+    static func halfBytes(_ dtype: DType, _ values: [Float]) -> [UInt8] {
+        values.flatMap { v -> [UInt8] in
+            let bits = dtype == .f16 ? Float16(v).bitPattern : Dequantize.floatToBF16(v)
+            return [UInt8(bits & 0xFF), UInt8(bits >> 8)]
+        }
+    }
 }

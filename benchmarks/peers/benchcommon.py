@@ -52,7 +52,7 @@ VERSION_PACKAGES = ["numpy", "gguf", "safetensors", "torch", "transformers", "to
                     "llama_cpp_python", "psutil"]
 
 
-def parse_args(description):
+def parse_args(description, extra=None):
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--model", required=True, help="GGUF file (an F32 one for the reference runs)")
     ap.add_argument("--threads", type=int, default=2)
@@ -61,6 +61,8 @@ def parse_args(description):
     ap.add_argument("--decode-prompt-tokens", type=int, default=8, help="prompt length before decoding")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", help="also write the result here")
+    if extra:
+        extra(ap)  # an engine's own options
     args = ap.parse_args()
     args.prompt_tokens = [int(x) for x in args.prompt_tokens.split(",") if x]
     return args

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Prompt-processing and decode speed of Hugging Face transformers (PyTorch, CPU, float32)
-on a model loaded from one GGUF file (transformers dequantizes it on load).
+"""Prompt-processing and decode speed of Hugging Face transformers (PyTorch, CPU, float32 or --dtype)
+on a model loaded from one GGUF file (transformers dequantizes it on load, then casts to the dtype).
 
 pp<P>: one forward of exactly P prompt token ids with a fresh KV cache,
        logits only for the last position (logits_to_keep=1).
@@ -16,18 +16,19 @@ import benchcommon as bc
 
 
 def main():
-    args = bc.parse_args(__doc__)
+    args = bc.parse_args(__doc__, extra=lambda ap: ap.add_argument(
+        "--dtype", default="float32", choices=["float32", "bfloat16", "float16"], help="weights and activations"))
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
     torch.set_num_threads(args.threads)
     folder, name = os.path.split(os.path.abspath(args.model))
     with bc.Timer() as load:
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=getattr(torch, args.dtype))
         model.eval()
         tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     rss_after_load = bc.rss_mib()
-    settings = {"torch_threads": torch.get_num_threads(), "dtype": "float32",
+    settings = {"torch_threads": torch.get_num_threads(), "dtype": args.dtype,
                 "attn_implementation": model.config._attn_implementation,
                 "cache": "DynamicCache", "logits_to_keep": 1, "grad": "inference_mode"}
 

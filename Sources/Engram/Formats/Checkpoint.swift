@@ -29,16 +29,17 @@ public struct StoredTensor: @unchecked Sendable {
     public var elementCount: Int { shape.reduce(1, *) }
 
     /// The tensor as float32 `[rows, cols]`, where cols is the innermost dimension. F32 data is used in
-    /// place (the mapping is private, so writes never reach the file); F16/BF16 are converted now; block
-    /// types are dequantized now, or with `onDemand` when the floats are first asked for (until then
-    /// products read the blocks).
+    /// place (the mapping is private, so writes never reach the file); other types are dequantized (or
+    /// converted) now, or with `onDemand`, for the types with kernels, when the floats are first asked
+    /// for (until then products read the stored values).
     public func matrix(onDemand: Bool = false) -> Matrix {
         let cols = shape.last ?? 1
         let rows = cols == 0 ? 0 : elementCount / cols
         if dtype == .f32, Int(bitPattern: data) % 4 == 0 {
             return Matrix(rows: rows, cols: cols, pointer: UnsafeMutablePointer(mutating: data.assumingMemoryBound(to: Float.self)), owner: owner)
         }
-        if rows > 0, QuantizedRows.supports(dtype, cols: cols) {
+        // F16/BF16 vectors (norms, biases) are converted now: too small to gain, and read on every token.
+        if rows > 0, QuantizedRows.supports(dtype, cols: cols), dtype.isQuantized || shape.count >= 2 && rows > 1 {
             let blocks = QuantizedRows(dtype: dtype, rows: rows, cols: cols, blocks: data, owner: owner)
             if onDemand { return Matrix(dequantizingOnDemand: blocks) }
             var m = Matrix(rows: rows, cols: cols, pointer: blocks.floats(), owner: blocks)

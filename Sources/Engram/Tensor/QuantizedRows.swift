@@ -1,10 +1,11 @@
 import CDecodeKernels
 import Foundation
 
-/// The GGML blocks of a quantized weight matrix (mapped from its file) and, once made, its float32 copy.
+/// The GGML blocks of a quantized weight matrix, or its F16/BF16 rows (mapped from its file), and, once
+/// made, its float32 copy.
 /// Decoding one token is bound by reading the weights, and Q4_1 blocks are a seventh of the float32 bytes
-/// (Q8_0 a little over a quarter, Q4_K/Q6_K an eighth/a fifth), so `BLAS.linear` reads the blocks when
-/// it multiplies a single row.
+/// (Q8_0 a little over a quarter, Q4_K/Q6_K an eighth/a fifth, F16/BF16 half), so `BLAS.linear` reads
+/// the blocks when it multiplies a single row.
 /// Loaded normally, every weight's float copy is made at load and everything else (prompts, batches,
 /// gradients, edits) uses it. For a checkpoint opened with `Checkpoint.dequantizesOnDemand` (generation
 /// and serving), products and input gradients read the blocks while they are current (a few rows
@@ -28,10 +29,11 @@ public final class QuantizedRows: @unchecked Sendable {
     /// Turns the quantized path off for the whole process (to compare against the float products).
     nonisolated(unsafe) public static var enabled = true
 
-    /// Every block type has kernels (Q4_1 and Q8_0 their own, the others as groups of 32 values); rows
-    /// must be whole blocks.
+    /// Every stored type but F32 has kernels: the block types (Q4_1 and Q8_0 their own, the others as
+    /// groups of 32 values) and F16/BF16 rows (32 values at a time). Rows must be whole blocks.
     public static func supports(_ dtype: DType, cols: Int) -> Bool {
-        dtype.isQuantized && cols > 0 && cols % dtype.blockSize == 0
+        guard dtype != .f32, cols > 0 else { return false }
+        return cols % (dtype.isQuantized ? dtype.blockSize : 32) == 0
     }
 
     init(dtype: DType, rows: Int, cols: Int, blocks: UnsafeRawPointer, owner: AnyObject) {
