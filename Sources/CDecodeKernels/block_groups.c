@@ -5,6 +5,8 @@
 //   Q4_0, Q5_0, Q5_1  one group per 32-value block: scale d (offset m for Q5_1);
 //   Q4_K, Q5_K        eight groups per 256-value block, each with its 6-bit scale and min;
 //   Q6_K, Q2_K, Q3_K  sixteen scales per 256-value block, one per 16 values;
+//   IQ4_NL, IQ4_XS    nibbles that index a fixed table of 16 integers: one scale per 32-value block
+//                     (IQ4_NL), or a 6-bit sub-scale per 32 values of a 256-value block (IQ4_XS);
 //   F16, BF16         rows of 16-bit floats, 32 values (64 bytes) taken as a block with scale 1: their
 //                     values are floats already, so they are converted, not unpacked to integers.
 // A product's sum for one output is Σ over groups of scale₀ · Σ q·x (first half) + scale₁ · Σ q·x
@@ -24,7 +26,7 @@ typedef struct {
 
 int group_type(int type) {
     switch (type) {
-    case ENGRAM_F16: case ENGRAM_BF16: case ENGRAM_Q4_0: case ENGRAM_Q5_0: case ENGRAM_Q5_1:
+    case ENGRAM_F16: case ENGRAM_BF16: case ENGRAM_Q4_0: case ENGRAM_Q5_0: case ENGRAM_Q5_1: case ENGRAM_IQ4_NL: case ENGRAM_IQ4_XS:
     case ENGRAM_Q2_K: case ENGRAM_Q3_K: case ENGRAM_Q4_K: case ENGRAM_Q5_K: case ENGRAM_Q6_K: return 1;
     default: return 0;
     }
@@ -43,13 +45,14 @@ static inline __attribute__((always_inline)) int two_scales(int type) {
 static inline __attribute__((always_inline)) int float_rows(int type) { return type == ENGRAM_F16 || type == ENGRAM_BF16; }
 
 static inline __attribute__((always_inline)) int block_values(int type) {
-    return float_rows(type) || type == ENGRAM_Q4_0 || type == ENGRAM_Q5_0 || type == ENGRAM_Q5_1 ? 32 : 256;
+    return float_rows(type) || type == ENGRAM_Q4_0 || type == ENGRAM_Q5_0 || type == ENGRAM_Q5_1 || type == ENGRAM_IQ4_NL ? 32 : 256;
 }
 
 static inline __attribute__((always_inline)) int block_bytes(int type) {
     switch (type) {
     case ENGRAM_F16: case ENGRAM_BF16: return 64;
-    case ENGRAM_Q4_0: return 18;
+    case ENGRAM_Q4_0: case ENGRAM_IQ4_NL: return 18;
+    case ENGRAM_IQ4_XS: return 136;
     case ENGRAM_Q5_0: return 22;
     case ENGRAM_Q5_1: return 24;
     case ENGRAM_Q2_K: return 84;
@@ -75,6 +78,16 @@ static inline __attribute__((always_inline)) void scale_min_k4(int j, const uint
 static inline __attribute__((always_inline)) int scale_k3(int j, const uint8_t *s) {
     int low = j < 8 ? s[j] & 0x0F : s[j - 8] >> 4;
     return low | ((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4;
+}
+
+// The 16 values an IQ4 nibble selects (ggml's kvalues_iq4nl: a non-uniform grid, denser near zero).
+static const int8_t iq4_values[16] = { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 };
+
+// The 6-bit sub-scale of 32-value group g of an IQ4_XS block: a nibble of scales_l[g / 2] (low for even
+// g) and two bits of the 16-bit scales_h, at 2g. Stored offset by 32.
+static inline __attribute__((always_inline)) int scale_iq4_xs(int g, const uint8_t *b) {
+    const int high = (b[2] | b[3] << 8) >> (2 * g) & 3;
+    return ((b[4 + g / 2] >> (4 * (g % 2))) & 0x0F) | high << 4;
 }
 
 // Value l of 32 stored 16-bit floats at b (F16 or BF16), exactly.
@@ -156,6 +169,18 @@ static inline __attribute__((always_inline)) void unpack(int type, const uint8_t
         }
         return;
     }
+    case ENGRAM_IQ4_NL:
+    case ENGRAM_IQ4_XS: {
+        // 16 bytes per 32 values: low nibbles are values 0-15, high nibbles 16-31, each an index into the table.
+        const int xs = type == ENGRAM_IQ4_XS;
+        const uint8_t *qs = xs ? b + 8 + 16 * g : b + 2;
+        for (int l = 0; l < 16; l++) {
+            o->q[l] = iq4_values[qs[l] & 0x0F];
+            o->q[l + 16] = iq4_values[qs[l] >> 4];
+        }
+        o->scale[0] = o->scale[1] = xs ? half_to_float(b) * (float)(scale_iq4_xs(g, b) - 32) : half_to_float(b);
+        return;
+    }
     default: { // Q3_K: as Q2_K with a third bit from hmask (clear: 4 lower) and 6-bit scales offset by 32
         const int part = g / 4, shift = g % 4, bit = 4 * part + shift;
         const uint8_t *qs = b + 32 + 32 * part;
@@ -227,7 +252,7 @@ static inline __attribute__((always_inline)) void gemm_portable(
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 // The 32 values of group g as signed bytes, unpacked with vector instructions for the types of the common
-// llama.cpp mixes (Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K); the other types through the plain loop. Scales and
+// llama.cpp mixes (Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS); the other types through the plain loop. Scales and
 // offsets go to `o` either way.
 VECTOR_TARGET static inline __attribute__((always_inline)) __m256i unpack_avx2(int type, const uint8_t *b, int g, group32 *o) {
     const __m256i low4 = _mm256_set1_epi8(0x0F);
@@ -284,6 +309,16 @@ VECTOR_TARGET static inline __attribute__((always_inline)) __m256i unpack_avx2(i
         o->scale[1] = d * (float)scales[2 * t + 1];
         o->offset[0] = o->offset[1] = 0;
         return q;
+    }
+    case ENGRAM_IQ4_NL:
+    case ENGRAM_IQ4_XS: {
+        const int xs = type == ENGRAM_IQ4_XS;
+        const __m128i packed = _mm_loadu_si128((const __m128i *)(xs ? b + 8 + 16 * g : b + 2));
+        const __m256i index = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), low4);
+        const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)iq4_values));
+        o->scale[0] = o->scale[1] = xs ? half_f16c(b) * (float)(scale_iq4_xs(g, b) - 32) : half_f16c(b);
+        o->offset[0] = o->offset[1] = 0;
+        return _mm256_shuffle_epi8(table, index); // the table in both lanes: a lookup per byte
     }
     default:
         unpack(type, b, g, o);
@@ -383,7 +418,8 @@ VECTOR_TARGET static inline __attribute__((always_inline)) void dequantize_avx2(
 
 // One compiled copy of each loop per type (a constant there, so the unpacking's switch folds away) and,
 // for the vector product, per count of x rows (so the loops over them unroll).
-#define FOR_EACH_GROUP_TYPE(X) X(F16) X(BF16) X(Q4_0) X(Q5_0) X(Q5_1) X(Q2_K) X(Q3_K) X(Q4_K) X(Q5_K) X(Q6_K)
+#define FOR_EACH_GROUP_TYPE(X) \
+    X(F16) X(BF16) X(Q4_0) X(Q5_0) X(Q5_1) X(Q2_K) X(Q3_K) X(Q4_K) X(Q5_K) X(Q6_K) X(IQ4_NL) X(IQ4_XS)
 
 #define PORTABLE_LOOPS(T) \
     static void gemm_portable_##T(const uint8_t *w, int64_t cols, const float *x, const float *s, int64_t n, float *y, \

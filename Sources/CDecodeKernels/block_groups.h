@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-/// Whether `type` is one of the grouped types (F16, BF16, Q4_0, Q5_0, Q5_1, Q2_K … Q6_K).
+/// Whether `type` is one of the grouped types (F16, BF16, Q4_0, Q5_0, Q5_1, Q2_K … Q6_K, IQ4_NL, IQ4_XS).
 int group_type(int type);
 /// Whether its values carry an offset (value = scale · q + offset): then products need `sums16`.
 int group_type_has_offset(int type);

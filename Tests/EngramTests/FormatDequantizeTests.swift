@@ -256,6 +256,44 @@ final class FormatDequantizeTests: XCTestCase {
         XCTAssertEqual(run(.q3_K, bytes)[0], -10.5)
     }
 
+    func testIQ4() {
+        // The nibble indexes ggml's fixed table of 16 values (a grid denser near zero).
+        let table: [Double] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113]
+        var nl = randomBlocks(.iq4_nl, blocks: 2, seed: 10, halves: [0])
+        var expected: [Double] = []
+        for b in 0..<2 {
+            let d = half(nl, b * 18)
+            for i in 0..<32 {
+                let byte = nl[b * 18 + 2 + i % 16]
+                expected.append(d * table[Int(i < 16 ? byte & 0x0F : byte >> 4)])
+            }
+        }
+        compare(run(.iq4_nl, nl), expected, "IQ4_NL")
+        var xs = randomBlocks(.iq4_xs, blocks: 2, seed: 11, halves: [0])
+        expected = []
+        for b in 0..<2 {
+            let o = b * 136, d = half(xs, o)
+            let high = Int(xs[o + 2]) | Int(xs[o + 3]) << 8
+            for i in 0..<256 {
+                // Sub-block j of 32: a 6-bit scale (nibble of scales_l[j / 2], two bits of scales_h), minus 32.
+                let j = i / 32, l = i % 32
+                let scale = Int(xs[o + 4 + j / 2] >> (4 * (j % 2))) & 0x0F | (high >> (2 * j) & 3) << 4
+                let byte = xs[o + 8 + 16 * j + l % 16]
+                expected.append(d * Double(scale - 32) * table[Int(l < 16 ? byte & 0x0F : byte >> 4)])
+            }
+        }
+        compare(run(.iq4_xs, xs), expected, "IQ4_XS")
+        // By hand. IQ4_NL: d = 0.5, byte 0x0F → element 0 = 0.5·113, element 16 = 0.5·(-127).
+        setHalf(&nl, 0, 0.5); nl[2] = 0x0F
+        XCTAssertEqual(run(.iq4_nl, nl)[0], 56.5)
+        XCTAssertEqual(run(.iq4_nl, nl)[16], -63.5)
+        // IQ4_XS: d = 0.25; sub-block 1's scale = high nibble of scales_l[0] (3) + 16·(bits 2-3 of scales_h: 2)
+        // = 35 → 3; its first byte 0xA8 → element 32 = 0.25·3·1 = 0.75 (table[8]), element 48 = 0.25·3·25 = 18.75 (table[10]).
+        setHalf(&xs, 0, 0.25); xs[2] = 0b1000; xs[3] = 0; xs[4] = 0x30; xs[8 + 16] = 0xA8
+        XCTAssertEqual(run(.iq4_xs, xs)[32], 0.75)
+        XCTAssertEqual(run(.iq4_xs, xs)[48], 18.75)
+    }
+
     /// Every block type against gguf-py's numpy dequantizers (fixtures/quant-reference.json, written by
     /// fixtures/make_quant_reference.py): random blocks, float32 values, bit for bit on both paths.
     func testAgainstGGUFPy() throws {

@@ -150,7 +150,7 @@ final class OnDemandFloatsTests: XCTestCase {
             "model.layers.0.mlp.down_proj.weight": .q3_K,
             "model.layers.1.self_attn.q_proj.weight": .q4_K, "model.layers.1.self_attn.k_proj.weight": .q5_K,
             "model.layers.1.self_attn.v_proj.weight": .q6_K, "model.layers.1.self_attn.o_proj.weight": .f16,
-            "model.layers.1.mlp.gate_proj.weight": .q5_K, "model.layers.1.mlp.up_proj.weight": .q6_K,
+            "model.layers.1.mlp.gate_proj.weight": .iq4_nl, "model.layers.1.mlp.up_proj.weight": .iq4_xs,
             "model.layers.1.mlp.down_proj.weight": .q5_0,
         ]
         XCTAssertEqual(Set(types.values), Set(DType.storedTypes))

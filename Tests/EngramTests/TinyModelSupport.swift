@@ -229,7 +229,7 @@ struct TinyModel {
             var bytes = (0..<(count / dtype.blockSize * dtype.blockBytes)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
             // The largest integer a scale multiplies: 31 (Q5), 15·63 (Q4_K's 4-bit value by a 6-bit scale), …
             let reach: Float = [.q4_0: 8, .q4_1: 15, .q5_0: 16, .q5_1: 31, .q8_0: 127, .q2_K: 45, .q3_K: 128,
-                                .q4_K: 945, .q5_K: 1953, .q6_K: 4064][dtype]!
+                                .q4_K: 945, .q5_K: 1953, .q6_K: 4064, .iq4_nl: 127, .iq4_xs: 4064][dtype]!
             for b in 0..<(count / dtype.blockSize) {
                 for at in DType.scaleFields(dtype) {
                     let bits = Float16(rng.symmetric() * 0.4 / reach).bitPattern
@@ -460,7 +460,7 @@ extension DType {
         case .q3_K: return [108]
         case .q6_K: return [208]
         case .f32, .f16, .bf16: return []
-        default: return [0] // Q4_0, Q5_0, Q8_0
+        default: return [0] // Q4_0, Q5_0, Q8_0, IQ4_NL, IQ4_XS
         }
     }
 

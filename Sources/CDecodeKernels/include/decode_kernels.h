@@ -9,10 +9,12 @@
 /// another order).
 
 /// Weight types (GGML's type numbers): float rows, and the stored types, whose rows are whole blocks of
-/// 32 values (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, and F16/BF16 rows, taken 32 values at a time) or 256 (the K types).
+/// 32 values (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, and F16/BF16 rows, taken 32 values at a time) or 256
+/// (the K types, IQ4_XS).
 enum {
     ENGRAM_F32 = 0, ENGRAM_F16 = 1, ENGRAM_BF16 = 30, ENGRAM_Q4_0 = 2, ENGRAM_Q4_1 = 3, ENGRAM_Q5_0 = 6, ENGRAM_Q5_1 = 7, ENGRAM_Q8_0 = 8,
-    ENGRAM_Q2_K = 10, ENGRAM_Q3_K = 11, ENGRAM_Q4_K = 12, ENGRAM_Q5_K = 13, ENGRAM_Q6_K = 14
+    ENGRAM_Q2_K = 10, ENGRAM_Q3_K = 11, ENGRAM_Q4_K = 12, ENGRAM_Q5_K = 13, ENGRAM_Q6_K = 14,
+    ENGRAM_IQ4_NL = 20, ENGRAM_IQ4_XS = 23
 };
 
 /// `y[r] = Σ_c W[r, c] · x[c]` for every row (plus the old `y[r]` when `accumulate` is non-zero).
