@@ -202,9 +202,11 @@ extension ModelState {
         }
     }
 
-    /// Runs every generation of the request in order, reporting text as it becomes final.
-    func run(_ request: CompletionRequest, limits: ServerLimits, control: ModelWorker.JobControl,
-             prepared: (() -> Void)? = nil, onEvent: @escaping (CompletionEvent) -> Void) throws {
+    /// Encodes the request's prompts and prefills one sequence per prompt, for the worker to decode
+    /// together with those of other requests (`ModelWorker.generate`). Text is reported as it becomes
+    /// final and each sequence's outcome when it ends (the sequences of one request interleave).
+    func startGeneration(_ request: CompletionRequest, limits: ServerLimits, control: ModelWorker.JobControl,
+                         prepared: (() -> Void)? = nil, onEvent: @escaping (CompletionEvent) -> Void) throws -> [DecodingSequence] {
         let inputs: [[Int32]]
         switch request.kind {
         case .chat: inputs = [try encodeChat(request.messages, limit: limits.maxPromptTokens)]
@@ -217,10 +219,16 @@ extension ModelState {
         let generator = Generator(model: model, tokenizer: tokenizer)
         var options = request.options
         options.isCancelled = { control.isCancelled }
-        for (i, ids) in inputs.enumerated() {
-            let result = try generator.generate(prompt: ids, options: options, onText: { piece in onEvent(.text(index: i, piece)) })
-            onEvent(.finished(CompletionOutcome(index: i, text: result.text, finishReason: result.finishReason == .length ? "length" : "stop",
-                                                promptTokens: ids.count, completionTokens: result.tokens.count)))
+        return try inputs.enumerated().map { i, ids in
+            let sequence = try DecodingSequence(generator: generator, prompt: ids, options: options,
+                                                onText: { piece in onEvent(.text(index: i, piece)) })
+            sequence.onFinish = { result in
+                guard case let .success(r) = result else { return }
+                onEvent(.finished(CompletionOutcome(index: i, text: r.text, finishReason: r.finishReason == .length ? "length" : "stop",
+                                                    promptTokens: ids.count, completionTokens: r.tokens.count)))
+            }
+            try sequence.prefill()
+            return sequence
         }
     }
 }

@@ -95,6 +95,14 @@ public final class EngramServer: @unchecked Sendable {
         return result
     }
 
+    /// Queues a generation with this request's deadline: `start` encodes and prefills on the worker, which
+    /// then decodes its sequences together with other requests' (see `ModelWorker`).
+    func onWorkerGenerating<T>(deadline: ContinuousClock.Instant? = nil, control: ModelWorker.JobControl? = nil,
+                               _ start: @escaping (ModelWorker.JobControl) throws -> (sequences: [DecodingSequence], result: () throws -> T)) async throws -> T {
+        let deadline = deadline ?? ContinuousClock.now + .seconds(configuration.limits.timeoutSeconds)
+        return try await worker.generate(deadline: deadline, control: control, timeoutSeconds: configuration.limits.timeoutSeconds, start)
+    }
+
     /// Called on the worker after every job, so that /health can read the state without waiting for it.
     private func publishSnapshot() {
         let s = (state.version, state.activeIDs)

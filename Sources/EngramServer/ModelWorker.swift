@@ -1,9 +1,14 @@
+import Engram
 import Foundation
 
-/// The one place where the model is touched. Jobs run one at a time, in arrival order, on a dedicated
-/// thread: a forward pass, a generation, an edit or a toggle never overlaps another, so every request
-/// sees the model entirely before or entirely after a change. (Running jobs on Swift's cooperative
-/// pool instead would block one of its few threads for seconds at a time.)
+/// The one place where the model is touched. Jobs start one at a time, in arrival order, on a dedicated
+/// thread. Every job but a generation runs to its end before the next starts. Generations are decoded
+/// together: a generation job prefills its prompts when its turn comes and joins the sequences being
+/// decoded, and each step advances all of them by one token in one batched pass (`Generator.advance`).
+/// A job that is not a generation (a probe, an edit, a toggle) waits until every generation started
+/// before it has ended, and generations queued after it wait for it. So every request still sees the
+/// model entirely before or entirely after a change. (Running jobs on Swift's cooperative pool instead
+/// would block one of its few threads for seconds at a time.)
 ///
 /// The queue is bounded: a job arriving when `maxQueued` jobs are already waiting is refused at once.
 /// Each job carries a deadline; one still waiting at its deadline is dropped, and a running job sees
@@ -37,11 +42,39 @@ final class ModelWorker: @unchecked Sendable {
 
     private struct Job {
         let control: JobControl
-        let run: () -> Void
+        /// A job run to its end.
+        let run: (() -> Void)?
+        /// A generation: prefills and returns its sequences (nil when it has ended already).
+        let start: (() -> ActiveGeneration?)?
         let reject: (Error) -> Void
     }
 
+    /// A generation job's sequences while they are decoded, and what to call when all have ended.
+    final class ActiveGeneration {
+        let sequences: [DecodingSequence]
+        private let complete: (Error?) -> Void
+
+        init(sequences: [DecodingSequence], complete: @escaping (Error?) -> Void) {
+            self.sequences = sequences
+            self.complete = complete
+        }
+
+        var isFinished: Bool { sequences.allSatisfy(\.isFinished) }
+
+        /// Resumes the job: with the first sequence's error, if any failed.
+        func finish() {
+            let failure = sequences.lazy.compactMap { sequence -> Error? in
+                if case let .failure(error) = sequence.outcome { return error }
+                return nil
+            }.first
+            complete(failure)
+        }
+    }
+
     let maxQueued: Int
+    /// Sequences decoded together at most. A step multiplies one row per sequence; up to
+    /// `BLAS.smallProductRows` rows, each row's sums are formed as for that row alone.
+    let maxSequences: Int
     private let condition = NSCondition()
     private var queue: [Job] = []
     private var head = 0
@@ -50,16 +83,26 @@ final class ModelWorker: @unchecked Sendable {
     private var thread: Thread?
 
     private var runningJob = false
+    /// Generations being decoded (worker thread only) and their sequence count (under the lock, for /health).
+    private var active: [ActiveGeneration] = []
+    private var activeSequences = 0
+    /// The most sequences one step has advanced together (under the lock; for tests and /health).
+    private(set) var largestStep: Int {
+        get { condition.lock(); defer { condition.unlock() }; return largestStepValue }
+        set { condition.lock(); largestStepValue = max(largestStepValue, newValue); condition.unlock() }
+    }
+    private var largestStepValue = 0
 
-    /// Jobs waiting (not counting the running one) and whether one is running, for /health.
+    /// Jobs waiting (not counting those running) and whether one is running, for /health.
     var load: (waiting: Int, running: Bool) {
         condition.lock()
         defer { condition.unlock() }
-        return (queue.count - head, runningJob)
+        return (queue.count - head, runningJob || activeSequences > 0)
     }
 
-    init(maxQueued: Int, name: String = "engram.model-worker") {
+    init(maxQueued: Int, maxSequences: Int = 16, name: String = "engram.model-worker") {
         self.maxQueued = max(1, maxQueued)
+        self.maxSequences = max(1, min(maxSequences, BLAS.smallProductRows))
         // The thread holds the worker until `stop` lets its loop end.
         let thread = Thread { self.loop() }
         thread.name = name
@@ -75,35 +118,71 @@ final class ModelWorker: @unchecked Sendable {
                 _ body: @escaping (JobControl) throws -> T) async throws -> T {
         let control = control ?? JobControl(deadline: deadline)
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
-            let job = Job(control: control, run: {
-                if control.isCancelled {
-                    continuation.resume(throwing: control.isPastDeadline ? APIError.timeout(seconds: timeoutSeconds) : CancellationError())
-                    return
-                }
+            let fail = Self.failure(control, timeoutSeconds: timeoutSeconds)
+            enqueue(Job(control: control, run: {
+                if control.isCancelled { return continuation.resume(throwing: fail(CancellationError())) }
                 do {
                     continuation.resume(returning: try body(control))
-                } catch is CancellationError where control.isPastDeadline {
-                    continuation.resume(throwing: APIError.timeout(seconds: timeoutSeconds))
                 } catch {
-                    continuation.resume(throwing: error)
+                    continuation.resume(throwing: fail(error))
                 }
-            }, reject: { continuation.resume(throwing: $0) })
-            condition.lock()
-            if stopping {
-                condition.unlock()
-                job.reject(APIError.shuttingDown)
-                return
-            }
-            let depth = queue.count - head
-            if depth >= maxQueued {
-                condition.unlock()
-                job.reject(APIError.busy(depth: depth))
-                return
-            }
-            queue.append(job)
-            condition.signal()
-            condition.unlock()
+            }, start: nil, reject: { continuation.resume(throwing: $0) }))
         }
+    }
+
+    /// Queues a generation: `start` runs on the worker when its turn comes and returns the sequences,
+    /// prefilled, and how to make the job's result once they have all ended (`result` is called then).
+    /// Errors as for `run`; a sequence that fails fails the job.
+    func generate<T>(deadline: ContinuousClock.Instant?, control: JobControl? = nil, timeoutSeconds: Double,
+                     _ start: @escaping (JobControl) throws -> (sequences: [DecodingSequence], result: () throws -> T)) async throws -> T {
+        let control = control ?? JobControl(deadline: deadline)
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
+            let fail = Self.failure(control, timeoutSeconds: timeoutSeconds)
+            enqueue(Job(control: control, run: nil, start: {
+                if control.isCancelled {
+                    continuation.resume(throwing: fail(CancellationError()))
+                    return nil
+                }
+                do {
+                    let (sequences, result) = try start(control)
+                    let generation = ActiveGeneration(sequences: sequences) { error in
+                        if let error { return continuation.resume(throwing: fail(error)) }
+                        do { continuation.resume(returning: try result()) } catch { continuation.resume(throwing: fail(error)) }
+                    }
+                    if generation.isFinished {
+                        generation.finish()
+                        return nil
+                    }
+                    return generation
+                } catch {
+                    continuation.resume(throwing: fail(error))
+                    return nil
+                }
+            }, reject: { continuation.resume(throwing: $0) }))
+        }
+    }
+
+    /// A job's error as the client sees it: cancellation at the deadline is a timeout.
+    private static func failure(_ control: JobControl, timeoutSeconds: Double) -> (Error) -> Error {
+        { error in error is CancellationError && control.isPastDeadline ? APIError.timeout(seconds: timeoutSeconds) : error }
+    }
+
+    private func enqueue(_ job: Job) {
+        condition.lock()
+        if stopping {
+            condition.unlock()
+            job.reject(APIError.shuttingDown)
+            return
+        }
+        let depth = queue.count - head
+        if depth >= maxQueued {
+            condition.unlock()
+            job.reject(APIError.busy(depth: depth))
+            return
+        }
+        queue.append(job)
+        condition.signal()
+        condition.unlock()
     }
 
     /// Finishes the jobs already queued, then ends the thread. New jobs are refused from now on.
@@ -125,25 +204,52 @@ final class ModelWorker: @unchecked Sendable {
     private func loop() {
         while true {
             condition.lock()
-            while head == queue.count && !stopping { condition.wait() }
-            if head == queue.count && stopping {
+            while head == queue.count && active.isEmpty && !stopping { condition.wait() }
+            if head == queue.count && active.isEmpty && stopping {
                 stopped = true
                 condition.broadcast()
                 condition.unlock()
                 return
             }
-            let job = queue[head]
-            head += 1
-            if head > 64 && head * 2 > queue.count {
-                queue.removeFirst(head)
-                head = 0
+            // The next job starts if it is a generation and there is room among the sequences being
+            // decoded, or if nothing is being decoded; otherwise the decoding goes on a step.
+            var next: Job?
+            if head < queue.count {
+                let job = queue[head]
+                if job.start != nil ? activeSequences < maxSequences : active.isEmpty {
+                    next = job
+                    head += 1
+                    if head > 64 && head * 2 > queue.count {
+                        queue.removeFirst(head)
+                        head = 0
+                    }
+                }
             }
-            runningJob = true
+            runningJob = next != nil
             condition.unlock()
-            job.run()
+            if let job = next {
+                if let run = job.run {
+                    run()
+                } else if let generation = job.start?() {
+                    active.append(generation)
+                }
+            } else {
+                step()
+            }
             condition.lock()
             runningJob = false
+            activeSequences = active.reduce(0) { $0 + $1.sequences.count }
             condition.unlock()
         }
+    }
+
+    /// Advances every sequence being decoded by one token, then resumes the generation jobs that ended.
+    private func step() {
+        let sequences = active.flatMap { $0.sequences.filter { !$0.isFinished } }
+        largestStep = sequences.count
+        // A failed pass ends every sequence in it, with its error; their jobs report it.
+        if let first = sequences.first { try? first.generator.advance(sequences) }
+        for generation in active where generation.isFinished { generation.finish() }
+        active.removeAll { $0.isFinished }
     }
 }

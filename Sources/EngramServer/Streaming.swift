@@ -21,6 +21,11 @@ final class Once: @unchecked Sendable {
     }
 }
 
+/// Outcomes gathered on the worker thread as sequences end.
+private final class Collected: @unchecked Sendable {
+    var outcomes: [CompletionOutcome] = []
+}
+
 extension EngramServer {
     /// Completions and chat completions, whole or streamed as server-sent events in OpenAI's chunk format.
     func complete(_ request: CompletionRequest) async throws -> Response {
@@ -31,12 +36,13 @@ extension EngramServer {
         let limits = configuration.limits
 
         guard request.stream else {
-            let (outcomes, version) = try await onWorker { [state] control in
-                var outcomes: [CompletionOutcome] = []
-                try state.run(request, limits: limits, control: control) { event in
-                    if case let .finished(o) = event { outcomes.append(o) }
+            let (outcomes, version) = try await onWorkerGenerating { [state] control in
+                let collected = Collected()
+                let version = state.version
+                let sequences = try state.startGeneration(request, limits: limits, control: control) { event in
+                    if case let .finished(o) = event { collected.outcomes.append(o) }
                 }
-                return (outcomes, state.version)
+                return (sequences, { (collected.outcomes.sorted { $0.index < $1.index }, version) })
             }
             let fingerprint = "engram-state-\(version)"
             if chat {
@@ -63,9 +69,10 @@ extension EngramServer {
             let once = Once()
             Task { [state] in
                 do {
-                    try await onWorker(control: control) { control in
-                        try state.run(request, limits: limits, control: control,
-                                      prepared: { once.run { started.resume(returning: state.version) } }) { event in sink.yield(.event(event)) }
+                    try await onWorkerGenerating(control: control) { control in
+                        let sequences = try state.startGeneration(request, limits: limits, control: control,
+                                                                  prepared: { once.run { started.resume(returning: state.version) } }) { event in sink.yield(.event(event)) }
+                        return (sequences, {})
                     }
                 } catch {
                     let apiError = error is CancellationError && control.isPastDeadline ? APIError.timeout(seconds: limits.timeoutSeconds) : APIError.engram(error)

@@ -184,8 +184,10 @@ final class TestServer: @unchecked Sendable {
 
     nonisolated(unsafe) static var cachedTokenizer: Tokenizer?
 
-    init(token: String? = TestServer.token, configure: (inout ServerConfiguration) -> Void = { _ in }) async throws {
-        let (ck, lm, tokenizer) = try TestServer.defaultModel()
+    /// `model`: another copy of the default model (e.g. opened on demand, as `engram serve` does).
+    init(token: String? = TestServer.token, model: (Checkpoint, LanguageModel, Tokenizer)? = nil,
+         configure: (inout ServerConfiguration) -> Void = { _ in }) async throws {
+        let (ck, lm, tokenizer) = try model ?? TestServer.defaultModel()
         var config = ServerConfiguration(modelID: "smollm2")
         config.port = 0
         config.token = token

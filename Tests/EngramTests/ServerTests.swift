@@ -89,6 +89,68 @@ final class ServerTests: XCTestCase {
         try await s.stop()
     }
 
+    /// Completions arriving together are decoded together (one batched pass per step), and each gets
+    /// exactly the text it gets alone: greedy or sampled with a seed, several prompts in one request, a
+    /// stop string, different lengths. The model is opened as `engram serve` opens it (weights read from
+    /// their blocks), where a step's products form every sequence's sums as for that sequence alone.
+    func testConcurrentCompletionsAreDecodedTogether() async throws {
+        let ck = try ModelLoader.checkpoint("smollm2")
+        ck.dequantizesOnDemand = true
+        let s = try await TestServer(model: (ck, try ModelLoader.build(ck), try TestServer.defaultModel().2))
+        let requests: [[String: Any]] = [
+            ["prompt": "The capital of France is", "max_tokens": 12, "temperature": 0],
+            ["prompt": "Once upon a time", "max_tokens": 24, "temperature": 0.8, "seed": 7],
+            ["prompt": "The Eiffel Tower is located in", "max_tokens": 6, "temperature": 0],
+            ["prompt": ["Water boils at", "The largest planet in the solar system is"], "max_tokens": 10, "temperature": 0],
+            ["prompt": "My favourite colour is", "max_tokens": 16, "temperature": 1, "top_k": 20, "seed": 3, "stop": ["."]],
+            ["prompt": "def fibonacci(n):", "max_tokens": 20, "temperature": 0],
+            ["prompt": "The mother tongue of Danielle Darrieux is", "max_tokens": 3, "temperature": 0],
+            ["prompt": "In 1969, the first person to walk on the Moon was", "max_tokens": 18, "temperature": 0.5, "top_p": 0.9, "seed": 11],
+        ]
+        func texts(_ r: RawHTTPResponse) throws -> [String] {
+            XCTAssertEqual(r.status, 200, r.text)
+            return try XCTUnwrap(try r.json()["choices"] as? [[String: Any]]).map { "\($0["index"] ?? "")|\($0["finish_reason"] ?? "")|\($0["text"] ?? "")" }
+        }
+        var alone: [[String]] = []
+        for r in requests { alone.append(try texts(try await s.post("/v1/completions", r))) }
+        XCTAssertEqual(s.server.worker.largestStep, 2, "one at a time, only a two-prompt request shares its steps")
+        let together = try await withThrowingTaskGroup(of: (Int, [String]).self) { group in
+            for (i, r) in requests.enumerated() { group.addTask { (i, try texts(try await s.post("/v1/completions", r))) } }
+            return try await group.reduce(into: [[String]](repeating: [], count: requests.count)) { $0[$1.0] = $1.1 }
+        }
+        XCTAssertEqual(together, alone)
+        XCTAssertGreaterThan(s.server.worker.largestStep, 2, "the requests were not decoded together")
+        try await s.stop()
+    }
+
+    /// An edit waits for the completions being decoded when it arrives and holds back those queued after
+    /// it: a completion sent before the edit is generated entirely without it, one sent after entirely with it.
+    func testAnEditSeparatesTheCompletionsAroundIt() async throws {
+        let s = try await TestServer()
+        let prompt = "The Eiffel Tower is located in the city of"
+        // 200 tokens (no end of text before): still being decoded when the edit arrives.
+        let long: [String: Any] = ["prompt": "The Eiffel Tower, the Colosseum, the Louvre", "max_tokens": 200, "temperature": 0]
+        func text(_ r: RawHTTPResponse) throws -> String {
+            XCTAssertEqual(r.status, 200, r.text)
+            return try XCTUnwrap((try r.json()["choices"] as? [[String: Any]])?.first?["text"] as? String)
+        }
+        let before = try text(try await s.post("/v1/completions", long))
+        // A weight edit (ROME): were it applied between two decoding steps, the first completion would change.
+        let edit: [String: Any] = ["method": "rome", "requests": [["prompt": prompt, "subject": "The Eiffel Tower", "target_new": "Rome"]]]
+        async let first = s.post("/v1/completions", long)
+        try await Task.sleep(for: .milliseconds(150)) // the first completion is being decoded
+        async let created = s.post("/v1/edits", edit, headers: s.auth)
+        try await Task.sleep(for: .milliseconds(50))
+        async let second = s.post("/v1/completions", long)
+        let (a, e, b) = try await (first, created, second)
+        XCTAssertEqual(e.status, 201, e.text)
+        XCTAssertEqual(try text(a), before)
+        let after = try text(try await s.post("/v1/completions", long))
+        XCTAssertNotEqual(after, before, "the edit changes the completion")
+        XCTAssertEqual(try text(b), after)
+        try await s.stop()
+    }
+
     func testChatCompletionsWholeAndStreamed() async throws {
         let (_, lm, tokenizer) = try TestServer.defaultModel()
         let messages = [ChatMessage(role: "user", content: "What is the capital of France?")]

@@ -44,53 +44,29 @@ public final class Generator {
 
     public func generate(prompt: [Int32], options: GenerationOptions, hooks: Hooks? = nil,
                          onText: ((String) -> Void)? = nil) throws -> GenerationResult {
-        try options.sampling.validate()
-        guard !prompt.isEmpty else { throw EngramError.invalidArgument("the prompt is empty (no tokens)") }
-        guard options.maxTokens >= 0 else { throw EngramError.invalidArgument("max tokens must be ≥ 0") }
-        let context = model.config.contextLength
-        guard prompt.count <= context else {
-            throw EngramError.invalidArgument("the prompt has \(prompt.count) tokens, more than the model's context of \(context) tokens")
-        }
-        // Every generated token but the last is fed back (prompt + k − 1 positions for k tokens), so the
-        // context bounds how many can follow the prompt; the cache grows as needed, so a large
-        // `maxTokens` reserves nothing up front.
-        let maxTokens = min(options.maxTokens, context - prompt.count + 1)
-        var sampler = Sampler(options.sampling)
-        let cache = model.makeCache(capacity: prompt.count + min(maxTokens, 256) + 1)
-        let clock = ContinuousClock()
-        let start = clock.now
-        var logits = try model.forward(prompt, cache: cache, hooks: hooks, logits: .last)
-        let promptSeconds = (clock.now - start).seconds
+        let sequence = try DecodingSequence(generator: self, prompt: prompt, options: options, onText: onText)
+        try sequence.prefill(hooks: hooks)
+        while !sequence.isFinished { try advance([sequence], hooks: hooks) }
+        return try sequence.outcome!.get()
+    }
 
-        var tokens: [Int32] = []
-        var emitted = 0 // characters of `text` already streamed
-        var text = ""
-        var finish = FinishReason.length
-        let decodeStart = clock.now
-        while tokens.count < maxTokens {
-            if let isCancelled = options.isCancelled, isCancelled() { throw CancellationError() }
-            let next = sampler.sample(logits.pointer, count: logits.cols)
-            if options.stopAtEndOfGeneration && tokenizer.isEndOfGeneration(next) { finish = .endOfGeneration; break }
-            tokens.append(next)
-            text = tokenizer.decode(tokens, skipSpecial: false)
-            if let cut = Self.firstStop(in: text, stops: options.stop) {
-                text = String(text[..<cut])
-                finish = .stop
-                break
-            }
-            if let onText {
-                let safe = Self.streamableLength(text, stops: options.stop)
-                if safe > emitted {
-                    onText(String(text.dropFirst(emitted).prefix(safe - emitted)))
-                    emitted = safe
-                }
-            }
-            if tokens.count == maxTokens { break }
-            logits = try model.forward([next], cache: cache, hooks: hooks, logits: .last)
+    /// One decoding step for several sequences: each unfinished one chooses its next token from its
+    /// logits (or ends: end of generation, a stop string, its token limit, cancellation), and those that
+    /// continue go through the model together, one row each. With weights read from quantized or 16-bit
+    /// blocks (`Checkpoint.dequantizesOnDemand`), products of up to `BLAS.smallProductRows` rows form
+    /// every row's sums as one row alone does, so a sequence's tokens do not depend on the others in its
+    /// step; with float32 weights they agree to rounding. A failed pass ends every sequence in it.
+    public func advance(_ sequences: [DecodingSequence], hooks: Hooks? = nil) throws {
+        let continuing = sequences.filter { $0.chooseNextToken() }
+        guard !continuing.isEmpty else { return }
+        do {
+            let logits = try model.forward(continuing.map { SequenceInput(tokens: [$0.pendingToken!], cache: $0.cache) },
+                                           hooks: hooks, logits: .last)
+            for (sequence, rows) in zip(continuing, logits) { sequence.logits = rows }
+        } catch {
+            for sequence in continuing { sequence.end(.failure(error)) }
+            throw error
         }
-        if let onText, text.count > emitted { onText(String(text.dropFirst(emitted))) }
-        return GenerationResult(promptTokens: prompt, tokens: tokens, text: text, finishReason: finish,
-                                promptSeconds: promptSeconds, decodeSeconds: (clock.now - decodeStart).seconds)
     }
 
     static func firstStop(in text: String, stops: [String]) -> String.Index? {
@@ -113,6 +89,114 @@ public final class Generator {
             }
         }
         return length - hold
+    }
+}
+
+/// One sequence being generated: its prompt's pass, then a token per `Generator.advance` step, streaming
+/// its text. Finished when it reaches its end, with `outcome` set (and `onFinish` called).
+public final class DecodingSequence {
+    public let generator: Generator
+    public let prompt: [Int32]
+    let options: GenerationOptions
+    let onText: ((String) -> Void)?
+    /// Called once, when the sequence ends.
+    public var onFinish: ((Result<GenerationResult, Error>) -> Void)?
+    let cache: KVCache
+    private let maxTokens: Int
+    private var sampler: Sampler
+    var logits: Matrix?
+    /// The token chosen in this step, to be fed to the model.
+    private(set) var pendingToken: Int32?
+    public private(set) var tokens: [Int32] = []
+    private var text = ""
+    private var emitted = 0 // characters of `text` already streamed
+    private let clock = ContinuousClock()
+    private var promptSeconds = 0.0
+    private var decodeStart: ContinuousClock.Instant
+    public private(set) var outcome: Result<GenerationResult, Error>?
+
+    public var isFinished: Bool { outcome != nil }
+
+    /// Checks the request; the prompt's pass is `prefill`.
+    public init(generator: Generator, prompt: [Int32], options: GenerationOptions, onText: ((String) -> Void)? = nil) throws {
+        try options.sampling.validate()
+        guard !prompt.isEmpty else { throw EngramError.invalidArgument("the prompt is empty (no tokens)") }
+        guard options.maxTokens >= 0 else { throw EngramError.invalidArgument("max tokens must be ≥ 0") }
+        let context = generator.model.config.contextLength
+        guard prompt.count <= context else {
+            throw EngramError.invalidArgument("the prompt has \(prompt.count) tokens, more than the model's context of \(context) tokens")
+        }
+        self.generator = generator
+        self.prompt = prompt
+        self.options = options
+        self.onText = onText
+        // Every generated token but the last is fed back (prompt + k − 1 positions for k tokens), so the
+        // context bounds how many can follow the prompt; the cache grows as needed, so a large
+        // `maxTokens` reserves nothing up front.
+        maxTokens = min(options.maxTokens, context - prompt.count + 1)
+        sampler = Sampler(options.sampling)
+        cache = generator.model.makeCache(capacity: prompt.count + min(maxTokens, 256) + 1)
+        decodeStart = clock.now
+    }
+
+    /// The prompt's pass (its logits give the first token). A failure ends the sequence and is thrown.
+    public func prefill(hooks: Hooks? = nil) throws {
+        let start = clock.now
+        do {
+            logits = try generator.model.forward(prompt, cache: cache, hooks: hooks, logits: .last)
+        } catch {
+            end(.failure(error))
+            throw error
+        }
+        promptSeconds = (clock.now - start).seconds
+        decodeStart = clock.now
+    }
+
+    /// Chooses the next token from the current logits, streams the text it completes, and says whether
+    /// the sequence continues (the token must then go through the model); otherwise it has ended.
+    func chooseNextToken() -> Bool {
+        pendingToken = nil
+        guard !isFinished, let logits else { return false }
+        guard tokens.count < maxTokens else { return finish(.length) }
+        if let isCancelled = options.isCancelled, isCancelled() {
+            end(.failure(CancellationError()))
+            return false
+        }
+        let next = sampler.sample(logits.pointer, count: logits.cols)
+        let tokenizer = generator.tokenizer
+        if options.stopAtEndOfGeneration && tokenizer.isEndOfGeneration(next) { return finish(.endOfGeneration) }
+        tokens.append(next)
+        text = tokenizer.decode(tokens, skipSpecial: false)
+        if let cut = Generator.firstStop(in: text, stops: options.stop) {
+            text = String(text[..<cut])
+            return finish(.stop)
+        }
+        if let onText {
+            let safe = Generator.streamableLength(text, stops: options.stop)
+            if safe > emitted {
+                onText(String(text.dropFirst(emitted).prefix(safe - emitted)))
+                emitted = safe
+            }
+        }
+        if tokens.count == maxTokens { return finish(.length) }
+        pendingToken = next
+        return true
+    }
+
+    /// Streams what is left of the text and ends with a result. Returns false (the sequence stops).
+    private func finish(_ reason: FinishReason) -> Bool {
+        if let onText, text.count > emitted { onText(String(text.dropFirst(emitted))) }
+        end(.success(GenerationResult(promptTokens: prompt, tokens: tokens, text: text, finishReason: reason,
+                                      promptSeconds: promptSeconds, decodeSeconds: (clock.now - decodeStart).seconds)))
+        return false
+    }
+
+    func end(_ result: Result<GenerationResult, Error>) {
+        guard outcome == nil else { return }
+        outcome = result
+        pendingToken = nil
+        logits = nil
+        onFinish?(result)
     }
 }
 

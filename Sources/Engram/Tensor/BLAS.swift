@@ -35,7 +35,7 @@ public enum BLAS {
     /// decoding); more rows are compute-bound and go to sgemm over dequantized pieces. (SmolLM2 on two
     /// cores, EngramBench prompt tok/s straight from the blocks against through pieces: 450 against 350
     /// at 32 tokens, 447 against 493 at 48, 447 against 583 at 96.)
-    nonisolated(unsafe) static var smallProductRows = 32
+    nonisolated(unsafe) public static var smallProductRows = 32
 
     /// Floats dequantized per product: at most this many (4 MiB), so a layer's matrix is done in one
     /// piece (the same sgemm as over the float copy) and the output head of a large vocabulary in several.
