@@ -60,3 +60,42 @@ final class DecodingContextTests: XCTestCase {
         }
     }
 }
+
+/// Sequences advanced together (`Generator.advance`, what the server's worker does): each ends on its
+/// own terms and, with weights read from their blocks, gets exactly the tokens it gets alone.
+final class DecodingTogetherTests: XCTestCase {
+    func testSequencesAdvancedTogetherGetTheirOwnTokens() throws {
+        let file = try QuantizedTinyLlama(seed: 61)
+        let model = try file.model(onDemand: true)
+        let generator = Generator(model: model, tokenizer: TestTokenizer(pieces: []))
+        func options(_ maxTokens: Int, temperature: Float = 0, seed: UInt64 = 0) -> GenerationOptions {
+            var o = GenerationOptions(maxTokens: maxTokens, sampling: SamplingParameters(temperature: temperature, seed: seed))
+            o.stopAtEndOfGeneration = false
+            return o
+        }
+        let work: [([Int32], GenerationOptions)] = [([1, 5, 9], options(6)), ([2, 4], options(0)), ([7, 7, 7, 7, 7], options(12, temperature: 1, seed: 5)),
+                                                    ([3], options(9)), ([8, 6, 4, 2, 9, 1], options(1))]
+        let alone = try work.map { try generator.generate(prompt: $0.0, options: $0.1).tokens }
+        XCTAssertEqual(alone.map(\.count), [6, 0, 12, 9, 1])
+
+        // Together, with a sixth sequence cancelled after its second token: it alone ends with the error.
+        var cancelledAfter = options(20)
+        let steps = FloatBuffer(count: 1)
+        cancelledAfter.isCancelled = { steps[0] >= 2 }
+        var sequences = try work.map { try DecodingSequence(generator: generator, prompt: $0.0, options: $0.1) }
+        sequences.append(try DecodingSequence(generator: generator, prompt: [4, 4], options: cancelledAfter))
+        for s in sequences { try s.prefill() }
+        var largest = 0
+        while sequences.contains(where: { !$0.isFinished }) {
+            let open = sequences.filter { !$0.isFinished }
+            largest = max(largest, open.count)
+            try generator.advance(open)
+            steps[0] = Float(sequences[5].tokens.count)
+        }
+        XCTAssertEqual(largest, 6)
+        XCTAssertEqual(sequences.prefix(5).map { try? $0.outcome?.get().tokens }, alone.map { $0 })
+        XCTAssertEqual(sequences[5].tokens.count, 2)
+        guard case .failure(let error)? = sequences[5].outcome else { return XCTFail("the cancelled sequence did not fail") }
+        XCTAssertTrue(error is CancellationError)
+    }
+}
