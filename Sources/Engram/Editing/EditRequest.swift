@@ -127,16 +127,15 @@ public struct MultiHopCase: Codable, Equatable, Sendable {
 }
 
 extension EditRequest {
-    /// Refuses a request whose prompt followed by its new target takes more than `context − room`
-    /// tokens: nothing past the model's context can be scored or edited, and a long prompt would
-    /// otherwise fail deep inside a pass (or, on a rotary model, run on untrained positions).
-    /// `room` is what the method puts in front of the prompt (context templates).
-    public func checkFits(tokenizer: Tokenizer, context: Int, room: Int = 0) throws {
+    /// Refuses a request whose prompt followed by its new target takes more than `context` tokens:
+    /// nothing past the model's context can be scored or edited, and a long prompt would otherwise fail
+    /// deep inside a pass (or, on a rotary model, run on untrained positions). (A prompt that fits alone
+    /// but not behind a context template is named by the value search.)
+    public func checkFits(tokenizer: Tokenizer, context: Int) throws {
         let target = targetNew.hasPrefix(" ") ? targetNew : " " + targetNew
         let tokens = tokenizer.encode(prompt, addSpecial: true).count + tokenizer.encode(target, addSpecial: false).count
-        guard tokens - 1 + room <= context else { // the last target token is scored, never fed
-            let what = room > 0 ? "with \(room) tokens of context template in front, " : ""
-            throw EngramError.invalidArgument("request \(caseID): the prompt and new target take \(tokens) tokens; \(what)that is more than the model's context of \(context) tokens")
+        guard tokens - 1 <= context else { // the last target token is scored, never fed
+            throw EngramError.invalidArgument("request \(caseID): the prompt and new target take \(tokens) tokens, more than the model's context of \(context) tokens")
         }
     }
 }
