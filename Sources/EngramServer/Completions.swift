@@ -227,6 +227,8 @@ extension ModelState {
                 onEvent(.finished(CompletionOutcome(index: i, text: r.text, finishReason: r.finishReason == .length ? "length" : "stop",
                                                     promptTokens: ids.count, completionTokens: r.tokens.count)))
             }
+            // Active streams get no step while prompts are prefilled: stop at once past the deadline.
+            if control.isCancelled { throw CancellationError() }
             try sequence.prefill()
             return sequence
         }

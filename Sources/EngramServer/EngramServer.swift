@@ -25,7 +25,7 @@ public final class EngramServer: @unchecked Sendable {
         self.afterEachJob = afterEachJob
         self.configuration = configuration
         self.state = ModelState(model: model, tokenizer: tokenizer, modelID: configuration.modelID, checkpointLocation: checkpointLocation)
-        self.worker = ModelWorker(maxQueued: configuration.limits.queueDepth)
+        self.worker = ModelWorker(maxQueued: configuration.limits.queueDepth, whenIdle: afterEachJob)
         self.logger = logger
     }
 

@@ -4,7 +4,7 @@ import Foundation
 /// The one place where the model is touched. Jobs start one at a time, in arrival order, on a dedicated
 /// thread. Every job but a generation runs to its end before the next starts. Generations are decoded
 /// together: a generation job prefills its prompts when its turn comes and joins the sequences being
-/// decoded, and each step advances all of them by one token in one batched pass (`Generator.advance`).
+/// decoded, and each step advances all of them by one token in batched passes (`Generator.advance`).
 /// A job that is not a generation (a probe, an edit, a toggle) waits until every generation started
 /// before it has ended, and generations queued after it wait for it. So every request still sees the
 /// model entirely before or entirely after a change. (Running jobs on Swift's cooperative pool instead
@@ -72,8 +72,9 @@ final class ModelWorker: @unchecked Sendable {
     }
 
     let maxQueued: Int
-    /// Sequences decoded together at most. A step multiplies one row per sequence; up to
-    /// `BLAS.smallProductRows` rows, each row's sums are formed as for that row alone.
+    /// Sequences advanced by one batched pass at most. A pass multiplies one row per sequence; up to
+    /// `BLAS.smallProductRows` rows, each row's sums are formed as for that row alone. A generation joins
+    /// while fewer are active, with all its prompts, so a step may take more than one pass.
     let maxSequences: Int
     private let condition = NSCondition()
     private var queue: [Job] = []
@@ -100,9 +101,15 @@ final class ModelWorker: @unchecked Sendable {
         return (queue.count - head, runningJob || activeSequences > 0)
     }
 
-    init(maxQueued: Int, maxSequences: Int = 16, name: String = "engram.model-worker") {
+    /// Runs on the worker whenever the last generation being decoded has ended (no pass is running then):
+    /// what the server does after every other job, there at the job's end (drop float copies, return
+    /// freed memory to the system).
+    private let whenIdle: () -> Void
+
+    init(maxQueued: Int, maxSequences: Int = 16, name: String = "engram.model-worker", whenIdle: @escaping () -> Void = {}) {
         self.maxQueued = max(1, maxQueued)
         self.maxSequences = max(1, min(maxSequences, BLAS.smallProductRows))
+        self.whenIdle = whenIdle
         // The thread holds the worker until `stop` lets its loop end.
         let thread = Thread { self.loop() }
         thread.name = name
@@ -230,11 +237,13 @@ final class ModelWorker: @unchecked Sendable {
             if let job = next {
                 if let run = job.run {
                     run()
-                } else if let generation = job.start?() {
-                    active.append(generation)
+                } else {
+                    if let generation = job.start?() { active.append(generation) }
+                    if active.isEmpty { whenIdle() } // it ended at once
                 }
             } else {
                 step()
+                if active.isEmpty { whenIdle() }
             }
             condition.lock()
             runningJob = false
@@ -248,7 +257,10 @@ final class ModelWorker: @unchecked Sendable {
         let sequences = active.flatMap { $0.sequences.filter { !$0.isFinished } }
         largestStep = sequences.count
         // A failed pass ends every sequence in it, with its error; their jobs report it.
-        if let first = sequences.first { try? first.generator.advance(sequences) }
+        for start in stride(from: 0, to: sequences.count, by: maxSequences) {
+            let pass = Array(sequences[start..<min(start + maxSequences, sequences.count)])
+            try? pass[0].generator.advance(pass)
+        }
         for generation in active where generation.isFinished { generation.finish() }
         active.removeAll { $0.isFinished }
     }

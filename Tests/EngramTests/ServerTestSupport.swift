@@ -185,8 +185,10 @@ final class TestServer: @unchecked Sendable {
     nonisolated(unsafe) static var cachedTokenizer: Tokenizer?
 
     /// `model`: another copy of the default model (e.g. opened on demand, as `engram serve` does).
+    /// `afterEachJobCount`: counts the calls of the server's after-job hook (where `engram serve` drops
+    /// float copies and returns memory).
     init(token: String? = TestServer.token, model: (Checkpoint, LanguageModel, Tokenizer)? = nil,
-         configure: (inout ServerConfiguration) -> Void = { _ in }) async throws {
+         afterEachJobCount: FloatBuffer? = nil, configure: (inout ServerConfiguration) -> Void = { _ in }) async throws {
         let (ck, lm, tokenizer) = try model ?? TestServer.defaultModel()
         var config = ServerConfiguration(modelID: "smollm2")
         config.port = 0
@@ -194,7 +196,8 @@ final class TestServer: @unchecked Sendable {
         configure(&config)
         let logs = CapturedLogs()
         let logger = Logger(label: "engram.server.test") { _ in CaptureLogHandler(sink: logs) }
-        let server = EngramServer(configuration: config, model: lm, tokenizer: tokenizer, checkpointLocation: ck.location, logger: logger)
+        let server = EngramServer(configuration: config, model: lm, tokenizer: tokenizer, checkpointLocation: ck.location, logger: logger,
+                                  afterEachJob: { afterEachJobCount?[0] += 1 })
         let (ports, portSink) = AsyncStream<Int>.makeStream()
         let app = server.makeApplication { portSink.yield($0) }
         let group = ServiceGroup(configuration: .init(services: [app], logger: logger))

@@ -96,7 +96,9 @@ final class ServerTests: XCTestCase {
     func testConcurrentCompletionsAreDecodedTogether() async throws {
         let ck = try ModelLoader.checkpoint("smollm2")
         ck.dequantizesOnDemand = true
-        let s = try await TestServer(model: (ck, try ModelLoader.build(ck), try TestServer.defaultModel().2))
+        let idle = FloatBuffer(count: 1) // calls of the hook `engram serve` uses to drop copies and return memory
+        let s = try await TestServer(model: (ck, try ModelLoader.build(ck), try TestServer.defaultModel().2),
+                                     afterEachJobCount: idle) { c in c.limits.maxPromptsPerRequest = 20 }
         let requests: [[String: Any]] = [
             ["prompt": "The capital of France is", "max_tokens": 12, "temperature": 0],
             ["prompt": "Once upon a time", "max_tokens": 24, "temperature": 0.8, "seed": 7],
@@ -120,6 +122,17 @@ final class ServerTests: XCTestCase {
         }
         XCTAssertEqual(together, alone)
         XCTAssertGreaterThan(s.server.worker.largestStep, 2, "the requests were not decoded together")
+        XCTAssertGreaterThan(idle[0], 0, "completions alone never ran the after-job hook")
+
+        // A request of more prompts than one pass takes (16): its steps are split, each prompt gets its solo text.
+        let many = (0..<20).map { "Fact number \($0) about the Moon:" }
+        var solo: [Substring] = []
+        for prompt in many {
+            solo.append(try texts(try await s.post("/v1/completions", ["prompt": prompt, "max_tokens": 5, "temperature": 0]))[0].split(separator: "|", maxSplits: 1)[1])
+        }
+        let batch = try texts(try await s.post("/v1/completions", ["prompt": many, "max_tokens": 5, "temperature": 0]))
+        XCTAssertEqual(batch.map { $0.split(separator: "|", maxSplits: 1)[1] }, solo)
+        XCTAssertEqual(s.server.worker.largestStep, 20)
         try await s.stop()
     }
 
@@ -138,9 +151,9 @@ final class ServerTests: XCTestCase {
         // A weight edit (ROME): were it applied between two decoding steps, the first completion would change.
         let edit: [String: Any] = ["method": "rome", "requests": [["prompt": prompt, "subject": "The Eiffel Tower", "target_new": "Rome"]]]
         async let first = s.post("/v1/completions", long)
-        try await Task.sleep(for: .milliseconds(150)) // the first completion is being decoded
+        try await Task.sleep(for: .milliseconds(400)) // the first completion (1–2 s) is being decoded
         async let created = s.post("/v1/edits", edit, headers: s.auth)
-        try await Task.sleep(for: .milliseconds(50))
+        try await Task.sleep(for: .milliseconds(100))
         async let second = s.post("/v1/completions", long)
         let (a, e, b) = try await (first, created, second)
         XCTAssertEqual(e.status, 201, e.text)
