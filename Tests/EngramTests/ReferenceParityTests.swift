@@ -68,7 +68,8 @@ final class ReferenceParityTests: XCTestCase {
 
     func testHiddenStatesMatchLayerByLayer() throws {
         let (_, model) = try TestSupport.sharedDefaultModel()
-        let c = try XCTUnwrap(try fixture().cases.first { $0.hidden_states_last_pos != nil })
+        let cases = try fixture().cases // throws XCTSkip without the shared fixtures (outside XCTUnwrap, which would fail)
+        let c = try XCTUnwrap(cases.first { $0.hidden_states_last_pos != nil })
         let hidden = try XCTUnwrap(c.hidden_states_last_pos)
         var captured: [Int: [Float]] = [:] // 0 = embedding, k = after layer k-1
         var hooks = Hooks()
