@@ -228,17 +228,6 @@ VECTOR_TARGET static void gemm4_avx2(int type, const void *w, int64_t cols, cons
 #undef GEMM4_CASE
 }
 
-// One row of x: the four-row kernels with a single row (the same instructions as a dedicated loop).
-VECTOR_TARGET static void gemv_q4_1_avx2(const uint8_t *w, int64_t cols, const float *x, const float *sums,
-                                         float *y, int64_t begin, int64_t end, int accumulate) {
-    gemm4_q4_1_avx2(w, cols, x, sums, 1, y, 0, begin, end, accumulate);
-}
-
-VECTOR_TARGET static void gemv_q8_0_avx2(const uint8_t *w, int64_t cols, const float *x, float *y,
-                                         int64_t begin, int64_t end, int accumulate) {
-    gemm4_q8_0_avx2(w, cols, x, 1, y, 0, begin, end, accumulate);
-}
-
 static int cpu_has_avx2(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
@@ -265,24 +254,16 @@ void engram_decode_kernels_set_vectorized(int enabled) {
     atomic_store_explicit(&use_vectors, enabled && cpu_has_avx2(), memory_order_relaxed);
 }
 
-// The rows `begin ..< end` of one product; `sums[b]` is the sum of `x[32b ..< 32b + 32]` (Q4_1 only:
-// its per-block offset multiplies it).
-static void gemv_rows(int type, const void *weights, int64_t cols, const float *x, const float *sums, float *y,
-                      int64_t begin, int64_t end, int accumulate) {
+// The rows `begin ..< end` of a one-row product over float rows (the PRODUCT job).
+static void gemv_f32_rows(const float *weights, int64_t cols, const float *x, float *y, int64_t begin, int64_t end,
+                          int accumulate) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     if (has_avx2()) {
-        switch (type) {
-        case ENGRAM_Q4_1: gemv_q4_1_avx2(weights, cols, x, sums, y, begin, end, accumulate); return;
-        case ENGRAM_Q8_0: gemv_q8_0_avx2(weights, cols, x, y, begin, end, accumulate); return;
-        default: gemv_f32_avx2(weights, cols, x, y, begin, end, accumulate); return;
-        }
+        gemv_f32_avx2(weights, cols, x, y, begin, end, accumulate);
+        return;
     }
 #endif
-    switch (type) {
-    case ENGRAM_Q4_1: gemv_q4_1_portable(weights, cols, x, sums, y, begin, end, accumulate); return;
-    case ENGRAM_Q8_0: gemv_q8_0_portable(weights, cols, x, y, begin, end, accumulate); return;
-    default: gemv_f32_portable(weights, cols, x, y, begin, end, accumulate); return;
-    }
+    gemv_f32_portable(weights, cols, x, y, begin, end, accumulate);
 }
 
 static void dequantize_rows(int type, const void *weights, int64_t cols, float *out, int64_t begin, int64_t end) {
@@ -301,9 +282,10 @@ static void dequantize_rows(int type, const void *weights, int64_t cols, float *
     else dequantize_q8_0_portable(weights, cols, out, begin, end);
 }
 
-// Rows `begin ..< end` of Y[n, rows] = X[n, cols] · Wᵀ, every element as `gemv_rows` computes it for
-// that row of X alone, over slices of 64 weight rows (which stay in cache for every row of X): the vector
-// path shares each block's unpacking among four rows of X, the portable one runs the one-row loops.
+// Rows `begin ..< end` of Y[n, rows] = X[n, cols] · Wᵀ, every element as it is for that row of X alone,
+// over slices of 64 weight rows (which stay in cache for every row of X): the vector path shares each
+// block's unpacking among four rows of X, the portable one runs the one-row loops. `sums[b]` is the sum of
+// a row of X over values 32b ..< 32b + 32 (Q4_1 only: its per-block offset multiplies it).
 static void small_gemm_rows(int type, const void *weights, int64_t cols, const float *x, const float *sums, int64_t n,
                             float *y, int64_t ldy, int64_t begin, int64_t end, int accumulate) {
     if (group_type(type)) {
@@ -324,8 +306,8 @@ static void small_gemm_rows(int type, const void *weights, int64_t cols, const f
         }
 #endif
         for (int64_t i = 0; i < n; i++) {
-            gemv_rows(type, weights, cols, x + i * cols, type == ENGRAM_Q4_1 ? sums + i * nb : NULL, y + i * ldy, slice, stop,
-                      accumulate);
+            if (type == ENGRAM_Q4_1) gemv_q4_1_portable(weights, cols, x + i * cols, sums + i * nb, y + i * ldy, slice, stop, accumulate);
+            else gemv_q8_0_portable(weights, cols, x + i * cols, y + i * ldy, slice, stop, accumulate);
         }
     }
 }
@@ -374,7 +356,7 @@ static void run_piece(const product *p, int piece) {
     int64_t begin = p->rows * piece / p->pieces, end = p->rows * (piece + 1) / p->pieces;
     if (begin >= end) return;
     switch (p->kind) {
-    case PRODUCT: gemv_rows(ENGRAM_F32, p->weights, p->cols, p->x, NULL, p->y, begin, end, p->accumulate); return;
+    case PRODUCT: gemv_f32_rows(p->weights, p->cols, p->x, p->y, begin, end, p->accumulate); return;
     case DEQUANTIZE: dequantize_rows(p->type, p->weights, p->cols, p->y, begin, end); return;
     default: small_gemm_rows(p->type, p->weights, p->cols, p->x, p->sums, p->n, p->y, p->rows, begin, end, p->accumulate); return;
     }

@@ -42,10 +42,13 @@ final class ModelWorker: @unchecked Sendable {
 
     private struct Job {
         let control: JobControl
-        /// A job run to its end.
-        let run: (() -> Void)?
-        /// A generation: prefills and returns its sequences (nil when it has ended already).
-        let start: (() -> ActiveGeneration?)?
+        enum Work {
+            /// A job run to its end.
+            case run(() -> Void)
+            /// A generation: prefills and returns its sequences (nil when it has ended already).
+            case generation(() -> ActiveGeneration?)
+        }
+        let work: Work
         let reject: (Error) -> Void
     }
 
@@ -87,12 +90,13 @@ final class ModelWorker: @unchecked Sendable {
     /// Generations being decoded (worker thread only) and their sequence count (under the lock, for /health).
     private var active: [ActiveGeneration] = []
     private var activeSequences = 0
-    /// The most sequences one step has advanced together (under the lock; for tests and /health).
-    private(set) var largestStep: Int {
-        get { condition.lock(); defer { condition.unlock() }; return largestStepValue }
-        set { condition.lock(); largestStepValue = max(largestStepValue, newValue); condition.unlock() }
+    /// The most sequences one step has advanced together (for tests).
+    var largestStep: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return largestStepSoFar
     }
-    private var largestStepValue = 0
+    private var largestStepSoFar = 0 // under the lock
 
     /// Jobs waiting (not counting those running) and whether one is running, for /health.
     var load: (waiting: Int, running: Bool) {
@@ -126,14 +130,14 @@ final class ModelWorker: @unchecked Sendable {
         let control = control ?? JobControl(deadline: deadline)
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
             let fail = Self.failure(control, timeoutSeconds: timeoutSeconds)
-            enqueue(Job(control: control, run: {
+            enqueue(Job(control: control, work: .run {
                 if control.isCancelled { return continuation.resume(throwing: fail(CancellationError())) }
                 do {
                     continuation.resume(returning: try body(control))
                 } catch {
                     continuation.resume(throwing: fail(error))
                 }
-            }, start: nil, reject: { continuation.resume(throwing: $0) }))
+            }, reject: { continuation.resume(throwing: $0) }))
         }
     }
 
@@ -145,7 +149,7 @@ final class ModelWorker: @unchecked Sendable {
         let control = control ?? JobControl(deadline: deadline)
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
             let fail = Self.failure(control, timeoutSeconds: timeoutSeconds)
-            enqueue(Job(control: control, run: nil, start: {
+            enqueue(Job(control: control, work: .generation {
                 if control.isCancelled {
                     continuation.resume(throwing: fail(CancellationError()))
                     return nil
@@ -223,7 +227,12 @@ final class ModelWorker: @unchecked Sendable {
             var next: Job?
             if head < queue.count {
                 let job = queue[head]
-                if job.start != nil ? activeSequences < maxSequences : active.isEmpty {
+                let fits: Bool
+                switch job.work {
+                case .generation: fits = activeSequences < maxSequences
+                case .run: fits = active.isEmpty
+                }
+                if fits {
                     next = job
                     head += 1
                     if head > 64 && head * 2 > queue.count {
@@ -234,16 +243,15 @@ final class ModelWorker: @unchecked Sendable {
             }
             runningJob = next != nil
             condition.unlock()
-            if let job = next {
-                if let run = job.run {
-                    run()
-                } else {
-                    if let generation = job.start?() { active.append(generation) }
-                    if active.isEmpty { whenIdle() } // it ended at once
-                }
+            if case let .run(run)? = next?.work {
+                run()
             } else {
-                step()
-                if active.isEmpty { whenIdle() }
+                if case let .generation(start)? = next?.work {
+                    if let generation = start() { active.append(generation) }
+                } else {
+                    step()
+                }
+                if active.isEmpty { whenIdle() } // the last generation has ended (or this one at once)
             }
             condition.lock()
             runningJob = false
@@ -255,7 +263,9 @@ final class ModelWorker: @unchecked Sendable {
     /// Advances every sequence being decoded by one token, then resumes the generation jobs that ended.
     private func step() {
         let sequences = active.flatMap { $0.sequences.filter { !$0.isFinished } }
-        largestStep = sequences.count
+        condition.lock()
+        largestStepSoFar = max(largestStepSoFar, sequences.count)
+        condition.unlock()
         // A failed pass ends every sequence in it, with its error; their jobs report it.
         for start in stride(from: 0, to: sequences.count, by: maxSequences) {
             let pass = Array(sequences[start..<min(start + maxSequences, sequences.count)])

@@ -57,14 +57,14 @@ public final class Generator {
     /// every row's sums as one row alone does, so a sequence's tokens do not depend on the others in its
     /// step; with float32 weights they agree to rounding. A failed pass ends every sequence in it.
     public func advance(_ sequences: [DecodingSequence], hooks: Hooks? = nil) throws {
-        let continuing = sequences.filter { $0.chooseNextToken() }
+        let continuing = sequences.compactMap { sequence in sequence.chooseNextToken().map { (sequence, $0) } }
         guard !continuing.isEmpty else { return }
         do {
-            let logits = try model.forward(continuing.map { SequenceInput(tokens: [$0.pendingToken!], cache: $0.cache) },
+            let logits = try model.forward(continuing.map { SequenceInput(tokens: [$0.1], cache: $0.0.cache) },
                                            hooks: hooks, logits: .last)
-            for (sequence, rows) in zip(continuing, logits) { sequence.logits = rows }
+            for ((sequence, _), rows) in zip(continuing, logits) { sequence.logits = rows }
         } catch {
-            for sequence in continuing { sequence.end(.failure(error)) }
+            for (sequence, _) in continuing { sequence.end(.failure(error)) }
             throw error
         }
     }
@@ -105,8 +105,6 @@ public final class DecodingSequence {
     private let maxTokens: Int
     private var sampler: Sampler
     var logits: Matrix?
-    /// The token chosen in this step, to be fed to the model.
-    private(set) var pendingToken: Int32?
     public private(set) var tokens: [Int32] = []
     private var text = ""
     private var emitted = 0 // characters of `text` already streamed
@@ -152,15 +150,14 @@ public final class DecodingSequence {
         decodeStart = clock.now
     }
 
-    /// Chooses the next token from the current logits, streams the text it completes, and says whether
-    /// the sequence continues (the token must then go through the model); otherwise it has ended.
-    func chooseNextToken() -> Bool {
-        pendingToken = nil
-        guard !isFinished, let logits else { return false }
+    /// Chooses the next token from the current logits and streams the text it completes. Returns the
+    /// token if the sequence continues (it must then go through the model); nil when it has ended.
+    func chooseNextToken() -> Int32? {
+        guard !isFinished, let logits else { return nil }
         guard tokens.count < maxTokens else { return finish(.length) }
         if let isCancelled = options.isCancelled, isCancelled() {
             end(.failure(CancellationError()))
-            return false
+            return nil
         }
         let next = sampler.sample(logits.pointer, count: logits.cols)
         let tokenizer = generator.tokenizer
@@ -179,22 +176,20 @@ public final class DecodingSequence {
             }
         }
         if tokens.count == maxTokens { return finish(.length) }
-        pendingToken = next
-        return true
+        return next
     }
 
-    /// Streams what is left of the text and ends with a result. Returns false (the sequence stops).
-    private func finish(_ reason: FinishReason) -> Bool {
+    /// Streams what is left of the text and ends with a result. Returns nil (no token to feed).
+    private func finish(_ reason: FinishReason) -> Int32? {
         if let onText, text.count > emitted { onText(String(text.dropFirst(emitted))) }
         end(.success(GenerationResult(promptTokens: prompt, tokens: tokens, text: text, finishReason: reason,
                                       promptSeconds: promptSeconds, decodeSeconds: (clock.now - decodeStart).seconds)))
-        return false
+        return nil
     }
 
     func end(_ result: Result<GenerationResult, Error>) {
         guard outcome == nil else { return }
         outcome = result
-        pendingToken = nil
         logits = nil
         onFinish?(result)
     }

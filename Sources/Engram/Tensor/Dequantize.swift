@@ -26,11 +26,6 @@ public enum Dequantize {
     }
 
     @inline(__always)
-    static func half(_ p: UnsafeRawPointer, _ offset: Int) -> Float {
-        halfToFloat(p.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
-    }
-
-    @inline(__always)
     public static func halfToFloat(_ bits: UInt16) -> Float { Float(Float16(bitPattern: bits)) }
 
     @inline(__always)
