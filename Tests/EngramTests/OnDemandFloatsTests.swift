@@ -17,16 +17,10 @@ final class OnDemandFloatsTests: XCTestCase {
                 return [UInt8(bits & 0xFF), UInt8(bits >> 8)]
             }
         }
-        var bytes = (0..<(count * dtype.blockBytes)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
-        for b in 0..<count {
-            for at in DType.scaleFields(dtype) {
-                var bits = UInt16(truncatingIfNeeded: rng.next())
-                if bits & 0x7C00 == 0x7C00 { bits &= 0xBFFF } // inf/NaN exponent → a finite one
-                bytes[b * dtype.blockBytes + at] = UInt8(bits & 0xFF)
-                bytes[b * dtype.blockBytes + at + 1] = UInt8(bits >> 8)
-            }
+        return dtype.randomBlocks(count, rng: &rng) { rng in
+            let bits = UInt16(truncatingIfNeeded: rng.next())
+            return bits & 0x7C00 == 0x7C00 ? bits & 0xBFFF : bits // inf/NaN exponent → a finite one
         }
-        return bytes
     }
 
     /// Runs `body` for every block type on the vector path (where the CPU has one) and the portable loops.

@@ -10,17 +10,9 @@ final class QuantizedDecodeTests: XCTestCase {
     static func blocks(_ dtype: DType, rows: Int, cols: Int, seed: UInt64) -> [UInt8] {
         var rng = SeededRandom(seed: seed)
         if !dtype.isQuantized { return DType.halfBytes(dtype, rng.values(rows * cols, scale: 1)) } // F16/BF16 rows
-        let count = rows * cols / dtype.blockSize
-        var bytes = (0..<(count * dtype.blockBytes)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
-        for b in 0..<count {
-            for at in DType.scaleFields(dtype) {
-                // Smaller for the K types, whose 6- and 8-bit sub-scales multiply d again.
-                let bits = Float16(rng.uniform() * (dtype.blockSize == 256 ? 0.002 : 0.1)).bitPattern
-                bytes[b * dtype.blockBytes + at] = UInt8(bits & 0xFF)
-                bytes[b * dtype.blockBytes + at + 1] = UInt8(bits >> 8)
-            }
-        }
-        return bytes
+        // Smaller for the K types, whose 6- and 8-bit sub-scales multiply d again.
+        let largest: Float = dtype.blockSize == 256 ? 0.002 : 0.1
+        return dtype.randomBlocks(rows * cols / dtype.blockSize, rng: &rng) { Float16($0.uniform() * largest).bitPattern }
     }
 
     func check(_ dtype: DType, rows: Int, cols: Int, threads: Int, accumulate: Bool, seed: UInt64,

@@ -226,17 +226,10 @@ struct TinyModel {
                 continue
             }
             precondition(count % dtype.blockSize == 0 && tensors[i].shape.last! % dtype.blockSize == 0)
-            var bytes = (0..<(count / dtype.blockSize * dtype.blockBytes)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
             // The largest integer a scale multiplies: 31 (Q5), 15·63 (Q4_K's 4-bit value by a 6-bit scale), …
             let reach: Float = [.q4_0: 8, .q4_1: 15, .q5_0: 16, .q5_1: 31, .q8_0: 127, .q2_K: 45, .q3_K: 128,
                                 .q4_K: 945, .q5_K: 1953, .q6_K: 4064, .iq4_nl: 127, .iq4_xs: 4064][dtype]!
-            for b in 0..<(count / dtype.blockSize) {
-                for at in DType.scaleFields(dtype) {
-                    let bits = Float16(rng.symmetric() * 0.4 / reach).bitPattern
-                    bytes[b * dtype.blockBytes + at] = UInt8(bits & 0xFF)
-                    bytes[b * dtype.blockBytes + at + 1] = UInt8(bits >> 8)
-                }
-            }
+            let bytes = dtype.randomBlocks(count / dtype.blockSize, rng: &rng) { Float16($0.symmetric() * 0.4 / reach).bitPattern }
             bytes.withUnsafeBytes { raw in
                 tensors[i].values.withUnsafeMutableBufferPointer { Dequantize.run(dtype, source: raw.baseAddress!, count: count, into: $0.baseAddress!) }
             }
@@ -466,6 +459,20 @@ extension DType {
 
     /// The block types.
     static let blockTypes = DType.allCases.filter(\.isQuantized)
+    /// `count` blocks of random bytes whose float16 scale fields (`scaleFields`) hold `scale(&rng)`'s
+    /// bits instead: random bit patterns there would include NaN and infinity.
+    func randomBlocks(_ count: Int, rng: inout SeededRandom, scale: (inout SeededRandom) -> UInt16) -> [UInt8] {
+        var bytes = (0..<(count * blockBytes)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        for b in 0..<count {
+            for at in DType.scaleFields(self) {
+                let bits = scale(&rng)
+                bytes[b * blockBytes + at] = UInt8(bits & 0xFF)
+                bytes[b * blockBytes + at + 1] = UInt8(bits >> 8)
+            }
+        }
+        return bytes
+    }
+
     /// Every type `QuantizedRows` multiplies from: the block types and 16-bit float rows.
     static let storedTypes = blockTypes + [.f16, .bf16]
 
