@@ -202,7 +202,7 @@ extension ModelState {
         }
     }
 
-    /// Encodes the request's prompts and prefills one sequence per prompt, for the worker to decode
+    /// Encodes the request's prompts into one sequence per prompt, for the worker to prefill and decode
     /// together with those of other requests (`ModelWorker.generate`). Text is reported as it becomes
     /// final and each sequence's outcome when it ends (the sequences of one request interleave).
     func startGeneration(_ request: CompletionRequest, limits: ServerLimits, control: ModelWorker.JobControl,
@@ -227,9 +227,6 @@ extension ModelState {
                 onEvent(.finished(CompletionOutcome(index: i, text: r.text, finishReason: r.finishReason == .length ? "length" : "stop",
                                                     promptTokens: ids.count, completionTokens: r.tokens.count)))
             }
-            // Active streams get no step while prompts are prefilled: stop at once past the deadline.
-            if control.isCancelled { throw CancellationError() }
-            try sequence.prefill()
             return sequence
         }
     }

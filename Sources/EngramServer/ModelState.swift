@@ -55,10 +55,10 @@ final class ModelState: @unchecked Sendable {
 
     func entry(_ id: String) -> EditEntry? { edits.first { $0.id == id } }
 
-    /// A patch made on another checkpoint changes weights it never saw (`engram patch apply` refuses it
-    /// without --force). A patch without a base hash (made in memory, e.g. by a server) is taken as it is.
+    /// A patch made on another checkpoint is refused (`EditPatch.baseDiffers`; `engram patch apply`
+    /// takes it with --force).
     func requireBase(of patch: EditPatch) throws {
-        guard let base = patch.baseSHA256, let hash = checkpointSHA256, base != hash else { return }
+        guard patch.baseDiffers(from: checkpointSHA256), let base = patch.baseSHA256, let hash = checkpointSHA256 else { return }
         throw APIError(.conflict, "the patch was made on a checkpoint with sha256 \(base), but this server runs \(hash)",
                        code: "patch_base_mismatch")
     }

@@ -3,8 +3,11 @@ import Foundation
 
 /// The one place where the model is touched. Jobs start one at a time, in arrival order, on a dedicated
 /// thread. Every job but a generation runs to its end before the next starts. Generations are decoded
-/// together: a generation job prefills its prompts when its turn comes and joins the sequences being
-/// decoded, and each step advances all of them by one token in batched passes (`Generator.advance`).
+/// together: a generation job joins the sequences being decoded when its turn comes, and each step puts
+/// a bounded share of the joining prompts through the model, a piece at a time
+/// (`DecodingSequence.promptPiece` tokens), then advances every prefilled sequence by one token in
+/// batched passes (`Generator.advance`). So a long prompt delays the streams already running by one
+/// piece per step, not by its whole pass.
 /// A job that is not a generation (a probe, an edit, a toggle) waits until every generation started
 /// before it has ended, and generations queued after it wait for it. So every request still sees the
 /// model entirely before or entirely after a change. (Running jobs on Swift's cooperative pool instead
@@ -45,7 +48,7 @@ final class ModelWorker: @unchecked Sendable {
         enum Work {
             /// A job run to its end.
             case run(() -> Void)
-            /// A generation: prefills and returns its sequences (nil when it has ended already).
+            /// A generation: returns its sequences, to be prefilled and decoded (nil when it has ended already).
             case generation(() -> ActiveGeneration?)
         }
         let work: Work
@@ -55,22 +58,25 @@ final class ModelWorker: @unchecked Sendable {
     /// A generation job's sequences while they are decoded, and what to call when all have ended.
     final class ActiveGeneration {
         let sequences: [DecodingSequence]
+        let control: JobControl
         private let complete: (Error?) -> Void
 
-        init(sequences: [DecodingSequence], complete: @escaping (Error?) -> Void) {
+        init(sequences: [DecodingSequence], control: JobControl, complete: @escaping (Error?) -> Void) {
             self.sequences = sequences
+            self.control = control
             self.complete = complete
         }
 
         var isFinished: Bool { sequences.allSatisfy(\.isFinished) }
 
-        /// Resumes the job: with the first sequence's error, if any failed.
+        /// Resumes the job: with the error that ended it, if a sequence failed. A failure cancels the
+        /// job's other sequences, so their cancellations are not what the client is told.
         func finish() {
-            let failure = sequences.lazy.compactMap { sequence -> Error? in
+            let failures = sequences.compactMap { sequence -> Error? in
                 if case let .failure(error) = sequence.outcome { return error }
                 return nil
-            }.first
-            complete(failure)
+            }
+            complete(failures.first { !($0 is CancellationError) } ?? failures.first)
         }
     }
 
@@ -97,6 +103,14 @@ final class ModelWorker: @unchecked Sendable {
         return largestStepSoFar
     }
     private var largestStepSoFar = 0 // under the lock
+    /// The most prompt tokens one step has put through the model, and how many steps put prompt tokens
+    /// through while other sequences were being decoded (for tests).
+    var promptSharing: (largest: Int, sharedSteps: Int) {
+        condition.lock()
+        defer { condition.unlock() }
+        return (largestPromptShareSoFar, stepsSharedWithPromptsSoFar)
+    }
+    private var largestPromptShareSoFar = 0, stepsSharedWithPromptsSoFar = 0 // under the lock
 
     /// Jobs waiting (not counting those running) and whether one is running, for /health.
     var load: (waiting: Int, running: Bool) {
@@ -141,8 +155,9 @@ final class ModelWorker: @unchecked Sendable {
         }
     }
 
-    /// Queues a generation: `start` runs on the worker when its turn comes and returns the sequences,
-    /// prefilled, and how to make the job's result once they have all ended (`result` is called then).
+    /// Queues a generation: `start` runs on the worker when its turn comes and returns the sequences, which
+    /// the worker prefills and decodes, and how to make the job's result once they have all ended
+    /// (`result` is called then).
     /// Errors as for `run`; a sequence that fails fails the job.
     func generate<T>(deadline: ContinuousClock.Instant?, control: JobControl? = nil, timeoutSeconds: Double,
                      _ start: @escaping (JobControl) throws -> (sequences: [DecodingSequence], result: () throws -> T)) async throws -> T {
@@ -156,7 +171,7 @@ final class ModelWorker: @unchecked Sendable {
                 }
                 do {
                     let (sequences, result) = try start(control)
-                    let generation = ActiveGeneration(sequences: sequences) { error in
+                    let generation = ActiveGeneration(sequences: sequences, control: control) { error in
                         if let error { return continuation.resume(throwing: fail(error)) }
                         do { continuation.resume(returning: try result()) } catch { continuation.resume(throwing: fail(error)) }
                     }
@@ -260,11 +275,28 @@ final class ModelWorker: @unchecked Sendable {
         }
     }
 
-    /// Advances every sequence being decoded by one token, then resumes the generation jobs that ended.
+    /// Puts up to `DecodingSequence.promptPiece` prompt tokens through the model, oldest prompts first,
+    /// then advances every prefilled sequence by one token, then resumes the generation jobs that ended.
     private func step() {
-        let sequences = active.flatMap { $0.sequences.filter { !$0.isFinished } }
+        let streams = active.reduce(0) { $0 + $1.sequences.filter { $0.isPrefilled && !$0.isFinished }.count }
+        var promptTokens = 0
+        prefilling: for generation in active {
+            for sequence in generation.sequences where !sequence.isPrefilled {
+                let piece = min(DecodingSequence.promptPiece, sequence.prompt.count - sequence.promptTokensDone)
+                if promptTokens > 0 && promptTokens + piece > DecodingSequence.promptPiece { break prefilling }
+                do {
+                    try sequence.prefillPiece()
+                } catch {
+                    generation.control.cancel() // the job has failed: its other prompts need not run
+                }
+                promptTokens += piece
+            }
+        }
+        let sequences = active.flatMap { $0.sequences.filter { $0.isPrefilled && !$0.isFinished } }
         condition.lock()
         largestStepSoFar = max(largestStepSoFar, sequences.count)
+        largestPromptShareSoFar = max(largestPromptShareSoFar, promptTokens)
+        if promptTokens > 0 && streams > 0 { stepsSharedWithPromptsSoFar += 1 }
         condition.unlock()
         // A failed pass ends every sequence in it, with its error; their jobs report it.
         for start in stride(from: 0, to: sequences.count, by: maxSequences) {

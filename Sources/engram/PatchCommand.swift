@@ -162,9 +162,9 @@ func requireWeightChanges(_ p: EditPatch, patch: String) throws {
 }
 
 func checkBase(_ p: EditPatch, _ ck: Checkpoint, force: Bool) throws {
-    guard let base = p.baseSHA256 else { return }
+    guard !force, let base = p.baseSHA256 else { return }
     let hash = try ck.contentHash()
-    if hash != base && !force {
+    if p.baseDiffers(from: hash) {
         throw EngramError.invalidArgument("\(ck.location) has sha256 \(hash), but the patch was made on \(base); use --force to apply anyway")
     }
 }

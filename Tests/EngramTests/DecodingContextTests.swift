@@ -94,4 +94,50 @@ final class DecodingTogetherTests: XCTestCase {
         guard case .failure(let error)? = sequences[5].outcome else { return XCTFail("the cancelled sequence did not fail") }
         XCTAssertTrue(error is CancellationError)
     }
+
+    /// A prompt longer than `DecodingSequence.promptPiece` goes through the model a piece at a time (what
+    /// lets the server decode other sequences between pieces): no logits until the last piece, then the
+    /// same first token and continuation as the whole prompt in one pass; cancellation stops it between pieces.
+    func testALongPromptIsPrefilledInPieces() throws {
+        let model = try TinyModels.llama(vocab: 40)
+        let generator = Generator(model: model, tokenizer: TestTokenizer(pieces: []))
+        var rng = SeededRandom(seed: 3)
+        let prompt = (0..<300).map { _ in Int32(1 + rng.int(below: model.config.vocab - 1)) }
+        var options = GenerationOptions(maxTokens: 8)
+        options.stopAtEndOfGeneration = false
+
+        let sequence = try DecodingSequence(generator: generator, prompt: prompt, options: options)
+        var done: [Int] = []
+        while !sequence.isPrefilled {
+            try generator.advance([sequence]) // no logits yet: nothing to choose, nothing fed
+            XCTAssertEqual(sequence.tokens, [])
+            try sequence.prefillPiece()
+            done.append(sequence.promptTokensDone)
+        }
+        XCTAssertEqual(DecodingSequence.promptPiece, 128)
+        XCTAssertEqual(done, [128, 256, 300])
+        while !sequence.isFinished { try generator.advance([sequence]) }
+
+        // The whole prompt in one pass, then the same greedy loop by hand.
+        let cache = model.makeCache()
+        var logits = try model.forward(prompt, cache: cache, logits: .last)
+        var tokens: [Int32] = []
+        for _ in 0..<8 {
+            let next = Sampler.argmax(logits.pointer, count: logits.cols)
+            tokens.append(next)
+            logits = try model.forward([next], cache: cache, logits: .last)
+        }
+        XCTAssertEqual(try sequence.outcome?.get().tokens, tokens)
+
+        // Cancelled after its first piece: the second is not run, and the sequence ends with the error.
+        var cancelling = options
+        let pieces = FloatBuffer(count: 1)
+        cancelling.isCancelled = { pieces[0] >= 1 }
+        let cancelled = try DecodingSequence(generator: generator, prompt: prompt, options: cancelling)
+        try cancelled.prefillPiece()
+        pieces[0] = 1
+        XCTAssertThrowsError(try cancelled.prefillPiece()) { XCTAssertTrue($0 is CancellationError) }
+        XCTAssertEqual(cancelled.promptTokensDone, 128)
+        XCTAssertTrue(cancelled.isFinished && cancelled.isPrefilled)
+    }
 }

@@ -136,6 +136,38 @@ final class ServerTests: XCTestCase {
         try await s.stop()
     }
 
+    /// A long prompt arriving while a completion is being decoded goes through the model a piece at a
+    /// time, with the running completion's steps in between, instead of holding it up for its whole pass;
+    /// both get the texts they get alone.
+    func testALongPromptTakesTurnsWithTheCompletionsBeingDecoded() async throws {
+        let s = try await TestServer()
+        let running: [String: Any] = ["prompt": "The Eiffel Tower, the Colosseum, the Louvre", "max_tokens": 200, "temperature": 0]
+        let sentences = (0..<40).map { "Fact \($0): the city number \($0) has a tower." }.joined(separator: " ")
+        let long: [String: Any] = ["prompt": sentences + " The tallest tower is in", "max_tokens": 5, "temperature": 0]
+        func completion(_ r: RawHTTPResponse) throws -> (text: String, promptTokens: Int) {
+            XCTAssertEqual(r.status, 200, r.text)
+            let body = try r.json()
+            return (try XCTUnwrap((body["choices"] as? [[String: Any]])?.first?["text"] as? String),
+                    try XCTUnwrap((body["usage"] as? [String: Any])?["prompt_tokens"] as? Int))
+        }
+        let runningAlone = try completion(try await s.post("/v1/completions", running))
+        let longAlone = try completion(try await s.post("/v1/completions", long))
+        XCTAssertGreaterThan(longAlone.promptTokens, 4 * DecodingSequence.promptPiece)
+        XCTAssertEqual(s.server.worker.promptSharing.sharedSteps, 0, "one request at a time shares no steps")
+
+        async let first = s.post("/v1/completions", running)
+        try await Task.sleep(for: .milliseconds(300)) // the first completion (2–4 s) is being decoded
+        let second = try completion(try await s.post("/v1/completions", long))
+        let firstResponse = try await first
+        XCTAssertEqual(try completion(firstResponse).text, runningAlone.text)
+        XCTAssertEqual(second.text, longAlone.text)
+        let sharing = s.server.worker.promptSharing
+        XCTAssertLessThanOrEqual(sharing.largest, DecodingSequence.promptPiece)
+        let pieces = (longAlone.promptTokens + DecodingSequence.promptPiece - 1) / DecodingSequence.promptPiece
+        XCTAssertEqual(sharing.sharedSteps, pieces, "every piece of the long prompt took a step beside the running completion")
+        try await s.stop()
+    }
+
     /// An edit waits for the completions being decoded when it arrives and holds back those queued after
     /// it: a completion sent before the edit is generated entirely without it, one sent after entirely with it.
     func testAnEditSeparatesTheCompletionsAroundIt() async throws {

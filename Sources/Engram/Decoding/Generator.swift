@@ -137,16 +137,43 @@ public final class DecodingSequence {
         decodeStart = clock.now
     }
 
-    /// The prompt's pass (its logits give the first token). A failure ends the sequence and is thrown.
+    /// Prompt tokens one pass takes at most. A longer prompt goes through in pieces, so a server that is
+    /// decoding other sequences can give them a step between two pieces (`ModelWorker`), and a pass's
+    /// activations stay bounded. Every caller cuts a prompt the same way, so its numbers do not depend on
+    /// who runs it.
+    public static let promptPiece = 128
+    /// Prompt tokens already through the model.
+    public private(set) var promptTokensDone = 0
+    /// The whole prompt has been through the model (or the sequence ended first).
+    public var isPrefilled: Bool { promptTokensDone == prompt.count || isFinished }
+
+    /// The prompt's pass, piece by piece (the last piece's logits give the first token). A failure ends
+    /// the sequence and is thrown.
     public func prefill(hooks: Hooks? = nil) throws {
+        while !isPrefilled { try prefillPiece(hooks: hooks) }
+    }
+
+    /// The next piece of the prompt (at most `promptPiece` tokens) through the model. Cancellation is
+    /// checked first, as before every token. A failure ends the sequence and is thrown.
+    public func prefillPiece(hooks: Hooks? = nil) throws {
+        guard !isPrefilled else { return }
+        if let isCancelled = options.isCancelled, isCancelled() {
+            end(.failure(CancellationError()))
+            throw CancellationError()
+        }
         let start = clock.now
+        let upTo = min(promptTokensDone + Self.promptPiece, prompt.count)
+        let last = upTo == prompt.count
         do {
-            logits = try generator.model.forward(prompt, cache: cache, hooks: hooks, logits: .last)
+            let rows = try generator.model.forward(Array(prompt[promptTokensDone..<upTo]), cache: cache, hooks: hooks,
+                                                   logits: last ? .last : .none)
+            if last { logits = rows }
         } catch {
             end(.failure(error))
             throw error
         }
-        promptSeconds = (clock.now - start).seconds
+        promptTokensDone = upTo
+        promptSeconds += (clock.now - start).seconds
         decodeStart = clock.now
     }
 

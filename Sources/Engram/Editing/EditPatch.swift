@@ -177,6 +177,14 @@ public struct EditPatch: @unchecked Sendable {
         self.originals = originals
     }
 
+    /// A patch made on another checkpoint changes weights it never saw: applying it there takes the
+    /// user's say-so. A patch without a base hash (made in memory, e.g. by a server) fits any checkpoint,
+    /// and so does any patch when the checkpoint's hash is unknown.
+    public func baseDiffers(from checkpointSHA256: String?) -> Bool {
+        guard let baseSHA256, let checkpointSHA256 else { return false }
+        return baseSHA256 != checkpointSHA256
+    }
+
     /// Records the base checkpoint's stored bytes of every weight this patch changes.
     public mutating func keepOriginals(from ck: Checkpoint) throws {
         var seen = Set<EditableWeight>()
