@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Load benchmark for `engram serve`: concurrent probe clients while edits are added and removed.
 
-    python benchmarks/server_load.py --engram .build/release/engram [--clients 16] [--seconds 60] [--peer]
+    python benchmarks/server_load.py --engram .build/release/engram [--clients 16] [--seconds 60] [--peer [--mixed]]
 
 Starts `engram serve MODEL` on a free loopback port (token in the environment), then:
 
@@ -14,6 +14,9 @@ Starts `engram serve MODEL` on a free loopback port (token in the environment), 
 
 With --peer it also loads llama.cpp's server (`python -m llama_cpp.server`, from llama-cpp-python)
 and engram with the same completions workload (greedy, --completion-tokens tokens) and reports both.
+With --mixed as well, each server then gets half the clients asking for completions and half asking for
+next-token reads at the same time (engram: /v1/probe; llama.cpp: one token with top-5 log-probabilities),
+which shows how long a short read waits behind completions.
 All traffic stays on 127.0.0.1; every loop is bounded in time. Results go to stdout as JSON and text.
 """
 import argparse
@@ -207,36 +210,66 @@ def probe_load(base, token, clients, seconds):
     }
 
 
-def completion_load(base, clients, seconds, tokens, model):
+def request_load(base, seconds, groups):
+    """Clients sending one kind of request each, as fast as they can, for `seconds`. `groups` is a list
+    of (name, clients, path, body); returns per group: requests, errors, throughput, p50/p99 latency and,
+    for completions, generated tokens per second."""
     stop = time.time() + seconds
-    latencies, errors, generated = [], [], [0]
+    stats = {name: {"latencies": [], "errors": [], "generated": 0} for name, _, _, _ in groups}
     lock = threading.Lock()
-    # A prompt that the model continues at length, so both servers generate about max_tokens tokens.
-    body = {"model": model, "prompt": "Once upon a time", "max_tokens": tokens, "temperature": 0}
 
-    def client():
+    def client(name, path, body):
         while time.time() < stop:
             t0 = time.perf_counter()
-            status, raw = call(base, "POST", "/v1/completions", body)
+            status, raw = call(base, "POST", path, body)
             dt = time.perf_counter() - t0
             with lock:
-                latencies.append(dt)
+                g = stats[name]
+                g["latencies"].append(dt)
                 if status != 200:
-                    errors.append((status, raw[:200].decode(errors="replace")))
+                    g["errors"].append((status, raw[:200].decode(errors="replace")))
                 else:
-                    generated[0] += json.loads(raw)["usage"]["completion_tokens"]
+                    g["generated"] += json.loads(raw).get("usage", {}).get("completion_tokens", 0)
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    threads = [threading.Thread(target=client, args=(name, path, body)) for name, n, path, body in groups for _ in range(n)]
     t0 = time.time()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     elapsed = time.time() - t0
-    return {"workload": f"completions max_tokens={tokens}", "clients": clients, "seconds": round(elapsed, 1), "requests": len(latencies),
-            "errors": len(errors), "error_samples": errors[:3], "throughput_rps": round(len(latencies) / elapsed, 2),
-            "generated_tokens_per_s": round(generated[0] / elapsed, 1),
-            "p50_ms": round(percentile(latencies, 50) * 1000, 1), "p99_ms": round(percentile(latencies, 99) * 1000, 1)}
+    out = {}
+    for name, n, path, body in groups:
+        g = stats[name]
+        out[name] = {"clients": n, "path": path, "body": body, "seconds": round(elapsed, 1), "requests": len(g["latencies"]),
+                     "errors": len(g["errors"]), "error_samples": g["errors"][:3],
+                     "throughput_rps": round(len(g["latencies"]) / elapsed, 2),
+                     "generated_tokens_per_s": round(g["generated"] / elapsed, 1),
+                     "p50_ms": round(percentile(g["latencies"], 50) * 1000, 1) if g["latencies"] else None,
+                     "p99_ms": round(percentile(g["latencies"], 99) * 1000, 1) if g["latencies"] else None}
+    return out
+
+
+def completion_load(base, clients, seconds, tokens, model):
+    # A prompt that the model continues at length, so both servers generate about max_tokens tokens.
+    body = {"model": model, "prompt": "Once upon a time", "max_tokens": tokens, "temperature": 0}
+    result = request_load(base, seconds, [("completions", clients, "/v1/completions", body)])["completions"]
+    del result["path"], result["body"]
+    return {"workload": f"completions max_tokens={tokens}", **result}
+
+
+def mixed_load(base, clients, seconds, tokens, model, engram):
+    """Half the clients ask for completions, half for next-token reads while those run: on engram a probe
+    (top 5 next tokens, two candidates), on llama.cpp's server the nearest request it has (one token with
+    the top 5 log-probabilities). Each read is one pass over the same prompt."""
+    completion = {"model": model, "prompt": "Once upon a time", "max_tokens": tokens, "temperature": 0}
+    if engram:
+        read = ("/v1/probe", {"prompt": PROMPT, "candidates": CANDIDATES, "top_k": 5})
+    else:
+        read = ("/v1/completions", {"model": model, "prompt": PROMPT, "max_tokens": 1, "temperature": 0, "logprobs": 5})
+    half = max(1, clients // 2)
+    result = request_load(base, seconds, [("completions", half, "/v1/completions", completion), ("reads", half, *read)])
+    return {"workload": f"mixed: {half} clients completions max_tokens={tokens}, {half} clients next-token reads", **result}
 
 
 def main():
@@ -249,6 +282,7 @@ def main():
     ap.add_argument("--peer", action="store_true", help="also compare completions with llama.cpp's server")
     ap.add_argument("--peer-seconds", type=float, default=30)
     ap.add_argument("--completion-tokens", type=int, default=16)
+    ap.add_argument("--mixed", action="store_true", help="with --peer: also completions and next-token reads together on both servers")
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args()
 
@@ -268,6 +302,9 @@ def main():
             results["engram_completions"] = completion_load(base, args.clients, args.peer_seconds, args.completion_tokens, args.model)
             results["engram_completions"]["server_memory"] = memory(server.pid)
             print(json.dumps(results["engram_completions"], indent=1), flush=True)
+            if args.mixed:
+                results["engram_mixed"] = mixed_load(base, args.clients, args.peer_seconds, args.completion_tokens, args.model, engram=True)
+                print(json.dumps(results["engram_mixed"], indent=1), flush=True)
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -283,6 +320,9 @@ def main():
             results["llama_cpp_completions"] = completion_load(base, args.clients, args.peer_seconds, args.completion_tokens, "peer")
             results["llama_cpp_completions"]["server_memory"] = memory(peer.pid)
             print(json.dumps(results["llama_cpp_completions"], indent=1), flush=True)
+            if args.mixed:
+                results["llama_cpp_mixed"] = mixed_load(base, args.clients, args.peer_seconds, args.completion_tokens, "peer", engram=False)
+                print(json.dumps(results["llama_cpp_mixed"], indent=1), flush=True)
         finally:
             peer.terminate()
             peer.wait(timeout=60)
@@ -297,10 +337,16 @@ def main():
             c = results[key]
             print(f"{key}: {c['requests']} requests, {c['errors']} errors, p50 {c['p50_ms']} ms, p99 {c['p99_ms']} ms, "
                   f"{c['throughput_rps']} req/s, {c['generated_tokens_per_s']} generated tok/s; server memory {c.get('server_memory')}")
+    for key in ("engram_mixed", "llama_cpp_mixed"):
+        if key in results:
+            m = results[key]
+            print(f"{key}: " + "; ".join(f"{k} {m[k]['requests']} requests, {m[k]['errors']} errors, p50 {m[k]['p50_ms']} ms, "
+                                          f"p99 {m[k]['p99_ms']} ms, {m[k]['throughput_rps']} req/s" for k in ("completions", "reads")))
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=1)
-    ok = p["errors"] == 0 and p["torn_reads"] == 0 and p["state_label_mismatches"] == 0
+    ok = p["errors"] == 0 and p["torn_reads"] == 0 and p["state_label_mismatches"] == 0 and \
+        all(results[k][g]["errors"] == 0 for k in ("engram_mixed", "llama_cpp_mixed") if k in results for g in ("completions", "reads"))
     sys.exit(0 if ok else 1)
 
 

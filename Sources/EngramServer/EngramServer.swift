@@ -16,13 +16,10 @@ public final class EngramServer: @unchecked Sendable {
     let started = Date()
     private let snapshotLock = NSLock()
     private var snapshot = (version: 0, active: [String]())
-    private let afterEachJob: @Sendable () -> Void
-
     /// `afterEachJob` runs on the model worker after every job (the CLI drops the float copies that
     /// an edit made of weights loaded on demand: `Checkpoint.releaseUnchangedFloatCopies`).
     public init(configuration: ServerConfiguration, model: LanguageModel, tokenizer: Tokenizer, checkpointLocation: String,
                 logger: Logger = Logger(label: "engram.server"), afterEachJob: @escaping @Sendable () -> Void = {}) {
-        self.afterEachJob = afterEachJob
         self.configuration = configuration
         self.state = ModelState(model: model, tokenizer: tokenizer, modelID: configuration.modelID, checkpointLocation: checkpointLocation)
         self.worker = ModelWorker(maxQueued: configuration.limits.queueDepth, whenIdle: afterEachJob)
@@ -82,12 +79,12 @@ public final class EngramServer: @unchecked Sendable {
 
     // MARK: Model jobs
 
-    /// Runs `body` on the model worker with this request's deadline.
-    func onWorker<T>(deadline: ContinuousClock.Instant? = nil, control: ModelWorker.JobControl? = nil,
+    /// Runs `body` on the model worker with this request's deadline (`readsOnly`: see `ModelWorker.run`).
+    func onWorker<T>(deadline: ContinuousClock.Instant? = nil, control: ModelWorker.JobControl? = nil, readsOnly: Bool = false,
                      _ body: @escaping (ModelWorker.JobControl) throws -> T) async throws -> T {
         let deadline = deadline ?? ContinuousClock.now + .seconds(configuration.limits.timeoutSeconds)
-        let result = try await worker.run(deadline: deadline, control: control, timeoutSeconds: configuration.limits.timeoutSeconds) { [self] control in
-            defer { afterEachJob() }
+        let result = try await worker.run(deadline: deadline, control: control, timeoutSeconds: configuration.limits.timeoutSeconds,
+                                          readsOnly: readsOnly) { [self] control in
             let value = try body(control)
             publishSnapshot()
             return value

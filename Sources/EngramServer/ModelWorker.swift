@@ -8,10 +8,11 @@ import Foundation
 /// (`DecodingSequence.promptPiece` tokens), then advances every prefilled sequence by one token in
 /// batched passes (`Generator.advance`). So a long prompt delays the streams already running by one
 /// piece per step, not by its whole pass.
-/// A job that is not a generation (a probe, an edit, a toggle) waits until every generation started
-/// before it has ended, and generations queued after it wait for it. So every request still sees the
-/// model entirely before or entirely after a change. (Running jobs on Swift's cooperative pool instead
-/// would block one of its few threads for seconds at a time.)
+/// A job that only reads the model (a probe) runs between two decoding steps. Any other job (an edit, a
+/// toggle, a trace) waits until every generation started before it has ended, and generations queued
+/// after it wait for it. So every request still sees the model entirely before or entirely after a
+/// change. (Running jobs on Swift's cooperative pool instead would block one of its few threads for
+/// seconds at a time.)
 ///
 /// The queue is bounded: a job arriving when `maxQueued` jobs are already waiting is refused at once.
 /// Each job carries a deadline; one still waiting at its deadline is dropped, and a running job sees
@@ -46,8 +47,10 @@ final class ModelWorker: @unchecked Sendable {
     private struct Job {
         let control: JobControl
         enum Work {
-            /// A job run to its end.
+            /// A job run to its end, with the model to itself.
             case run(() -> Void)
+            /// A job run to its end that only reads the model: it may run between two decoding steps.
+            case read(() -> Void)
             /// A generation: returns its sequences, to be prefilled and decoded (nil when it has ended already).
             case generation(() -> ActiveGeneration?)
         }
@@ -139,19 +142,21 @@ final class ModelWorker: @unchecked Sendable {
 
     /// Runs `body` on the worker thread and returns its result. Throws `APIError.busy` when the queue
     /// is full, `APIError.timeout` when the deadline passes while waiting, and `shuttingDown` after `stop`.
-    func run<T>(deadline: ContinuousClock.Instant?, control: JobControl? = nil, timeoutSeconds: Double,
+    /// `readsOnly`: the job changes neither the weights nor the edits, even for a moment, so it need not
+    /// wait for the generations being decoded. The after-job hook runs before the result is returned,
+    /// unless sequences are still being decoded (it runs when the last of them ends).
+    func run<T>(deadline: ContinuousClock.Instant?, control: JobControl? = nil, timeoutSeconds: Double, readsOnly: Bool = false,
                 _ body: @escaping (JobControl) throws -> T) async throws -> T {
         let control = control ?? JobControl(deadline: deadline)
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
             let fail = Self.failure(control, timeoutSeconds: timeoutSeconds)
-            enqueue(Job(control: control, work: .run {
+            let work = { [self] in
                 if control.isCancelled { return continuation.resume(throwing: fail(CancellationError())) }
-                do {
-                    continuation.resume(returning: try body(control))
-                } catch {
-                    continuation.resume(throwing: fail(error))
-                }
-            }, reject: { continuation.resume(throwing: $0) }))
+                let result = Result { try body(control) }.mapError(fail)
+                if active.isEmpty { whenIdle() }
+                continuation.resume(with: result)
+            }
+            enqueue(Job(control: control, work: readsOnly ? .read(work) : .run(work), reject: { continuation.resume(throwing: $0) }))
         }
     }
 
@@ -245,6 +250,7 @@ final class ModelWorker: @unchecked Sendable {
                 let fits: Bool
                 switch job.work {
                 case .generation: fits = activeSequences < maxSequences
+                case .read: fits = true
                 case .run: fits = active.isEmpty
                 }
                 if fits {
@@ -258,21 +264,29 @@ final class ModelWorker: @unchecked Sendable {
             }
             runningJob = next != nil
             condition.unlock()
-            if case let .run(run)? = next?.work {
+            switch next?.work {
+            case let .run(run)?:
                 run()
-            } else {
-                if case let .generation(start)? = next?.work {
-                    if let generation = start() { active.append(generation) }
-                } else {
-                    step()
-                }
-                if active.isEmpty { whenIdle() } // the last generation has ended (or this one at once)
+            case let .read(read)?:
+                read()
+                // A step after every read while decoding, so that a stream of reads cannot hold it up.
+                if !active.isEmpty { stepAndReportIdle() }
+            case let .generation(start)?:
+                if let generation = start() { active.append(generation) }
+                if active.isEmpty { whenIdle() } // it ended at once
+            case nil:
+                stepAndReportIdle()
             }
             condition.lock()
             runningJob = false
             activeSequences = active.reduce(0) { $0 + $1.sequences.count }
             condition.unlock()
         }
+    }
+
+    private func stepAndReportIdle() {
+        step()
+        if active.isEmpty { whenIdle() } // the last generation has ended
     }
 
     /// Puts up to `DecodingSequence.promptPiece` prompt tokens through the model, oldest prompts first,

@@ -45,7 +45,8 @@ extension EngramServer {
             try authorize(request, changesState: false)
             let parsed = try ProbeRequest.parse(try await body(of: request), limits: configuration.limits)
             let limits = configuration.limits
-            let response = try await onWorker { [state, configuration] _ in
+            // Comparing with the unedited model takes the edits out for a moment: not while others decode.
+            let response = try await onWorker(readsOnly: !parsed.compareUnedited) { [state, configuration] _ in
                 let current = try state.probe(parsed, edited: true, limits: limits)
                 let unedited = parsed.compareUnedited ? try state.withoutEdits { try state.probe(parsed, edited: false, limits: limits) } : nil
                 return ProbeResponse(model: configuration.modelID, prompt: parsed.prompt, current: current, unedited: unedited,
@@ -58,6 +59,8 @@ extension EngramServer {
             try authorize(request, changesState: false)
             let parsed = try TraceRequest.parse(try await body(of: request), limits: configuration.limits, layers: state.model.config.layers)
             let limits = configuration.limits
+            // A trace runs hundreds of passes: it waits for the completions being decoded rather than
+            // holding their streams up for seconds.
             let response = try await onWorker { [state, configuration] control in
                 TraceResponse(model: configuration.modelID, trace: try state.trace(parsed, limits: limits, control: control),
                               editsInForce: state.activeIDs, stateVersion: state.version)
@@ -77,7 +80,7 @@ extension EngramServer {
         }
         router.get("/v1/edits") { [self] request, _ in
             try authorize(request, changesState: false)
-            let list = try await onWorker { [state] _ in
+            let list = try await onWorker(readsOnly: true) { [state] _ in
                 EditListResponse(data: state.edits.map(EditBody.init), editsInForce: state.activeIDs, stateVersion: state.version)
             }
             return JSONOutput.response(list)
@@ -141,7 +144,7 @@ extension EngramServer {
         router.get("/v1/edits/:id") { [self] request, context in
             try authorize(request, changesState: false)
             let id = context.parameters.get("id") ?? ""
-            return JSONOutput.response(try await onWorker { [state] _ in
+            return JSONOutput.response(try await onWorker(readsOnly: true) { [state] _ in
                 guard let e = state.entry(id) else { throw APIError.notFound("no edit '\(id)'") }
                 return EditResponse(edit: EditBody(e), editsInForce: state.activeIDs, stateVersion: state.version)
             })
@@ -149,7 +152,7 @@ extension EngramServer {
         router.get("/v1/edits/:id/patch") { [self] request, context in
             try authorize(request, changesState: false)
             let id = context.parameters.get("id") ?? ""
-            let data = try await onWorker { [state] _ in
+            let data = try await onWorker(readsOnly: true) { [state] _ in
                 guard let e = state.entry(id) else { throw APIError.notFound("no edit '\(id)'") }
                 return e.fileData
             }

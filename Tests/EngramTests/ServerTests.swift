@@ -168,6 +168,46 @@ final class ServerTests: XCTestCase {
         try await s.stop()
     }
 
+    /// A probe only reads the model: one sent while a completion is being decoded is answered between two
+    /// of its steps, long before the completion ends, with the numbers it gets alone. A probe comparing with
+    /// the unedited model takes the edits out for a moment, so it waits for the completion as an edit does.
+    func testAProbeIsAnsweredBetweenDecodingSteps() async throws {
+        let s = try await TestServer()
+        let running: [String: Any] = ["prompt": "The Eiffel Tower, the Colosseum, the Louvre", "max_tokens": 200, "temperature": 0]
+        let probe: [String: Any] = ["prompt": "The Eiffel Tower is located in the city of", "candidates": ["Paris", "Rome"], "top_k": 3]
+        var comparing = probe
+        comparing["compare_unedited"] = true
+        func current(_ r: RawHTTPResponse) throws -> String {
+            XCTAssertEqual(r.status, 200, r.text)
+            let data = try JSONSerialization.data(withJSONObject: try XCTUnwrap(try r.json()["current"]), options: [.sortedKeys])
+            return String(decoding: data, as: UTF8.self)
+        }
+        let probeAlone = try current(try await s.post("/v1/probe", probe))
+        @Sendable func text(_ r: RawHTTPResponse) throws -> String {
+            XCTAssertEqual(r.status, 200, r.text)
+            return try XCTUnwrap((try r.json()["choices"] as? [[String: Any]])?.first?["text"] as? String)
+        }
+        let runningAlone = try text(try await s.post("/v1/completions", running))
+
+        let clock = ContinuousClock()
+        async let first = { () async throws -> (String, ContinuousClock.Instant) in
+            let r = try await s.post("/v1/completions", running)
+            return (try text(r), clock.now)
+        }()
+        try await Task.sleep(for: .milliseconds(300)) // the completion (2–4 s) is being decoded
+        let during = try await s.post("/v1/probe", probe)
+        let probed = clock.now
+        XCTAssertEqual(try current(during), probeAlone)
+        let compared = try current(try await s.post("/v1/probe", comparing))
+        let comparedAt = clock.now
+        let (completion, completedAt) = try await first
+        XCTAssertEqual(compared, probeAlone)
+        XCTAssertEqual(completion, runningAlone)
+        XCTAssertLessThan(probed, completedAt, "the probe waited for the completion")
+        XCTAssertGreaterThan(comparedAt, completedAt, "the comparing probe ran while the completion was decoded")
+        try await s.stop()
+    }
+
     /// An edit waits for the completions being decoded when it arrives and holds back those queued after
     /// it: a completion sent before the edit is generated entirely without it, one sent after entirely with it.
     func testAnEditSeparatesTheCompletionsAroundIt() async throws {
