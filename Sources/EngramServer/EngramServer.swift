@@ -92,8 +92,8 @@ public final class EngramServer: @unchecked Sendable {
         return result
     }
 
-    /// Queues a generation with this request's deadline: `start` encodes and prefills on the worker, which
-    /// then decodes its sequences together with other requests' (see `ModelWorker`).
+    /// Queues a generation with this request's deadline: `start` encodes on the worker, which then
+    /// prefills and decodes its sequences together with other requests' (see `ModelWorker`).
     func onWorkerGenerating<T>(deadline: ContinuousClock.Instant? = nil, control: ModelWorker.JobControl? = nil,
                                _ start: @escaping (ModelWorker.JobControl) throws -> (sequences: [DecodingSequence], result: () throws -> T)) async throws -> T {
         let deadline = deadline ?? ContinuousClock.now + .seconds(configuration.limits.timeoutSeconds)

@@ -42,15 +42,24 @@ final class ModelWorker: @unchecked Sendable {
         }
 
         var isPastDeadline: Bool { deadline.map { ContinuousClock.now >= $0 } ?? false }
+
+        /// A read job runs beside sequences being decoded (set by the worker before it runs). A read that
+        /// finds itself too heavy to run between two steps throws `NeedsTheModelAlone` and runs again
+        /// when the decoding has ended.
+        fileprivate(set) var runsBesideDecoding = false
     }
+
+    /// Thrown by a read job that would hold the decoding up for long: it waits for the model alone.
+    struct NeedsTheModelAlone: Error {}
 
     private struct Job {
         let control: JobControl
         enum Work {
             /// A job run to its end, with the model to itself.
             case run(() -> Void)
-            /// A job run to its end that only reads the model: it may run between two decoding steps.
-            case read(() -> Void)
+            /// A job that only reads the model: it may run between two decoding steps (its argument says
+            /// whether it does). Returns false when it would rather wait for the model alone.
+            case read((Bool) -> Bool)
             /// A generation: returns its sequences, to be prefilled and decoded (nil when it has ended already).
             case generation(() -> ActiveGeneration?)
         }
@@ -115,11 +124,15 @@ final class ModelWorker: @unchecked Sendable {
     }
     private var largestPromptShareSoFar = 0, stepsSharedWithPromptsSoFar = 0 // under the lock
 
+    /// A read job too heavy to run between two decoding steps: it runs next, once the decoding has ended,
+    /// and nothing joins the decoding before it (under the lock).
+    private var held: Job?
+
     /// Jobs waiting (not counting those running) and whether one is running, for /health.
     var load: (waiting: Int, running: Bool) {
         condition.lock()
         defer { condition.unlock() }
-        return (queue.count - head, runningJob || activeSequences > 0)
+        return (queue.count - head + (held == nil ? 0 : 1), runningJob || activeSequences > 0)
     }
 
     /// Runs on the worker whenever the last generation being decoded has ended (no pass is running then):
@@ -150,13 +163,20 @@ final class ModelWorker: @unchecked Sendable {
         let control = control ?? JobControl(deadline: deadline)
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
             let fail = Self.failure(control, timeoutSeconds: timeoutSeconds)
-            let work = { [self] in
-                if control.isCancelled { return continuation.resume(throwing: fail(CancellationError())) }
-                let result = Result { try body(control) }.mapError(fail)
+            let work = { [self] (besideDecoding: Bool) -> Bool in
+                if control.isCancelled {
+                    continuation.resume(throwing: fail(CancellationError()))
+                    return true
+                }
+                control.runsBesideDecoding = besideDecoding
+                let result = Result { try body(control) }
+                if besideDecoding, case .failure(let error) = result, error is NeedsTheModelAlone { return false }
                 if active.isEmpty { whenIdle() }
-                continuation.resume(with: result)
+                continuation.resume(with: result.mapError(fail))
+                return true
             }
-            enqueue(Job(control: control, work: readsOnly ? .read(work) : .run(work), reject: { continuation.resume(throwing: $0) }))
+            enqueue(Job(control: control, work: readsOnly ? .read(work) : .run { _ = work(false) },
+                        reject: { continuation.resume(throwing: $0) }))
         }
     }
 
@@ -235,31 +255,40 @@ final class ModelWorker: @unchecked Sendable {
     private func loop() {
         while true {
             condition.lock()
-            while head == queue.count && active.isEmpty && !stopping { condition.wait() }
-            if head == queue.count && active.isEmpty && stopping {
+            while head == queue.count && active.isEmpty && held == nil && !stopping { condition.wait() }
+            if head == queue.count && active.isEmpty && held == nil && stopping {
                 stopped = true
                 condition.broadcast()
                 condition.unlock()
                 return
             }
             // The next job starts if it is a generation and there is room among the sequences being
-            // decoded, or if nothing is being decoded; otherwise the decoding goes on a step.
+            // decoded, a read, or anything once nothing is being decoded; otherwise the decoding goes on
+            // a step. A read may pass generations waiting for room (neither changes the model), never
+            // another job. A held read goes first, when the decoding has ended.
             var next: Job?
-            if head < queue.count {
-                let job = queue[head]
-                let fits: Bool
-                switch job.work {
-                case .generation: fits = activeSequences < maxSequences
-                case .read: fits = true
-                case .run: fits = active.isEmpty
-                }
-                if fits {
+            if let job = held {
+                if active.isEmpty {
                     next = job
-                    head += 1
-                    if head > 64 && head * 2 > queue.count {
-                        queue.removeFirst(head)
-                        head = 0
+                    held = nil
+                }
+            } else {
+                var i = head
+                while i < queue.count {
+                    let job = queue[i]
+                    let fits: Bool
+                    switch job.work {
+                    case .generation: fits = activeSequences < maxSequences
+                    case .read: fits = true
+                    case .run: fits = active.isEmpty
                     }
+                    if fits {
+                        next = job
+                        take(at: i)
+                        break
+                    }
+                    guard case .generation = job.work else { break }
+                    i += 1
                 }
             }
             runningJob = next != nil
@@ -268,7 +297,11 @@ final class ModelWorker: @unchecked Sendable {
             case let .run(run)?:
                 run()
             case let .read(read)?:
-                read()
+                if !read(!active.isEmpty) {
+                    condition.lock()
+                    held = next
+                    condition.unlock()
+                }
                 // A step after every read while decoding, so that a stream of reads cannot hold it up.
                 if !active.isEmpty { stepAndReportIdle() }
             case let .generation(start)?:
@@ -284,6 +317,19 @@ final class ModelWorker: @unchecked Sendable {
         }
     }
 
+    /// Removes the queued job at `i` (under the lock).
+    private func take(at i: Int) {
+        if i == head {
+            head += 1
+            if head > 64 && head * 2 > queue.count {
+                queue.removeFirst(head)
+                head = 0
+            }
+        } else {
+            queue.remove(at: i)
+        }
+    }
+
     private func stepAndReportIdle() {
         step()
         if active.isEmpty { whenIdle() } // the last generation has ended
@@ -293,17 +339,22 @@ final class ModelWorker: @unchecked Sendable {
     /// then advances every prefilled sequence by one token, then resumes the generation jobs that ended.
     private func step() {
         let streams = active.reduce(0) { $0 + $1.sequences.filter { $0.isPrefilled && !$0.isFinished }.count }
+        // Prompts of jobs cancelled while they waited (a client gone, a deadline passed) end now, unrun.
+        for generation in active where generation.control.isCancelled {
+            for sequence in generation.sequences where !sequence.isPrefilled { try? sequence.prefillPiece() }
+        }
         var promptTokens = 0
         prefilling: for generation in active {
             for sequence in generation.sequences where !sequence.isPrefilled {
-                let piece = min(DecodingSequence.promptPiece, sequence.prompt.count - sequence.promptTokensDone)
+                let before = sequence.promptTokensDone
+                let piece = min(DecodingSequence.promptPiece, sequence.prompt.count - before)
                 if promptTokens > 0 && promptTokens + piece > DecodingSequence.promptPiece { break prefilling }
                 do {
                     try sequence.prefillPiece()
                 } catch {
                     generation.control.cancel() // the job has failed: its other prompts need not run
                 }
-                promptTokens += piece
+                promptTokens += sequence.promptTokensDone - before
             }
         }
         let sequences = active.flatMap { $0.sequences.filter { $0.isPrefilled && !$0.isFinished } }

@@ -73,7 +73,9 @@ struct ProbeResponse: Encodable {
 extension ModelState {
     /// One forward pass over the prompt gives the next-token distribution (top-k, first-token ranks and
     /// probabilities); the candidates' later tokens come from one batched pass over copies of its cache.
-    func probe(_ request: ProbeRequest, edited: Bool, limits: ServerLimits) throws -> ProbeNumbers {
+    /// Beside decoding (`control.runsBesideDecoding`) a probe takes no more tokens than one decoding step
+    /// gives prompts (`DecodingSequence.promptPiece`); a heavier one waits for the model alone.
+    func probe(_ request: ProbeRequest, edited: Bool, limits: ServerLimits, control: ModelWorker.JobControl? = nil) throws -> ProbeNumbers {
         let rendered = render(request.prompt, edited: edited)
         let contextIDs = tokenizer.encode(rendered, addSpecial: true)
         try checkPromptLength(contextIDs.count, limit: limits.maxPromptTokens, param: "prompt")
@@ -90,6 +92,10 @@ extension ModelState {
             items.append((e.item, e.warning))
         }
 
+        let laterTokens = items.reduce(0) { $0 + $1.0.target.count - 1 }
+        if control?.runsBesideDecoding == true && contextIDs.count + laterTokens > DecodingSequence.promptPiece {
+            throw ModelWorker.NeedsTheModelAlone()
+        }
         let longest = items.map(\.0.target.count).max() ?? 0
         let cache = model.makeCache(capacity: contextIDs.count + longest)
         let last = try model.forward(contextIDs, cache: cache, logits: .last)

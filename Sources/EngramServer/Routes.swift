@@ -46,8 +46,8 @@ extension EngramServer {
             let parsed = try ProbeRequest.parse(try await body(of: request), limits: configuration.limits)
             let limits = configuration.limits
             // Comparing with the unedited model takes the edits out for a moment: not while others decode.
-            let response = try await onWorker(readsOnly: !parsed.compareUnedited) { [state, configuration] _ in
-                let current = try state.probe(parsed, edited: true, limits: limits)
+            let response = try await onWorker(readsOnly: !parsed.compareUnedited) { [state, configuration] control in
+                let current = try state.probe(parsed, edited: true, limits: limits, control: control)
                 let unedited = parsed.compareUnedited ? try state.withoutEdits { try state.probe(parsed, edited: false, limits: limits) } : nil
                 return ProbeResponse(model: configuration.modelID, prompt: parsed.prompt, current: current, unedited: unedited,
                                      editsInForce: state.activeIDs, stateVersion: state.version)

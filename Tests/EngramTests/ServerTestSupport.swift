@@ -232,6 +232,19 @@ final class TestServer: @unchecked Sendable {
         try await RawHTTP.request(port: port, "GET", path, headers: headers)
     }
 
+    /// Returns once the model worker is decoding (or running) something: a request sent just before
+    /// has reached it. Fails after 30 s.
+    func untilDecoding() async throws {
+        let end = ContinuousClock.now + .seconds(30)
+        while !server.worker.load.running {
+            guard ContinuousClock.now < end else {
+                XCTFail("the model worker never started the request")
+                throw CancellationError()
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
     func post(_ path: String, _ object: Any, headers: [String: String] = [:]) async throws -> RawHTTPResponse {
         try await RawHTTP.json(port: port, "POST", path, object, headers: headers)
     }

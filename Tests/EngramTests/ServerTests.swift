@@ -156,7 +156,7 @@ final class ServerTests: XCTestCase {
         XCTAssertEqual(s.server.worker.promptSharing.sharedSteps, 0, "one request at a time shares no steps")
 
         async let first = s.post("/v1/completions", running)
-        try await Task.sleep(for: .milliseconds(300)) // the first completion (2–4 s) is being decoded
+        try await s.untilDecoding() // the first completion (2–4 s) has started
         let second = try completion(try await s.post("/v1/completions", long))
         let firstResponse = try await first
         XCTAssertEqual(try completion(firstResponse).text, runningAlone.text)
@@ -170,19 +170,24 @@ final class ServerTests: XCTestCase {
 
     /// A probe only reads the model: one sent while a completion is being decoded is answered between two
     /// of its steps, long before the completion ends, with the numbers it gets alone. A probe comparing with
-    /// the unedited model takes the edits out for a moment, so it waits for the completion as an edit does.
+    /// the unedited model takes the edits out for a moment, so it waits for the completion as an edit does,
+    /// and so does a probe of more tokens than a step gives prompts (it would hold the streams up).
     func testAProbeIsAnsweredBetweenDecodingSteps() async throws {
         let s = try await TestServer()
         let running: [String: Any] = ["prompt": "The Eiffel Tower, the Colosseum, the Louvre", "max_tokens": 200, "temperature": 0]
         let probe: [String: Any] = ["prompt": "The Eiffel Tower is located in the city of", "candidates": ["Paris", "Rome"], "top_k": 3]
         var comparing = probe
         comparing["compare_unedited"] = true
-        func current(_ r: RawHTTPResponse) throws -> String {
+        // More prompt tokens than a decoding step gives prompts (128): it waits for the model alone.
+        let heavy: [String: Any] = ["prompt": (0..<20).map { "Fact \($0): the city number \($0) has a tower." }.joined(separator: " ")
+                                        + " The tallest tower is in", "candidates": ["Paris"], "top_k": 3]
+        @Sendable func current(_ r: RawHTTPResponse) throws -> String {
             XCTAssertEqual(r.status, 200, r.text)
             let data = try JSONSerialization.data(withJSONObject: try XCTUnwrap(try r.json()["current"]), options: [.sortedKeys])
             return String(decoding: data, as: UTF8.self)
         }
         let probeAlone = try current(try await s.post("/v1/probe", probe))
+        let heavyAlone = try current(try await s.post("/v1/probe", heavy))
         @Sendable func text(_ r: RawHTTPResponse) throws -> String {
             XCTAssertEqual(r.status, 200, r.text)
             return try XCTUnwrap((try r.json()["choices"] as? [[String: Any]])?.first?["text"] as? String)
@@ -190,21 +195,34 @@ final class ServerTests: XCTestCase {
         let runningAlone = try text(try await s.post("/v1/completions", running))
 
         let clock = ContinuousClock()
-        async let first = { () async throws -> (String, ContinuousClock.Instant) in
-            let r = try await s.post("/v1/completions", running)
-            return (try text(r), clock.now)
-        }()
-        try await Task.sleep(for: .milliseconds(300)) // the completion (2–4 s) is being decoded
-        let during = try await s.post("/v1/probe", probe)
-        let probed = clock.now
-        XCTAssertEqual(try current(during), probeAlone)
-        let compared = try current(try await s.post("/v1/probe", comparing))
-        let comparedAt = clock.now
-        let (completion, completedAt) = try await first
-        XCTAssertEqual(compared, probeAlone)
-        XCTAssertEqual(completion, runningAlone)
-        XCTAssertLessThan(probed, completedAt, "the probe waited for the completion")
-        XCTAssertGreaterThan(comparedAt, completedAt, "the comparing probe ran while the completion was decoded")
+        /// Starts the long completion and returns once it is being decoded.
+        func startCompletion() async throws -> Task<(String, ContinuousClock.Instant), Error> {
+            let task = Task {
+                let r = try await s.post("/v1/completions", running)
+                return (try text(r), clock.now)
+            }
+            try await s.untilDecoding() // the completion (2–4 s) has started
+            return task
+        }
+        // Sends `body` while the completion is being decoded: the probe's numbers, and whether it was
+        // answered before the completion ended.
+        func probeDuringCompletion(_ body: [String: Any]) async throws -> (numbers: String, beforeTheEnd: Bool) {
+            let completion = try await startCompletion()
+            let r = try await s.post("/v1/probe", body)
+            let answered = clock.now
+            let (completionText, ended) = try await completion.value
+            XCTAssertEqual(completionText, runningAlone)
+            return (try current(r), answered < ended)
+        }
+        let light = try await probeDuringCompletion(probe)
+        XCTAssertEqual(light.numbers, probeAlone)
+        XCTAssertTrue(light.beforeTheEnd, "the probe waited for the completion")
+        let compared = try await probeDuringCompletion(comparing)
+        XCTAssertEqual(compared.numbers, probeAlone)
+        XCTAssertFalse(compared.beforeTheEnd, "the comparing probe ran while the completion was decoded")
+        let heavyDuring = try await probeDuringCompletion(heavy)
+        XCTAssertEqual(heavyDuring.numbers, heavyAlone)
+        XCTAssertFalse(heavyDuring.beforeTheEnd, "the heavy probe ran while the completion was decoded")
         try await s.stop()
     }
 

@@ -139,8 +139,9 @@ public final class DecodingSequence {
 
     /// Prompt tokens one pass takes at most. A longer prompt goes through in pieces, so a server that is
     /// decoding other sequences can give them a step between two pieces (`ModelWorker`), and a pass's
-    /// activations stay bounded. Every caller cuts a prompt the same way, so its numbers do not depend on
-    /// who runs it.
+    /// activations stay bounded. Every generation cuts a prompt the same way (the server's and `engram
+    /// generate`'s), so its tokens do not depend on who runs it; a single pass over a longer prompt (a
+    /// probe, an evaluation) gives the same logits to rounding.
     public static let promptPiece = 128
     /// Prompt tokens already through the model.
     public private(set) var promptTokensDone = 0
@@ -157,6 +158,10 @@ public final class DecodingSequence {
     /// checked first, as before every token. A failure ends the sequence and is thrown.
     public func prefillPiece(hooks: Hooks? = nil) throws {
         guard !isPrefilled else { return }
+        if maxTokens == 0 { // nothing to generate: the prompt need not go through
+            _ = finish(.length)
+            return
+        }
         if let isCancelled = options.isCancelled, isCancelled() {
             end(.failure(CancellationError()))
             throw CancellationError()
