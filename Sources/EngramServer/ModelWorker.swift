@@ -15,8 +15,8 @@ import Foundation
 /// seconds at a time.)
 ///
 /// The queue is bounded: a job arriving when `maxQueued` jobs are already waiting is refused at once.
-/// Each job carries a deadline; one still waiting at its deadline is dropped, and a running job sees
-/// `isCancelled` become true (the generation loop and causal tracing poll it).
+/// Each job carries a deadline; one still waiting at its deadline is answered with a timeout at once,
+/// and a running job sees `isCancelled` become true (the generation loop and causal tracing poll it).
 final class ModelWorker: @unchecked Sendable {
     /// What a running job can ask about itself.
     final class JobControl: @unchecked Sendable {
@@ -65,6 +65,8 @@ final class ModelWorker: @unchecked Sendable {
         }
         let work: Work
         let reject: (Error) -> Void
+        /// What the job is answered with when its deadline passes while it waits.
+        let timeout: Error
     }
 
     /// A generation job's sequences while they are decoded, and what to call when all have ended.
@@ -124,15 +126,15 @@ final class ModelWorker: @unchecked Sendable {
     }
     private var largestPromptShareSoFar = 0, stepsSharedWithPromptsSoFar = 0 // under the lock
 
-    /// A read job too heavy to run between two decoding steps: it runs next, once the decoding has ended,
-    /// and nothing joins the decoding before it (under the lock).
-    private var held: Job?
+    /// Read jobs too heavy to run between two decoding steps, in arrival order: they run first once the
+    /// decoding has ended, and no generation or exclusive job starts before them (under the lock).
+    private var held: [Job] = []
 
     /// Jobs waiting (not counting those running) and whether one is running, for /health.
     var load: (waiting: Int, running: Bool) {
         condition.lock()
         defer { condition.unlock() }
-        return (queue.count - head + (held == nil ? 0 : 1), runningJob || activeSequences > 0)
+        return (queue.count - head + held.count, runningJob || activeSequences > 0)
     }
 
     /// Runs on the worker whenever the last generation being decoded has ended (no pass is running then):
@@ -176,7 +178,7 @@ final class ModelWorker: @unchecked Sendable {
                 return true
             }
             enqueue(Job(control: control, work: readsOnly ? .read(work) : .run { _ = work(false) },
-                        reject: { continuation.resume(throwing: $0) }))
+                        reject: { continuation.resume(throwing: $0) }, timeout: APIError.timeout(seconds: timeoutSeconds)))
         }
     }
 
@@ -209,7 +211,7 @@ final class ModelWorker: @unchecked Sendable {
                     continuation.resume(throwing: fail(error))
                     return nil
                 }
-            }, reject: { continuation.resume(throwing: $0) }))
+            }, reject: { continuation.resume(throwing: $0) }, timeout: APIError.timeout(seconds: timeoutSeconds)))
         }
     }
 
@@ -234,6 +236,25 @@ final class ModelWorker: @unchecked Sendable {
         queue.append(job)
         condition.signal()
         condition.unlock()
+        if let deadline = job.control.deadline {
+            let wait = max(0, (deadline - ContinuousClock.now).seconds)
+            DispatchQueue.global().asyncAfter(deadline: .now() + wait) { [weak self] in self?.expire(job.control) }
+        }
+    }
+
+    /// Answers a job still waiting at its deadline with a timeout, at once, rather than when its turn comes
+    /// (behind an edit that takes seconds). A job that has started sees `isCancelled` instead.
+    private func expire(_ control: JobControl) {
+        condition.lock()
+        var expired: Job?
+        if let i = queue[head...].firstIndex(where: { $0.control === control }) {
+            expired = queue[i]
+            take(at: i)
+        } else if let i = held.firstIndex(where: { $0.control === control }) {
+            expired = held.remove(at: i)
+        }
+        condition.unlock()
+        if let expired { expired.reject(expired.timeout) }
     }
 
     /// Finishes the jobs already queued, then ends the thread. New jobs are refused from now on.
@@ -255,8 +276,8 @@ final class ModelWorker: @unchecked Sendable {
     private func loop() {
         while true {
             condition.lock()
-            while head == queue.count && active.isEmpty && held == nil && !stopping { condition.wait() }
-            if head == queue.count && active.isEmpty && held == nil && stopping {
+            while head == queue.count && active.isEmpty && held.isEmpty && !stopping { condition.wait() }
+            if head == queue.count && active.isEmpty && held.isEmpty && stopping {
                 stopped = true
                 condition.broadcast()
                 condition.unlock()
@@ -265,20 +286,17 @@ final class ModelWorker: @unchecked Sendable {
             // The next job starts if it is a generation and there is room among the sequences being
             // decoded, a read, or anything once nothing is being decoded; otherwise the decoding goes on
             // a step. A read may pass generations waiting for room (neither changes the model), never
-            // another job. A held read goes first, when the decoding has ended.
+            // another job. Held reads go first when the decoding has ended; until then nothing joins it.
             var next: Job?
-            if let job = held {
-                if active.isEmpty {
-                    next = job
-                    held = nil
-                }
+            if active.isEmpty && !held.isEmpty {
+                next = held.removeFirst()
             } else {
                 var i = head
                 while i < queue.count {
                     let job = queue[i]
                     let fits: Bool
                     switch job.work {
-                    case .generation: fits = activeSequences < maxSequences
+                    case .generation: fits = held.isEmpty && activeSequences < maxSequences
                     case .read: fits = true
                     case .run: fits = active.isEmpty
                     }
@@ -297,9 +315,9 @@ final class ModelWorker: @unchecked Sendable {
             case let .run(run)?:
                 run()
             case let .read(read)?:
-                if !read(!active.isEmpty) {
+                if let job = next, !read(!active.isEmpty) {
                     condition.lock()
-                    held = next
+                    held.append(job)
                     condition.unlock()
                 }
                 // A step after every read while decoding, so that a stream of reads cannot hold it up.
