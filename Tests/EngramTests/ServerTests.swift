@@ -155,6 +155,7 @@ final class ServerTests: XCTestCase {
         XCTAssertGreaterThan(longAlone.promptTokens, 4 * DecodingSequence.promptPiece)
         XCTAssertEqual(s.server.worker.promptSharing.sharedSteps, 0, "one request at a time shares no steps")
 
+        try await s.untilIdle()
         async let first = s.post("/v1/completions", running)
         try await s.untilDecoding() // the first completion (2–4 s) has started
         let second = try completion(try await s.post("/v1/completions", long))
@@ -197,6 +198,7 @@ final class ServerTests: XCTestCase {
         let clock = ContinuousClock()
         /// Starts the long completion and returns once it is being decoded.
         func startCompletion() async throws -> Task<(String, ContinuousClock.Instant), Error> {
+            try await s.untilIdle()
             let task = Task {
                 let r = try await s.post("/v1/completions", running)
                 return (try text(r), clock.now)
