@@ -16,8 +16,9 @@ public final class EngramServer: @unchecked Sendable {
     let started = Date()
     private let snapshotLock = NSLock()
     private var snapshot = (version: 0, active: [String]())
-    /// `afterEachJob` runs on the model worker after every job (the CLI drops the float copies that
-    /// an edit made of weights loaded on demand: `Checkpoint.releaseUnchangedFloatCopies`).
+    /// `afterEachJob` runs on the model worker after every job that ends with nothing being decoded, and
+    /// when the last completion being decoded ends (the CLI drops the float copies that an edit made of
+    /// weights loaded on demand: `Checkpoint.releaseUnchangedFloatCopies`).
     public init(configuration: ServerConfiguration, model: LanguageModel, tokenizer: Tokenizer, checkpointLocation: String,
                 logger: Logger = Logger(label: "engram.server"), afterEachJob: @escaping @Sendable () -> Void = {}) {
         self.configuration = configuration
@@ -82,8 +83,7 @@ public final class EngramServer: @unchecked Sendable {
     /// Runs `body` on the model worker with this request's deadline (`readsOnly`: see `ModelWorker.run`).
     func onWorker<T>(deadline: ContinuousClock.Instant? = nil, control: ModelWorker.JobControl? = nil, readsOnly: Bool = false,
                      _ body: @escaping (ModelWorker.JobControl) throws -> T) async throws -> T {
-        let deadline = deadline ?? ContinuousClock.now + .seconds(configuration.limits.timeoutSeconds)
-        let result = try await worker.run(deadline: deadline, control: control, timeoutSeconds: configuration.limits.timeoutSeconds,
+        let result = try await worker.run(deadline: deadline ?? requestDeadline(), control: control, timeoutSeconds: configuration.limits.timeoutSeconds,
                                           readsOnly: readsOnly) { [self] control in
             let value = try body(control)
             publishSnapshot()
@@ -96,9 +96,11 @@ public final class EngramServer: @unchecked Sendable {
     /// prefills and decodes its sequences together with other requests' (see `ModelWorker`).
     func onWorkerGenerating<T>(deadline: ContinuousClock.Instant? = nil, control: ModelWorker.JobControl? = nil,
                                _ start: @escaping (ModelWorker.JobControl) throws -> (sequences: [DecodingSequence], result: () throws -> T)) async throws -> T {
-        let deadline = deadline ?? ContinuousClock.now + .seconds(configuration.limits.timeoutSeconds)
-        return try await worker.generate(deadline: deadline, control: control, timeoutSeconds: configuration.limits.timeoutSeconds, start)
+        return try await worker.generate(deadline: deadline ?? requestDeadline(), control: control, timeoutSeconds: configuration.limits.timeoutSeconds, start)
     }
+
+    /// A request started now must end by then (`--timeout`).
+    private func requestDeadline() -> ContinuousClock.Instant { .now + .seconds(configuration.limits.timeoutSeconds) }
 
     /// Called on the worker after every job, so that /health can read the state without waiting for it.
     private func publishSnapshot() {

@@ -58,8 +58,8 @@ final class ModelState: @unchecked Sendable {
     /// A patch made on another checkpoint is refused (`EditPatch.baseDiffers`; `engram patch apply`
     /// takes it with --force).
     func requireBase(of patch: EditPatch) throws {
-        // Hashed only for a patch that names a base.
-        guard let base = patch.baseSHA256, patch.baseDiffers(from: checkpointSHA256), let hash = checkpointSHA256 else { return }
+        // The checkpoint is hashed only for a patch that names a base.
+        guard let base = patch.baseSHA256, let hash = checkpointSHA256, patch.baseDiffers(from: hash) else { return }
         throw APIError(.conflict, "the patch was made on a checkpoint with sha256 \(base), but this server runs \(hash)",
                        code: "patch_base_mismatch")
     }
