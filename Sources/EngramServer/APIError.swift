@@ -62,12 +62,18 @@ public struct APIError: Error, CustomStringConvertible, Sendable {
                  type: "timeout_error", code: "request_timeout")
     }
 
+    /// The answer to a request whose client closed the connection: nobody reads it, but the log does
+    /// (499 is nginx's code for it).
+    static let clientLeft = APIError(HTTPResponse.Status(code: 499, reasonPhrase: "Client Closed Request"),
+                                     "the client closed the connection before the answer was ready", type: "server_error", code: "client_left")
+
     static let shuttingDown = APIError(.serviceUnavailable, "the server is shutting down", type: "server_error", code: "shutting_down")
 
     /// A failure inside the model or an editor that the request caused (bad subject, bad patch...).
     static func engram(_ error: Error, param: String? = nil) -> APIError {
         if let e = error as? APIError { return e }
-        if error is CancellationError { return APIError(.requestTimeout, "the request was cancelled", type: "timeout_error", code: "cancelled") }
+        // Cancelled at the deadline is a timeout (`ModelWorker`); any other cancellation is a client gone.
+        if error is CancellationError { return clientLeft }
         return APIError(.unprocessableContent, "\(error)", param: param, code: "model_error")
     }
 

@@ -46,13 +46,14 @@ public final class EngramServer: @unchecked Sendable {
 
     /// The Hummingbird application; `onRunning` receives the bound port (useful with port 0).
     public func makeApplication(onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
-        let router = Router(context: BasicRequestContext.self)
+        let router = Router(context: ServerContext.self)
         router.add(middleware: APIMiddleware(server: self))
         addRoutes(to: router)
         let logger = self.logger
         return Application(
             router: router,
-            server: .http1(configuration: .init(idleTimeout: .seconds(Int64(max(30, configuration.limits.timeoutSeconds + 30))))),
+            server: .http1(configuration: .init(additionalChannelHandlers: [ClientHangUpWatch()],
+                                                idleTimeout: .seconds(Int64(max(30, configuration.limits.timeoutSeconds + 30))))),
             configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "engram"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
@@ -81,9 +82,12 @@ public final class EngramServer: @unchecked Sendable {
     // MARK: Model jobs
 
     /// Runs `body` on the model worker with this request's deadline (`readsOnly`: see `ModelWorker.run`).
-    func onWorker<T>(deadline: ContinuousClock.Instant? = nil, control: ModelWorker.JobControl? = nil, readsOnly: Bool = false,
+    /// `client`: the job is cancelled if that request's client goes away (work only it would see).
+    func onWorker<T>(readsOnly: Bool = false, client: ServerContext? = nil,
                      _ body: @escaping (ModelWorker.JobControl) throws -> T) async throws -> T {
-        let result = try await worker.run(deadline: deadline ?? requestDeadline(), control: control, timeoutSeconds: configuration.limits.timeoutSeconds,
+        let control = ModelWorker.JobControl(deadline: requestDeadline())
+        client?.cancelWhenClientLeaves(control)
+        let result = try await worker.run(deadline: control.deadline, control: control, timeoutSeconds: configuration.limits.timeoutSeconds,
                                           readsOnly: readsOnly) { [self] control in
             let value = try body(control)
             publishSnapshot()
@@ -94,13 +98,16 @@ public final class EngramServer: @unchecked Sendable {
 
     /// Queues a generation with this request's deadline: `start` encodes on the worker, which then
     /// prefills and decodes its sequences together with other requests' (see `ModelWorker`).
-    func onWorkerGenerating<T>(deadline: ContinuousClock.Instant? = nil, control: ModelWorker.JobControl? = nil,
+    /// `client`: as for `onWorker`.
+    func onWorkerGenerating<T>(control: ModelWorker.JobControl? = nil, client: ServerContext,
                                _ start: @escaping (ModelWorker.JobControl) throws -> (sequences: [DecodingSequence], result: () throws -> T)) async throws -> T {
-        return try await worker.generate(deadline: deadline ?? requestDeadline(), control: control, timeoutSeconds: configuration.limits.timeoutSeconds, start)
+        let control = control ?? ModelWorker.JobControl(deadline: requestDeadline())
+        client.cancelWhenClientLeaves(control)
+        return try await worker.generate(deadline: control.deadline, control: control, timeoutSeconds: configuration.limits.timeoutSeconds, start)
     }
 
     /// A request started now must end by then (`--timeout`).
-    private func requestDeadline() -> ContinuousClock.Instant { .now + .seconds(configuration.limits.timeoutSeconds) }
+    func requestDeadline() -> ContinuousClock.Instant { .now + .seconds(configuration.limits.timeoutSeconds) }
 
     /// Called on the worker after every job, so that /health can read the state without waiting for it.
     private func publishSnapshot() {
@@ -172,7 +179,7 @@ public final class EngramServer: @unchecked Sendable {
 
 /// Maps every error to a JSON error response and logs one structured line per request.
 struct APIMiddleware: RouterMiddleware {
-    typealias Context = BasicRequestContext
+    typealias Context = ServerContext
     let server: EngramServer
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -184,6 +191,9 @@ struct APIMiddleware: RouterMiddleware {
         } catch let error as APIError {
             response = error.response()
             failure = error.code
+        } catch is CancellationError {
+            response = APIError.clientLeft.response()
+            failure = APIError.clientLeft.code
         } catch let error as HTTPError {
             let message = error.status == .notFound ? "no route \(request.method.rawValue) \(request.uri.path)" : (error.body ?? error.status.reasonPhrase)
             let code = error.status == .notFound ? "route_not_found" : "http_error"

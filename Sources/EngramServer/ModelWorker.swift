@@ -15,8 +15,9 @@ import Foundation
 /// seconds at a time.)
 ///
 /// The queue is bounded: a job arriving when `maxQueued` jobs are already waiting is refused at once.
-/// Each job carries a deadline; one still waiting at its deadline is answered with a timeout at once,
-/// and a running job sees `isCancelled` become true (the generation loop and causal tracing poll it).
+/// Each job carries a deadline; one still waiting at its deadline is answered with a timeout at once, one
+/// cancelled while waiting (its client gone) with `CancellationError`, and a running job sees
+/// `isCancelled` become true (the generation loop and causal tracing poll it).
 final class ModelWorker: @unchecked Sendable {
     /// What a running job can ask about itself.
     final class JobControl: @unchecked Sendable {
@@ -26,11 +27,26 @@ final class ModelWorker: @unchecked Sendable {
 
         init(deadline: ContinuousClock.Instant?) { self.deadline = deadline }
 
-        /// Stops a running job at its next check (a streaming client went away).
+        /// What the worker does when a job still waiting is cancelled: takes it out of the queue.
+        private var whenCancelled: (() -> Void)?
+
+        /// Stops a running job at its next check, and answers a waiting one at once (its client went away).
         func cancel() {
             lock.lock()
             cancelled = true
+            let hook = whenCancelled
+            whenCancelled = nil
             lock.unlock()
+            hook?()
+        }
+
+        /// Sets what `cancel` does for a job that waits; runs it now if the job was cancelled already.
+        fileprivate func onCancel(_ hook: @escaping () -> Void) {
+            lock.lock()
+            let already = cancelled
+            whenCancelled = already ? nil : hook
+            lock.unlock()
+            if already { hook() }
         }
 
         var isCancelled: Bool {
@@ -125,6 +141,13 @@ final class ModelWorker: @unchecked Sendable {
         return (largestPromptShareSoFar, stepsSharedWithPromptsSoFar)
     }
     private var largestPromptShareSoFar = 0, stepsSharedWithPromptsSoFar = 0 // under the lock
+    /// Prompt tokens put through the model so far (for tests).
+    var promptTokensRun: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return promptTokensRunSoFar
+    }
+    private var promptTokensRunSoFar = 0 // under the lock
 
     /// Read jobs too heavy to run between two decoding steps, in arrival order: they run first once the
     /// decoding has ended, and no generation or exclusive job starts before them (under the lock).
@@ -238,23 +261,28 @@ final class ModelWorker: @unchecked Sendable {
         condition.unlock()
         if let deadline = job.control.deadline {
             let wait = max(0, (deadline - ContinuousClock.now).seconds)
-            DispatchQueue.global().asyncAfter(deadline: .now() + wait) { [weak self] in self?.expire(job.control) }
+            DispatchQueue.global().asyncAfter(deadline: .now() + wait) { [weak self] in self?.withdraw(job.control, with: job.timeout) }
+        }
+        // Weak: the job holds its control, which holds this until it is cancelled.
+        job.control.onCancel { [weak self, weak control = job.control] in
+            if let control { self?.withdraw(control, with: CancellationError()) }
         }
     }
 
-    /// Answers a job still waiting at its deadline with a timeout, at once, rather than when its turn comes
-    /// (behind an edit that takes seconds). A job that has started sees `isCancelled` instead.
-    private func expire(_ control: JobControl) {
+    /// Answers a job still waiting at its deadline (with a timeout) or cancelled (its client gone) at once,
+    /// rather than when its turn comes (behind an edit that takes seconds), and frees its place in the
+    /// queue. A job that has started sees `isCancelled` instead.
+    private func withdraw(_ control: JobControl, with error: Error) {
         condition.lock()
-        var expired: Job?
+        var withdrawn: Job?
         if let i = queue[head...].firstIndex(where: { $0.control === control }) {
-            expired = queue[i]
+            withdrawn = queue[i]
             take(at: i)
         } else if let i = held.firstIndex(where: { $0.control === control }) {
-            expired = held.remove(at: i)
+            withdrawn = held.remove(at: i)
         }
         condition.unlock()
-        if let expired { expired.reject(expired.timeout) }
+        withdrawn?.reject(error)
     }
 
     /// Finishes the jobs already queued, then ends the thread. New jobs are refused from now on.
@@ -379,6 +407,7 @@ final class ModelWorker: @unchecked Sendable {
         condition.lock()
         largestStepSoFar = max(largestStepSoFar, sequences.count)
         largestPromptShareSoFar = max(largestPromptShareSoFar, promptTokens)
+        promptTokensRunSoFar += promptTokens
         if promptTokens > 0 && streams > 0 { stepsSharedWithPromptsSoFar += 1 }
         condition.unlock()
         // A failed pass ends every sequence in it, with its error; their jobs report it.

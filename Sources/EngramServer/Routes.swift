@@ -5,7 +5,7 @@ import Hummingbird
 import NIOCore
 
 extension EngramServer {
-    func addRoutes(to router: Router<BasicRequestContext>) {
+    func addRoutes(to router: Router<ServerContext>) {
         router.get("/") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-cache"],
                      body: ResponseBody(byteBuffer: ByteBuffer(string: WebPage.html)))
@@ -30,23 +30,23 @@ extension EngramServer {
             return JSONOutput.response(ModelList.Model(id: id, created: Int(started.timeIntervalSince1970)))
         }
 
-        router.post("/v1/completions") { [self] request, _ in
+        router.post("/v1/completions") { [self] request, context in
             try authorize(request, changesState: false)
             let parsed = try CompletionRequest.completion(try await body(of: request), limits: configuration.limits, vocab: state.model.config.vocab)
-            return try await complete(parsed)
+            return try await complete(parsed, client: context)
         }
-        router.post("/v1/chat/completions") { [self] request, _ in
+        router.post("/v1/chat/completions") { [self] request, context in
             try authorize(request, changesState: false)
             let parsed = try CompletionRequest.chat(try await body(of: request), limits: configuration.limits, vocab: state.model.config.vocab)
-            return try await complete(parsed)
+            return try await complete(parsed, client: context)
         }
 
-        router.post("/v1/probe") { [self] request, _ in
+        router.post("/v1/probe") { [self] request, context in
             try authorize(request, changesState: false)
             let parsed = try ProbeRequest.parse(try await body(of: request), limits: configuration.limits)
             let limits = configuration.limits
             // Comparing with the unedited model takes the edits out for a moment: not while others decode.
-            let response = try await onWorker(readsOnly: !parsed.compareUnedited) { [state, configuration] control in
+            let response = try await onWorker(readsOnly: !parsed.compareUnedited, client: context) { [state, configuration] control in
                 let current = try state.probe(parsed, edited: true, limits: limits, control: control)
                 let unedited = parsed.compareUnedited ? try state.withoutEdits { try state.probe(parsed, edited: false, limits: limits) } : nil
                 return ProbeResponse(model: configuration.modelID, prompt: parsed.prompt, current: current, unedited: unedited,
@@ -55,13 +55,13 @@ extension EngramServer {
             return JSONOutput.response(response)
         }
 
-        router.post("/v1/trace") { [self] request, _ in
+        router.post("/v1/trace") { [self] request, context in
             try authorize(request, changesState: false)
             let parsed = try TraceRequest.parse(try await body(of: request), limits: configuration.limits, layers: state.model.config.layers)
             let limits = configuration.limits
             // A trace runs hundreds of passes: it waits for the completions being decoded rather than
             // holding their streams up for seconds.
-            let response = try await onWorker { [state, configuration] control in
+            let response = try await onWorker(client: context) { [state, configuration] control in
                 TraceResponse(model: configuration.modelID, trace: try state.trace(parsed, limits: limits, control: control),
                               editsInForce: state.activeIDs, stateVersion: state.version)
             }
@@ -73,7 +73,7 @@ extension EngramServer {
 
     // MARK: Edits
 
-    func addEditRoutes(to router: Router<BasicRequestContext>) {
+    func addEditRoutes(to router: Router<ServerContext>) {
         router.get("/v1/methods") { [self] request, _ in
             try authorize(request, changesState: false)
             return JSONOutput.response(MethodListResponse(configuration.methods))

@@ -28,7 +28,7 @@ private final class Collected: @unchecked Sendable {
 
 extension EngramServer {
     /// Completions and chat completions, whole or streamed as server-sent events in OpenAI's chunk format.
-    func complete(_ request: CompletionRequest) async throws -> Response {
+    func complete(_ request: CompletionRequest, client: ServerContext) async throws -> Response {
         let chat = request.kind == .chat
         let id = ResponseID.make(chat ? "chatcmpl" : "cmpl")
         let created = Int(Date().timeIntervalSince1970)
@@ -36,7 +36,7 @@ extension EngramServer {
         let limits = configuration.limits
 
         guard request.stream else {
-            let (outcomes, version) = try await onWorkerGenerating { [state] control in
+            let (outcomes, version) = try await onWorkerGenerating(client: client) { [state] control in
                 let collected = Collected()
                 let version = state.version
                 let sequences = try state.startGeneration(request, limits: limits, control: control) { event in
@@ -62,14 +62,14 @@ extension EngramServer {
             case event(CompletionEvent)
             case failed(APIError)
         }
-        let control = ModelWorker.JobControl(deadline: ContinuousClock.now + .seconds(limits.timeoutSeconds))
+        let control = ModelWorker.JobControl(deadline: requestDeadline())
         let (events, sink) = AsyncStream<Item>.makeStream()
         sink.onTermination = { _ in control.cancel() }
         let version: Int = try await withCheckedThrowingContinuation { started in
             let once = Once()
             Task { [state] in
                 do {
-                    try await onWorkerGenerating(control: control) { control in
+                    try await onWorkerGenerating(control: control, client: client) { control in
                         let sequences = try state.startGeneration(request, limits: limits, control: control,
                                                                   prepared: { once.run { started.resume(returning: state.version) } }) { event in sink.yield(.event(event)) }
                         return (sequences, {})

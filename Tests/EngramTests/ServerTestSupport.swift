@@ -66,20 +66,37 @@ enum RawHTTP {
         try await request(port: port, method, path, body: try JSONSerialization.data(withJSONObject: object), headers: headers)
     }
 
-    private static func sendBlocking(port: Int, raw: Data, timeout: Double) throws -> RawHTTPResponse {
+    /// Sends a request and returns the open socket without reading the answer: the caller closes it, as a
+    /// client that goes away does.
+    static func sendAndLeaveOpen(port: Int, _ method: String, _ path: String, _ object: Any) throws -> Int32 {
+        let body = try JSONSerialization.data(withJSONObject: object)
+        var raw = Data("\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n".utf8)
+        raw.append(body)
+        let fd = try connected(port: port, timeout: 120)
+        sendAll(fd, raw)
+        return fd
+    }
+
+    private static func connected(port: Int, timeout: Double) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "socket() failed") }
-        defer { close(fd) }
         var tv = timeval(tv_sec: Int(timeout), tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
+        let result = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard connected == 0 else { throw Failure(description: "connect to port \(port) failed (errno \(errno))") }
+        guard result == 0 else {
+            close(fd)
+            throw Failure(description: "connect to port \(port) failed (errno \(errno))")
+        }
+        return fd
+    }
+
+    private static func sendAll(_ fd: Int32, _ raw: Data) {
         raw.withUnsafeBytes { buffer in
             var sent = 0
             while sent < buffer.count {
@@ -88,6 +105,12 @@ enum RawHTTP {
                 sent += n
             }
         }
+    }
+
+    private static func sendBlocking(port: Int, raw: Data, timeout: Double) throws -> RawHTTPResponse {
+        let fd = try connected(port: port, timeout: timeout)
+        defer { close(fd) }
+        sendAll(fd, raw)
         var received = Data()
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
@@ -239,6 +262,18 @@ final class TestServer: @unchecked Sendable {
         while server.worker.load.running || server.worker.load.waiting > 0 {
             guard ContinuousClock.now < end else {
                 XCTFail("the model worker never became idle")
+                throw CancellationError()
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
+    /// Returns once `condition` holds; fails after 30 s.
+    func until(_ what: String, _ condition: () -> Bool) async throws {
+        let end = ContinuousClock.now + .seconds(30)
+        while !condition() {
+            guard ContinuousClock.now < end else {
+                XCTFail("waited 30 s for \(what)")
                 throw CancellationError()
             }
             try await Task.sleep(for: .milliseconds(5))

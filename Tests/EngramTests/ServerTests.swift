@@ -616,4 +616,58 @@ final class ServerTests: XCTestCase {
         XCTAssertEqual(busy.status, 200, "the queue drains")
         try await s.stop()
     }
+
+    func testAClientThatLeavesIsNoLongerServed() async throws {
+        let s = try await TestServer { c in
+            c.limits.queueDepth = 1
+            c.limits.maxTokens = 4000
+            c.limits.maxPromptTokens = 4096
+        }
+        func cancelledCompletions() -> Int {
+            s.logs.all.filter { $0.message == "request" && $0.metadata["path"]?.description == "/v1/completions"
+                && $0.metadata["error"]?.description == "client_left" && $0.metadata["status"]?.description == "499" }.count
+        }
+        // Greedy counting goes on for thousands of tokens: the completion ends only if it is stopped.
+        let counting: [String: Any] = ["prompt": "1, 2, 3, 4, 5, 6, 7, 8,", "max_tokens": 4000, "temperature": 0]
+
+        // A whole completion waiting behind another job leaves the queue when its client closes the
+        // connection, and its place is free at once (the queue holds one job).
+        let gate = DispatchSemaphore(value: 0)
+        let holder = Task { try await s.server.worker.run(deadline: nil, timeoutSeconds: 60) { _ in gate.wait() } }
+        try await s.untilDecoding()
+        let waiting = try RawHTTP.sendAndLeaveOpen(port: s.port, "POST", "/v1/completions", counting)
+        try await s.until("the completion to be queued") { s.server.worker.load.waiting == 1 }
+        close(waiting)
+        try await s.until("the completion to leave the queue while the worker is busy") { s.server.worker.load.waiting == 0 }
+        let next = Task { try await s.post("/v1/completions", ["prompt": "Hi", "max_tokens": 1]) }
+        try await s.until("the next request to be queued") { s.server.worker.load.waiting == 1 }
+        gate.signal()
+        try await holder.value
+        let nextStatus = try await next.value.status
+        XCTAssertEqual(nextStatus, 200, "the place the departed client held went to the next request")
+
+        // A whole completion being decoded stops when its client leaves, rather than running to its end.
+        try await s.untilIdle()
+        let decoding = try RawHTTP.sendAndLeaveOpen(port: s.port, "POST", "/v1/completions", counting)
+        try await s.untilDecoding()
+        close(decoding)
+        try await s.until("the worker to stop decoding for a client that left") { !s.server.worker.load.running }
+        try await s.until("two cancelled completions in the log") { cancelledCompletions() == 2 }
+
+        // So does a stream still in its prompt (about 3,000 tokens, put through 128 at a time), before any
+        // token has been written to it: the rest of its prompt is not run.
+        try await s.untilIdle()
+        let longPrompt = String(repeating: "one two three four ", count: 750)
+        let promptLength = s.server.state.tokenizer.encode(longPrompt).count
+        let promptTokensBefore = s.server.worker.promptTokensRun
+        let streaming = try RawHTTP.sendAndLeaveOpen(port: s.port, "POST", "/v1/completions",
+                                                      ["prompt": longPrompt, "max_tokens": 4000, "temperature": 0, "stream": true])
+        try await s.untilDecoding()
+        close(streaming)
+        try await s.until("the worker to drop the prompt of a stream whose client left") { !s.server.worker.load.running }
+        let promptTokensRun = s.server.worker.promptTokensRun - promptTokensBefore
+        XCTAssertGreaterThan(promptLength, 2500)
+        XCTAssertLessThan(promptTokensRun, promptLength / 2, "the prompt of a client that left stops being run")
+        try await s.stop()
+    }
 }
