@@ -17,6 +17,8 @@ struct CompletionRequest {
     var options: GenerationOptions
     var stream: Bool
     var includeUsage: Bool
+    /// Completions: answer with the prompt before the completion (its tokens scored too, with `logprobs`).
+    var echo = false
 
     /// OpenAI parameters accepted only at their neutral value (the server cannot honour others).
     private static func requireNeutral(_ r: FieldReader) throws {
@@ -57,14 +59,17 @@ struct CompletionRequest {
         _ = try r.string("model")
         guard let promptValue = r.value("prompt") else { throw APIError.missingField("prompt") }
         let prompts = try parsePrompts(promptValue, vocab: vocab, maxPrompts: limits.maxPromptsPerRequest)
-        if try r.bool("echo") == true { throw APIError.unsupported("echo", "echo is not supported") }
-        if let lp = try r.int("logprobs", in: 0...20), lp > 0 { throw APIError.unsupported("logprobs", "logprobs are not returned here; use POST /v1/probe") }
+        let echo = try r.bool("echo") ?? false
+        let logprobs = try r.int("logprobs", in: 0...20)
         if let bestOf = try r.int("best_of", in: 1...Int.max), bestOf != 1 { throw APIError.unsupported("best_of", "only best_of = 1 is supported") }
         if let suffix = try r.string("suffix"), !suffix.isEmpty { throw APIError.unsupported("suffix", "suffix is not supported") }
         try requireNeutral(r)
-        let (options, stream, includeUsage) = try sampling(r, limits: limits, defaultMaxTokens: min(16, limits.maxTokens), vocab: vocab)
+        var (options, stream, includeUsage) = try sampling(r, limits: limits, defaultMaxTokens: min(16, limits.maxTokens), vocab: vocab)
         try r.finish()
-        return CompletionRequest(kind: .completion, prompts: prompts, options: options, stream: stream, includeUsage: includeUsage)
+        try wholeOnly(stream, echo ? "echo" : logprobs != nil ? "logprobs" : nil)
+        options.logprobs = logprobs
+        options.promptLogprobs = echo
+        return CompletionRequest(kind: .completion, prompts: prompts, options: options, stream: stream, includeUsage: includeUsage, echo: echo)
     }
 
     static func chat(_ data: Data, limits: ServerLimits, vocab: Int) throws -> CompletionRequest {
@@ -73,8 +78,9 @@ struct CompletionRequest {
         guard let items = try r.array("messages", maxCount: 1000) else { throw APIError.missingField("messages") }
         guard !items.isEmpty else { throw APIError.invalidField("messages", "must hold at least one message") }
         let messages = try items.enumerated().map { i, item in try parseMessage(item, path: "messages[\(i)]") }
-        if try r.bool("logprobs") == true { throw APIError.unsupported("logprobs", "logprobs are not returned here; use POST /v1/probe") }
-        if try r.int("top_logprobs", in: 0...20) != nil { throw APIError.unsupported("top_logprobs", "logprobs are not returned here; use POST /v1/probe") }
+        let logprobs = try r.bool("logprobs") ?? false
+        let topLogprobs = try r.int("top_logprobs", in: 0...20)
+        if topLogprobs != nil && !logprobs { throw APIError.invalidField("top_logprobs", "needs \"logprobs\": true") }
         if let format = try r.object("response_format") {
             let type = try format.requiredString("type")
             guard type == "text" else { throw APIError.unsupported("response_format.type", "only \"text\" is supported") }
@@ -85,9 +91,17 @@ struct CompletionRequest {
         }
         r.ignore("parallel_tool_calls")
         try requireNeutral(r)
-        let (options, stream, includeUsage) = try sampling(r, limits: limits, defaultMaxTokens: limits.maxTokens, vocab: vocab)
+        var (options, stream, includeUsage) = try sampling(r, limits: limits, defaultMaxTokens: limits.maxTokens, vocab: vocab)
         try r.finish()
+        try wholeOnly(stream, logprobs ? "logprobs" : nil)
+        options.logprobs = logprobs ? topLogprobs ?? 0 : nil
         return CompletionRequest(kind: .chat, messages: messages, options: options, stream: stream, includeUsage: includeUsage)
+    }
+
+    /// Log-probabilities and echoed prompts come with whole answers only: a stream holds text back (stop
+    /// strings, split characters), so its chunks do not line up with tokens.
+    private static func wholeOnly(_ stream: Bool, _ field: String?) throws {
+        if stream, let field { throw APIError.unsupported(field, "\(field) is returned with whole answers only (\"stream\": false)") }
     }
 
     /// A string, an array of strings, an array of token ids, or an array of such arrays.
@@ -155,6 +169,9 @@ struct CompletionOutcome: Sendable {
     var finishReason: String
     var promptTokens: Int
     var completionTokens: Int
+    /// With `logprobs`: the answer's tokens (the echoed prompt's first) and their scores; nil for the
+    /// first token of a prompt, which nothing precedes.
+    var scored: [(token: Int32, logprob: TokenLogprob?)]? = nil
 }
 
 /// Streamed pieces of a generation, in order.
@@ -164,17 +181,24 @@ enum CompletionEvent: Sendable {
 }
 
 extension ModelState {
-    /// The token ids of one prompt, with the prompt-side edits in force.
-    func encode(_ prompt: CompletionRequest.Prompt, limit: Int, param: String) throws -> [Int32] {
+    /// The token ids of one prompt, with the prompt-side edits in force, and where the client's own
+    /// prompt starts among them (after the rendered facts; for a text prompt, after the tokens it shares
+    /// with the facts alone, since its first word may join the last marker's token).
+    func encode(_ prompt: CompletionRequest.Prompt, limit: Int, param: String) throws -> (ids: [Int32], ownFrom: Int) {
         var ids: [Int32]
+        var ownFrom = 0
+        let prefix = context == nil ? [] : tokenizer.encode(render(""), addSpecial: true)
         switch prompt {
         case let .text(text):
             ids = tokenizer.encode(render(text), addSpecial: true)
+            if !prefix.isEmpty { ownFrom = zip(prefix, ids).prefix { $0 == $1 }.count }
+            if ownFrom == 0, tokenizer.addsBOS, ids.first == tokenizer.bos { ownFrom = 1 } // the BOS the server added
         case let .tokens(t):
-            ids = context == nil ? t : tokenizer.encode(render(""), addSpecial: true) + t
+            ids = prefix + t
+            ownFrom = prefix.count
         }
         try checkPromptLength(ids.count, limit: limit, param: param)
-        return ids
+        return (ids, ownFrom)
     }
 
     /// A chat rendered in the model's template; prompt-side edits are put into the last user message.
@@ -207,9 +231,9 @@ extension ModelState {
     /// final and each sequence's outcome when it ends (the sequences of one request interleave).
     func startGeneration(_ request: CompletionRequest, limits: ServerLimits, control: ModelWorker.JobControl,
                          prepared: (() -> Void)? = nil, onEvent: @escaping (CompletionEvent) -> Void) throws -> [DecodingSequence] {
-        let inputs: [[Int32]]
+        let inputs: [(ids: [Int32], ownFrom: Int)]
         switch request.kind {
-        case .chat: inputs = [try encodeChat(request.messages, limit: limits.maxPromptTokens)]
+        case .chat: inputs = [(try encodeChat(request.messages, limit: limits.maxPromptTokens), 0)]
         case .completion:
             inputs = try request.prompts.enumerated().map { i, p in
                 try encode(p, limit: limits.maxPromptTokens, param: request.prompts.count == 1 ? "prompt" : "prompt[\(i)]")
@@ -219,13 +243,25 @@ extension ModelState {
         let generator = Generator(model: model, tokenizer: tokenizer)
         var options = request.options
         options.isCancelled = { control.isCancelled }
-        return try inputs.enumerated().map { i, ids in
+        return try inputs.enumerated().map { i, input in
+            let ids = input.ids
             let sequence = try DecodingSequence(generator: generator, prompt: ids, options: options,
                                                 onText: { piece in onEvent(.text(index: i, piece)) })
-            sequence.onFinish = { result in
+            sequence.onFinish = { [tokenizer] result in
                 guard case let .success(r) = result else { return }
-                onEvent(.finished(CompletionOutcome(index: i, text: r.text, finishReason: r.finishReason == .length ? "length" : "stop",
-                                                    promptTokens: ids.count, completionTokens: r.tokens.count)))
+                var outcome = CompletionOutcome(index: i, text: r.text, finishReason: r.finishReason == .length ? "length" : "stop",
+                                                promptTokens: ids.count, completionTokens: r.tokens.count)
+                // Echo: the client's own prompt, as its tokens decode (the facts of prompt-side edits left out).
+                let echoed = request.echo ? Array(ids[input.ownFrom...]) : []
+                if request.echo { outcome.text = tokenizer.decode(echoed) + r.text }
+                if options.logprobs != nil {
+                    // promptLogprobs[j] scores prompt token j + 1.
+                    let prompt = echoed.enumerated().map { j, token in
+                        (token, input.ownFrom + j == 0 ? nil : r.promptLogprobs[input.ownFrom + j - 1] as TokenLogprob?)
+                    }
+                    outcome.scored = prompt + zip(r.tokens, r.logprobs).map { ($0, $1 as TokenLogprob?) }
+                }
+                onEvent(.finished(outcome))
             }
             return sequence
         }
@@ -252,16 +288,42 @@ struct CompletionBody: Encodable {
         var text: String
         var index: Int
         var finishReason: String?
+        var logprobs: Logprobs? = nil
 
         func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(text, forKey: .text)
             try c.encode(index, forKey: .index)
-            try c.encodeNil(forKey: .logprobs)
+            try c.encode(logprobs, forKey: .logprobs) // null when not asked for
             try c.encode(finishReason, forKey: .finishReason)
         }
 
         enum CodingKeys: String, CodingKey { case text, index, logprobs, finishReason }
+    }
+
+    /// The legacy completions format: parallel lists over the answer's tokens. `text_offset` is where a
+    /// token's text starts in `text`, in Unicode scalars (a token that ends inside a character starts the
+    /// next token's offset there too).
+    struct Logprobs: Encodable {
+        var tokens: [String] = []
+        var tokenLogprobs: [Float?] = []
+        var topLogprobs: [[String: Float]?] = []
+        var textOffset: [Int] = []
+
+        init(_ scored: [(token: Int32, logprob: TokenLogprob?)], tokenizer: Tokenizer) {
+            var scalars = 0
+            for (token, score) in scored {
+                let bytes = tokenizer.bytes(of: token)
+                tokens.append(String(decoding: bytes, as: UTF8.self))
+                textOffset.append(scalars)
+                scalars += bytes.filter { $0 & 0xC0 != 0x80 }.count // UTF-8 lead bytes: one per scalar
+                tokenLogprobs.append(score?.logprob)
+                // Alternatives that decode to the same text keep the likelier one (listed first).
+                topLogprobs.append(score.map { s in
+                    Dictionary(s.top.map { (String(decoding: tokenizer.bytes(of: $0.token), as: UTF8.self), $0.logprob) }) { first, _ in first }
+                })
+            }
+        }
     }
 
     var id: String
@@ -285,17 +347,48 @@ struct ChatBody: Encodable {
         var message: Message?
         var delta: Message?
         var finishReason: String?
+        var logprobs: Logprobs? = nil
 
         func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(index, forKey: .index)
             try c.encodeIfPresent(message, forKey: .message)
             try c.encodeIfPresent(delta, forKey: .delta)
-            try c.encodeNil(forKey: .logprobs)
+            try c.encode(logprobs, forKey: .logprobs) // null when not asked for
             try c.encode(finishReason, forKey: .finishReason)
         }
 
         enum CodingKeys: String, CodingKey { case index, message, delta, logprobs, finishReason }
+    }
+
+    /// The chat format: one entry per generated token, with its bytes and the most likely alternatives.
+    struct Logprobs: Encodable {
+        struct Alternative: Encodable {
+            var token: String
+            var logprob: Float
+            var bytes: [UInt8]
+        }
+
+        struct Entry: Encodable {
+            var token: String
+            var logprob: Float
+            var bytes: [UInt8]
+            var topLogprobs: [Alternative]
+        }
+
+        var content: [Entry]
+
+        init(_ scored: [(token: Int32, logprob: TokenLogprob?)], tokenizer: Tokenizer) {
+            func alternative(_ token: Int32, _ logprob: Float) -> Alternative {
+                let bytes = tokenizer.bytes(of: token)
+                return Alternative(token: String(decoding: bytes, as: UTF8.self), logprob: logprob, bytes: bytes)
+            }
+            content = scored.compactMap { token, score in
+                guard let score else { return nil }
+                let own = alternative(token, score.logprob)
+                return Entry(token: own.token, logprob: own.logprob, bytes: own.bytes, topLogprobs: score.top.map { alternative($0.token, $0.logprob) })
+            }
+        }
     }
 
     var id: String

@@ -46,11 +46,17 @@ extension EngramServer {
             }
             let fingerprint = "engram-state-\(version)"
             if chat {
-                let choices = outcomes.map { ChatBody.Choice(index: $0.index, message: .init(role: "assistant", content: $0.text), finishReason: $0.finishReason) }
+                let choices = outcomes.map {
+                    ChatBody.Choice(index: $0.index, message: .init(role: "assistant", content: $0.text), finishReason: $0.finishReason,
+                                    logprobs: $0.scored.map { ChatBody.Logprobs($0, tokenizer: state.tokenizer) })
+                }
                 return JSONOutput.response(ChatBody(id: id, object: "chat.completion", created: created, model: model, systemFingerprint: fingerprint,
                                                     choices: choices, usage: Usage(outcomes)))
             }
-            let choices = outcomes.map { CompletionBody.Choice(text: $0.text, index: $0.index, finishReason: $0.finishReason) }
+            let choices = outcomes.map {
+                CompletionBody.Choice(text: $0.text, index: $0.index, finishReason: $0.finishReason,
+                                      logprobs: $0.scored.map { CompletionBody.Logprobs($0, tokenizer: state.tokenizer) })
+            }
             return JSONOutput.response(CompletionBody(id: id, created: created, model: model, systemFingerprint: fingerprint,
                                                       choices: choices, usage: Usage(outcomes)))
         }

@@ -58,6 +58,7 @@ final class TestTokenizer: Tokenizer, @unchecked Sendable {
     }
 
     func piece(_ id: Int32) -> String? { id >= 0 && Int(id) < pieces.count ? pieces[Int(id)] : nil }
+    func bytes(of id: Int32) -> [UInt8] { Array((piece(id) ?? "").utf8) }
     func id(ofPiece piece: String) -> Int32? { lookup[piece] }
     func isEndOfGeneration(_ id: Int32) -> Bool { id == 1 }
 

@@ -33,6 +33,35 @@ final class ServerEditTests: XCTestCase {
         return try XCTUnwrap((try r.json()["edit"] as? [String: Any])?["id"] as? String)
     }
 
+    /// With a prompt-side edit in force, an echoed prompt is the client's own: the facts shown before it
+    /// are left out of the text and the scores, and its first token is scored given them. (A text prompt
+    /// is encoded together with the facts, so its first token carries the space that ends their marker.)
+    func testEchoLeavesOutTheFactsOfPromptSideEdits() async throws {
+        let s = try await TestServer()
+        let (_, _, tokenizer) = try TestServer.defaultModel()
+        func echo(_ prompt: Any) async throws -> (text: String, tokens: [String], scores: [Any]) {
+            let r = try await s.post("/v1/completions", ["prompt": prompt, "max_tokens": 1, "temperature": 0, "logprobs": 1, "echo": true])
+            XCTAssertEqual(r.status, 200, r.text)
+            let choice = try XCTUnwrap((try r.json()["choices"] as? [[String: Any]])?.first)
+            let lp = try XCTUnwrap(choice["logprobs"] as? [String: Any])
+            return (try XCTUnwrap(choice["text"] as? String), try XCTUnwrap(lp["tokens"] as? [String]), try XCTUnwrap(lp["token_logprobs"] as? [Any]))
+        }
+        let plain = try await echo(prompt)
+        XCTAssertTrue(plain.scores[0] is NSNull)
+        _ = try await addEdit(s, method: "ike", target: "Rome", hyper: ["k": 0])
+        let ids = tokenizer.encode(prompt).map(Int.init)
+        for (edited, lead) in [(try await echo(prompt), " "), (try await echo(ids), "")] {
+            XCTAssertTrue(edited.text.hasPrefix(lead + prompt), edited.text)
+            XCTAssertFalse(edited.text.contains("New Fact"), edited.text)
+            XCTAssertEqual(edited.tokens.count, edited.scores.count)
+            XCTAssertEqual(Array(edited.tokens.prefix(ids.count)), [lead + plain.tokens[0]] + plain.tokens[1..<ids.count])
+            XCTAssertNotNil(edited.scores[0] as? NSNumber, "the first token follows the facts")
+            XCTAssertNotEqual((edited.scores[ids.count] as? NSNumber)?.doubleValue, (plain.scores[ids.count] as? NSNumber)?.doubleValue,
+                              "the facts change what follows the prompt")
+        }
+        try await s.stop()
+    }
+
     func testIKEEditTogglesAndRollsBackExactly() async throws {
         let s = try await TestServer()
         let before = try await probe(s)

@@ -256,6 +256,148 @@ final class ServerTests: XCTestCase {
         try await s.stop()
     }
 
+    /// log softmax of one row of logits, in Double, written plainly (the server's own code is `TokenLogprob`).
+    static func logSoftmax(_ row: [Float]) -> [Double] {
+        let largest = Double(row.max()!)
+        let logSum = log(row.reduce(0.0) { $0 + exp(Double($1) - largest) }) + largest
+        return row.map { Double($0) - logSum }
+    }
+
+    func testCompletionLogprobsAndEchoedPrompts() async throws {
+        let s = try await TestServer()
+        let (_, model, tokenizer) = try TestServer.defaultModel()
+        let prompt = "The Eiffel Tower is located in the city of"
+        let ids = tokenizer.encode(prompt, addSpecial: true)
+        let logits = try model.forward(ids, cache: model.makeCache(), logits: .all)
+        let expected = (0..<logits.rows).map { Self.logSoftmax(Array(UnsafeBufferPointer(start: logits.row($0), count: logits.cols))) }
+        func choice(_ r: RawHTTPResponse) throws -> [String: Any] {
+            XCTAssertEqual(r.status, 200, r.text)
+            return try XCTUnwrap((try r.json()["choices"] as? [[String: Any]])?.first)
+        }
+
+        // Echo with logprobs (what lm-evaluation-harness asks to score a text): every prompt token but the
+        // first is scored given those before it, then the generated tokens, each with its alternatives.
+        let echoed = try choice(try await s.post("/v1/completions", ["prompt": prompt, "max_tokens": 3, "temperature": 0, "logprobs": 4, "echo": true]))
+        let lp = try XCTUnwrap(echoed["logprobs"] as? [String: Any])
+        let tokens = try XCTUnwrap(lp["tokens"] as? [String])
+        let scores = try XCTUnwrap(lp["token_logprobs"] as? [Any])
+        let tops = try XCTUnwrap(lp["top_logprobs"] as? [Any])
+        let offsets = try XCTUnwrap(lp["text_offset"] as? [Int])
+        let text = try XCTUnwrap(echoed["text"] as? String)
+        XCTAssertEqual(tokens.count, ids.count + 3)
+        XCTAssertEqual([scores.count, tops.count, offsets.count], [tokens.count, tokens.count, tokens.count])
+        XCTAssertTrue(text.hasPrefix(prompt), text)
+        XCTAssertEqual(tokens.joined(), text)
+        XCTAssertTrue(scores[0] is NSNull, "nothing precedes the first token")
+        XCTAssertTrue(tops[0] is NSNull)
+        for j in 1..<ids.count {
+            let got = try XCTUnwrap((scores[j] as? NSNumber)?.doubleValue)
+            XCTAssertEqual(got, expected[j - 1][Int(ids[j])], accuracy: 1e-4, "prompt token \(j)")
+            let top = try XCTUnwrap(tops[j] as? [String: NSNumber])
+            let best = expected[j - 1].indices.max { expected[j - 1][$0] < expected[j - 1][$1] }!
+            XCTAssertEqual(top[tokenizer.decode([Int32(best)])]?.doubleValue ?? .nan, expected[j - 1][best], accuracy: 1e-4)
+        }
+        for (k, offset) in offsets.enumerated() {
+            XCTAssertTrue(text.unicodeScalars.dropFirst(offset).starts(with: tokens[k].unicodeScalars), "token \(k) at \(offset)")
+        }
+        // The first generated token is the greedy one, scored from the prompt's last position.
+        let first = ids.count
+        let greedy = expected[ids.count - 1].indices.max { expected[ids.count - 1][$0] < expected[ids.count - 1][$1] }!
+        XCTAssertEqual(tokens[first], tokenizer.decode([Int32(greedy)]))
+        XCTAssertEqual(try XCTUnwrap((scores[first] as? NSNumber)?.doubleValue), expected[ids.count - 1][greedy], accuracy: 1e-4)
+        XCTAssertEqual((tops[first] as? [String: Any])?.count, 4)
+
+        // Without echo only the generated tokens are scored; the same numbers. Without logprobs, null.
+        let plain = try choice(try await s.post("/v1/completions", ["prompt": prompt, "max_tokens": 3, "temperature": 0, "logprobs": 0]))
+        let plainLp = try XCTUnwrap(plain["logprobs"] as? [String: Any])
+        XCTAssertEqual(plainLp["tokens"] as? [String], Array(tokens[first...]))
+        // (To rounding: echo's prompt pass computes the logits of every position in one product.)
+        let plainScores = try XCTUnwrap((plainLp["token_logprobs"] as? [NSNumber])?.map(\.doubleValue))
+        for (a, b) in zip(plainScores, scores[first...].map { ($0 as! NSNumber).doubleValue }) { XCTAssertEqual(a, b, accuracy: 1e-4) }
+        XCTAssertEqual((plainLp["top_logprobs"] as? [[String: Any]])?.map(\.count), [0, 0, 0])
+        XCTAssertEqual(plainLp["text_offset"] as? [Int], offsets[first...].map { $0 - offsets[first] })
+        let unscored = try choice(try await s.post("/v1/completions", ["prompt": prompt, "max_tokens": 1]))
+        XCTAssertTrue(unscored["logprobs"] is NSNull)
+
+        // Scoring only: max_tokens 0 still puts the prompt through; token ids in, token ids scored.
+        let scoring = try choice(try await s.post("/v1/completions", ["prompt": ids.map(Int.init), "max_tokens": 0, "logprobs": 1, "echo": true]))
+        let scoringLp = try XCTUnwrap(scoring["logprobs"] as? [String: Any])
+        XCTAssertEqual(scoringLp["tokens"] as? [String], Array(tokens[..<first]))
+        XCTAssertEqual((scoringLp["token_logprobs"] as? [Any])?.dropFirst().map { ($0 as! NSNumber).doubleValue }, scores[1..<first].map { ($0 as! NSNumber).doubleValue },
+                       "the same pass as echo's above: the same numbers")
+        XCTAssertEqual(scoring["text"] as? String, prompt)
+
+        // A prompt longer than a piece (128 tokens) is scored across its pieces as in one pass.
+        let long = String(repeating: "The quick brown fox jumps over the lazy dog. ", count: 30)
+        let longIDs = tokenizer.encode(long, addSpecial: true)
+        XCTAssertGreaterThan(longIDs.count, 2 * DecodingSequence.promptPiece)
+        let longLogits = try model.forward(longIDs, cache: model.makeCache(), logits: .all)
+        let longChoice = try choice(try await s.post("/v1/completions", ["prompt": long, "max_tokens": 0, "logprobs": 0, "echo": true]))
+        let longScores = try XCTUnwrap((longChoice["logprobs"] as? [String: Any])?["token_logprobs"] as? [Any])
+        XCTAssertEqual(longScores.count, longIDs.count)
+        for j in 1..<longIDs.count {
+            let row = Self.logSoftmax(Array(UnsafeBufferPointer(start: longLogits.row(j - 1), count: longLogits.cols)))
+            XCTAssertEqual((longScores[j] as? NSNumber)?.doubleValue ?? .nan, row[Int(longIDs[j])], accuracy: 1e-3, "long prompt token \(j)")
+        }
+
+        // Chat: one entry per generated token, its bytes and the alternatives asked for.
+        let chat = try choice(try await s.post("/v1/chat/completions", ["messages": [["role": "user", "content": "What is the capital of France?"]],
+                                                                         "max_tokens": 5, "temperature": 0, "logprobs": true, "top_logprobs": 3]))
+        let content = try XCTUnwrap((chat["logprobs"] as? [String: Any])?["content"] as? [[String: Any]])
+        XCTAssertEqual(content.count, 5)
+        XCTAssertEqual(content.map { $0["token"] as? String ?? "" }.joined(), (chat["message"] as? [String: Any])?["content"] as? String)
+        for entry in content {
+            let top = try XCTUnwrap(entry["top_logprobs"] as? [[String: Any]])
+            XCTAssertEqual(top.count, 3)
+            XCTAssertEqual(top.first?["token"] as? String, entry["token"] as? String, "greedy: the chosen token is the likeliest")
+            XCTAssertEqual((top.first?["logprob"] as? NSNumber)?.doubleValue, (entry["logprob"] as? NSNumber)?.doubleValue)
+            XCTAssertEqual((entry["bytes"] as? [Int])?.map(UInt8.init), Array((entry["token"] as? String ?? "").utf8))
+        }
+
+        // What cannot be honoured is refused, naming the field.
+        let refusals: [(String, [String: Any], String)] = [
+            ("/v1/completions", ["prompt": prompt, "logprobs": 1, "stream": true], "logprobs"),
+            ("/v1/completions", ["prompt": prompt, "echo": true, "stream": true], "echo"),
+            ("/v1/completions", ["prompt": prompt, "logprobs": 21], "logprobs"),
+            ("/v1/chat/completions", ["messages": [["role": "user", "content": "Hi"]], "top_logprobs": 2], "top_logprobs"),
+            ("/v1/chat/completions", ["messages": [["role": "user", "content": "Hi"]], "logprobs": true, "stream": true], "logprobs"),
+        ]
+        for (path, body, param) in refusals {
+            let r = try await s.post(path, body)
+            XCTAssertEqual(r.status, 400, "\(body): \(r.text)")
+            XCTAssertEqual(((try? r.json())?["error"] as? [String: Any])?["param"] as? String, param, r.text)
+        }
+        try await s.stop()
+    }
+
+    /// The server's log-probabilities against Hugging Face transformers' logits for the same file
+    /// (shared/fixtures/smollm2-reference.json, last position in full).
+    func testLogprobsMatchTheReference() async throws {
+        struct Case: Decodable { let token_ids: [Int32]; let last_logits_full: [Float]? }
+        struct Fixture: Decodable { let cases: [Case] }
+        let fixture = try JSONDecoder().decode(Fixture.self, from: Data(contentsOf: TestSupport.sharedFile("fixtures/smollm2-reference.json")))
+        let s = try await TestServer()
+        let (_, _, tokenizer) = try TestServer.defaultModel()
+        var checked = 0
+        for c in fixture.cases {
+            guard let full = c.last_logits_full else { continue }
+            let reference = Self.logSoftmax(full)
+            let order = reference.indices.sorted { reference[$0] > reference[$1] }
+            let r = try await s.post("/v1/completions", ["prompt": c.token_ids.map(Int.init), "max_tokens": 1, "temperature": 0, "logprobs": 5])
+            XCTAssertEqual(r.status, 200, r.text)
+            let lp = try XCTUnwrap(((try r.json()["choices"] as? [[String: Any]])?.first)?["logprobs"] as? [String: Any])
+            XCTAssertEqual(lp["tokens"] as? [String], [tokenizer.decode([Int32(order[0])])])
+            XCTAssertEqual(try XCTUnwrap((lp["token_logprobs"] as? [NSNumber])?.first?.doubleValue), reference[order[0]], accuracy: 2e-2)
+            let top = try XCTUnwrap((lp["top_logprobs"] as? [[String: NSNumber]])?.first)
+            for id in order.prefix(3) { // the top two or three are far apart; 4th and 5th may be near-ties
+                XCTAssertEqual(top[tokenizer.decode([Int32(id)])]?.doubleValue ?? .nan, reference[id], accuracy: 2e-2)
+            }
+            checked += 1
+        }
+        XCTAssertGreaterThan(checked, 0)
+        try await s.stop()
+    }
+
     func testChatCompletionsWholeAndStreamed() async throws {
         let (_, lm, tokenizer) = try TestServer.defaultModel()
         let messages = [ChatMessage(role: "user", content: "What is the capital of France?")]

@@ -36,6 +36,20 @@ final class TokenizerSentencePieceTests: XCTestCase {
         }
     }
 
+    /// A token's bytes (log-probability responses show them) join into the decoded text, byte pieces
+    /// included, but for the leading space decoding drops.
+    func testTokenBytesJoinIntoTheDecodedText() throws {
+        for t in [try fromModelFile(), try SentencePieceTokenizer(gguf: ggufMetadata())] {
+            for c in TokenizerSentencePieceFixture.cases where !c.ids.isEmpty {
+                var joined = c.ids.flatMap { t.bytes(of: $0) }
+                if joined.first == 0x20 { joined.removeFirst() }
+                XCTAssertEqual(String(decoding: joined, as: UTF8.self), c.text, "bytes of \(c.text.debugDescription)")
+            }
+            XCTAssertEqual(t.bytes(of: -1), [])
+            XCTAssertEqual(t.bytes(of: Int32(t.vocabularySize)), [])
+        }
+    }
+
     func testGGUFVocabularyGivesTheSameIDs() throws {
         let file = try fromModelFile()
         let gguf = try SentencePieceTokenizer(gguf: ggufMetadata())

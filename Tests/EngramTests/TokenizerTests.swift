@@ -28,6 +28,11 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(t.id(ofPiece: "Ġworld"), 905)
         XCTAssertEqual(t.piece(905), "Ġworld")
         XCTAssertNil(t.piece(49152))
+        XCTAssertEqual(t.bytes(of: 905), Array(" world".utf8))
+        XCTAssertEqual(t.bytes(of: 49152), [])
+        // A character split across byte tokens: each holds part of its UTF-8, which join into it.
+        let split = t.encode("鼻")
+        XCTAssertEqual(split.flatMap { t.bytes(of: $0) }, Array("鼻".utf8))
         XCTAssertNil(t.id(ofPiece: "no such piece"))
         XCTAssertTrue(t.isEndOfGeneration(2))   // <|im_end|>, the EOS
         XCTAssertTrue(t.isEndOfGeneration(0))   // <|endoftext|>

@@ -10,6 +10,12 @@ public struct GenerationOptions: Sendable {
     /// Polled before every token; when it returns true, generation stops by throwing `CancellationError`
     /// (a server's time limit, a client that went away).
     public var isCancelled: (@Sendable () -> Bool)?
+    /// nil: no log-probabilities. k ≥ 0: each generated token's (`GenerationResult.logprobs`) with the k
+    /// most likely tokens at its position.
+    public var logprobs: Int?
+    /// With `logprobs`, the prompt's tokens' too (from the second on): the prompt's pass then computes
+    /// logits at every position, and goes through even when nothing is to be generated.
+    public var promptLogprobs = false
 
     public init(maxTokens: Int = 64, sampling: SamplingParameters = .greedy, stop: [String] = [], stopAtEndOfGeneration: Bool = true) {
         self.maxTokens = maxTokens
@@ -26,6 +32,11 @@ public struct GenerationResult: Sendable {
     public var tokens: [Int32]
     public var text: String
     public var finishReason: FinishReason
+    /// Per generated token, when `GenerationOptions.logprobs` asked for them (the token that ended
+    /// generation at a stop string included, an end-of-generation token not).
+    public var logprobs: [TokenLogprob]
+    /// Per prompt token from the second on, when `promptLogprobs` asked for them.
+    public var promptLogprobs: [TokenLogprob]
     public var promptSeconds: Double
     public var decodeSeconds: Double
 }
@@ -106,6 +117,8 @@ public final class DecodingSequence {
     private var sampler: Sampler
     var logits: Matrix?
     public private(set) var tokens: [Int32] = []
+    private var logprobs: [TokenLogprob] = []
+    private var promptLogprobs: [TokenLogprob] = []
     private var text = ""
     private var emitted = 0 // characters of `text` already streamed
     private let clock = ContinuousClock()
@@ -158,7 +171,7 @@ public final class DecodingSequence {
     /// checked first, as before every token. A failure ends the sequence and is thrown.
     public func prefillPiece(hooks: Hooks? = nil) throws {
         guard !isPrefilled else { return }
-        if maxTokens == 0 { // nothing to generate: the prompt need not go through
+        if maxTokens == 0 && !(options.promptLogprobs && options.logprobs != nil) { // nothing to generate: the prompt need not go through
             _ = finish(.length)
             return
         }
@@ -169,10 +182,17 @@ public final class DecodingSequence {
         let start = clock.now
         let upTo = min(promptTokensDone + Self.promptPiece, prompt.count)
         let last = upTo == prompt.count
+        let scoresPrompt = options.promptLogprobs && options.logprobs != nil
         do {
             let rows = try generator.model.forward(Array(prompt[promptTokensDone..<upTo]), cache: cache, hooks: hooks,
-                                                   logits: last ? .last : .none)
-            if last { logits = rows }
+                                                   logits: scoresPrompt ? .all : last ? .last : .none)
+            if scoresPrompt {
+                // Row j predicts the token after position promptTokensDone + j.
+                for j in 0..<rows.rows where promptTokensDone + j + 1 < prompt.count {
+                    promptLogprobs.append(TokenLogprob(prompt[promptTokensDone + j + 1], logits: rows.row(j), count: rows.cols, top: options.logprobs ?? 0))
+                }
+            }
+            if last { logits = scoresPrompt ? Matrix(rows: 1, cols: rows.cols, pointer: rows.row(rows.rows - 1), owner: rows.owner) : rows }
         } catch {
             end(.failure(error))
             throw error
@@ -194,6 +214,7 @@ public final class DecodingSequence {
         let next = sampler.sample(logits.pointer, count: logits.cols)
         let tokenizer = generator.tokenizer
         if options.stopAtEndOfGeneration && tokenizer.isEndOfGeneration(next) { return finish(.endOfGeneration) }
+        if let top = options.logprobs { logprobs.append(TokenLogprob(next, logits: logits.pointer, count: logits.cols, top: top)) }
         tokens.append(next)
         text = tokenizer.decode(tokens, skipSpecial: false)
         if let cut = Generator.firstStop(in: text, stops: options.stop) {
@@ -215,7 +236,7 @@ public final class DecodingSequence {
     private func finish(_ reason: FinishReason) -> Int32? {
         if let onText, text.count > emitted { onText(String(text.dropFirst(emitted))) }
         end(.success(GenerationResult(promptTokens: prompt, tokens: tokens, text: text, finishReason: reason,
-                                      promptSeconds: promptSeconds, decodeSeconds: (clock.now - decodeStart).seconds)))
+                                      logprobs: logprobs, promptLogprobs: promptLogprobs, promptSeconds: promptSeconds, decodeSeconds: (clock.now - decodeStart).seconds)))
         return nil
     }
 

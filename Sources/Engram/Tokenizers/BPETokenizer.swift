@@ -113,6 +113,11 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
 
     public func id(ofPiece piece: String) -> Int32? { idsByPiece.id(piece) }
 
+    public func bytes(of id: Int32) -> [UInt8] {
+        guard id >= 0, Int(id) < vocabulary.tokens.count else { return [] }
+        return Array(tokenBytes[tokenStart[Int(id)]..<tokenStart[Int(id) + 1]])
+    }
+
     public func isEndOfGeneration(_ id: Int32) -> Bool { endOfGeneration.contains(id) }
 
     public func isControl(_ id: Int32) -> Bool {

@@ -158,6 +158,13 @@ public final class SentencePieceTokenizer: Tokenizer, @unchecked Sendable {
         return model.pieces[Int(id)].text
     }
 
+    public func bytes(of id: Int32) -> [UInt8] {
+        guard id >= 0, Int(id) < model.pieces.count else { return [] }
+        let text = model.pieces[Int(id)].text
+        if kinds[Int(id)] == .byte, Self.isBytePiece(text), let byte = UInt8(text.dropFirst(3).prefix(2), radix: 16) { return [byte] }
+        return Array(text.replacingOccurrences(of: "\u{2581}", with: " ").utf8)
+    }
+
     public func id(ofPiece piece: String) -> Int32? {
         let bytes = Array(piece.utf8)
         let id = bytes.withUnsafeBufferPointer { b in

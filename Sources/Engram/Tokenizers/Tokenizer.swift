@@ -25,6 +25,9 @@ public protocol Tokenizer: AnyObject, Sendable {
     func decode(_ ids: [Int32], skipSpecial: Bool) -> String
     /// The raw vocabulary entry of an id (e.g. "Ġworld"), or nil outside the vocabulary.
     func piece(_ id: Int32) -> String?
+    /// The text bytes an id stands for (" world"; one byte of a character split across tokens); empty
+    /// outside the vocabulary. Decoding a sequence joins these (SentencePiece drops a leading space).
+    func bytes(of id: Int32) -> [UInt8]
     /// The id of an exact vocabulary entry, if any.
     func id(ofPiece piece: String) -> Int32?
     /// Whether generation should stop at this id (EOS, end-of-turn, …).

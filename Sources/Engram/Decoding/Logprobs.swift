@@ -1,0 +1,30 @@
+import Foundation
+
+/// A token's log-probability at its position and the most likely tokens there, under the model's own
+/// distribution: the log-softmax of the raw logits, before temperature, top-k or top-p (what a client
+/// scoring text with the model wants, whatever it sampled with).
+public struct TokenLogprob: Sendable, Equatable {
+    public struct Alternative: Sendable, Equatable {
+        public var token: Int32
+        public var logprob: Float
+    }
+
+    public var token: Int32
+    public var logprob: Float
+    /// The most likely tokens, most likely first (ties: lower id first); as many as asked for.
+    public var top: [Alternative]
+
+    /// `token`'s entry in one row of logits, with the `top` most likely tokens.
+    public init(_ token: Int32, logits: UnsafePointer<Float>, count: Int, top: Int) {
+        var largest = -Float.infinity
+        for i in 0..<count { largest = max(largest, logits[i]) }
+        var sum = 0.0
+        for i in 0..<count { sum += Double(expf(logits[i] - largest)) }
+        let logNormalizer = Double(largest) + log(sum)
+        self.token = token
+        logprob = Float(Double(logits[Int(token)]) - logNormalizer)
+        self.top = top > 0 ? Sampler.topK(logits, count: count, k: min(top, count)).map {
+            Alternative(token: $0.id, logprob: Float(Double($0.logit) - logNormalizer))
+        } : []
+    }
+}
