@@ -179,6 +179,19 @@ def run_checks(base, token):
         r = client.completions.create(model=model, prompt="1, 2, 3, 4,", max_tokens=20, temperature=0, stop=[" 7"])
         assert " 7" not in r.choices[0].text and r.choices[0].finish_reason == "stop", r.choices[0]
 
+    @check("logprobs (completions with echo, chat with top_logprobs)")
+    def _():
+        r = client.completions.create(model=model, prompt=prompt, max_tokens=2, temperature=0, logprobs=3, echo=True)
+        lp = r.choices[0].logprobs
+        assert r.choices[0].text.startswith(prompt) and "".join(lp.tokens) == r.choices[0].text, (r.choices[0].text, lp.tokens)
+        assert lp.token_logprobs[0] is None and all(x <= 0 for x in lp.token_logprobs[1:])
+        assert len(lp.top_logprobs[-1]) == 3 and max(lp.top_logprobs[-1].values()) == lp.token_logprobs[-1], "greedy picks the likeliest"
+        c = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "What is the capital of France?"}],
+                                           max_tokens=4, temperature=0, logprobs=True, top_logprobs=2)
+        content = c.choices[0].logprobs.content
+        assert "".join(e.token for e in content) == c.choices[0].message.content
+        assert all(len(e.top_logprobs) == 2 and e.top_logprobs[0].logprob == e.logprob and bytes(e.bytes) == e.token.encode() for e in content)
+
     @check("errors surface as openai exceptions naming the field")
     def _():
         try:
