@@ -18,11 +18,14 @@ struct ServerContext: RequestContext {
     /// only when a token written to it fails, after its prompt had been put through the model.
     func cancelWhenClientLeaves(_ control: ModelWorker.JobControl) {
         let channel = self.channel
+        let logger = self.logger
         channel.eventLoop.execute {
             if let watch = try? channel.pipeline.syncOperations.handler(type: ClientHangUpWatch.self) {
                 watch.watch(control)
             } else if !channel.isActive {
                 control.cancel() // closed already: the handlers have left the pipeline
+            } else {
+                logger.debug("no hang-up watch on this connection: a client that leaves is noticed only by a failed write")
             }
         }
     }
@@ -30,8 +33,9 @@ struct ServerContext: RequestContext {
 
 /// One per connection, in the channel pipeline after the HTTP decoder: cancels the jobs of the requests
 /// being answered on it once the client has closed it. A client closing only its sending side counts as
-/// gone too, as in Go's net/http: HTTP clients do not half-close while waiting for an answer, and
-/// Hummingbird allows half-closure, so the channel would otherwise stay open until a write to it fails.
+/// gone too, as Go's net/http counts it: HTTP clients do not half-close while waiting for an answer
+/// (requests pipelined before a half-close are not answered either). Hummingbird allows half-closure,
+/// so the channel would otherwise stay open until a write to it fails.
 /// (Hummingbird's own `consumeWithInboundCloseHandler` learns this by reading the request stream itself,
 /// which ends the connection after the response: no keep-alive.)
 /// Runs on the channel's event loop only, so it needs no lock.

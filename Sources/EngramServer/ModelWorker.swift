@@ -259,13 +259,18 @@ final class ModelWorker: @unchecked Sendable {
         queue.append(job)
         condition.signal()
         condition.unlock()
+        // Weak: a job that has left the queue needs neither, and its control (held by the job while it
+        // waits) should go with its request, not live on until the deadline.
+        let timeout = job.timeout
         if let deadline = job.control.deadline {
             let wait = max(0, (deadline - ContinuousClock.now).seconds)
-            DispatchQueue.global().asyncAfter(deadline: .now() + wait) { [weak self] in self?.withdraw(job.control, with: job.timeout) }
+            DispatchQueue.global().asyncAfter(deadline: .now() + wait) { [weak self, weak control = job.control] in
+                if let control { self?.withdraw(control, with: timeout) }
+            }
         }
-        // Weak: the job holds its control, which holds this until it is cancelled.
         job.control.onCancel { [weak self, weak control = job.control] in
-            if let control { self?.withdraw(control, with: CancellationError()) }
+            // A client that leaves after the deadline passed, before the timer ran, timed out first.
+            if let control { self?.withdraw(control, with: control.isPastDeadline ? timeout : CancellationError()) }
         }
     }
 

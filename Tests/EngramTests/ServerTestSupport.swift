@@ -69,12 +69,34 @@ enum RawHTTP {
     /// Sends a request and returns the open socket without reading the answer: the caller closes it, as a
     /// client that goes away does.
     static func sendAndLeaveOpen(port: Int, _ method: String, _ path: String, _ object: Any) throws -> Int32 {
+        let fd = try connected(port: port, timeout: 120)
+        sendAll(fd, try requestBytes(port: port, method, path, object))
+        return fd
+    }
+
+    /// A keep-alive request with a JSON body.
+    static func requestBytes(port: Int, _ method: String, _ path: String, _ object: Any) throws -> Data {
         let body = try JSONSerialization.data(withJSONObject: object)
         var raw = Data("\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n".utf8)
         raw.append(body)
-        let fd = try connected(port: port, timeout: 120)
-        sendAll(fd, raw)
-        return fd
+        return raw
+    }
+
+    /// Reads one whole response with a Content-Length body from a connection that stays open.
+    static func readResponse(_ fd: Int32) throws -> RawHTTPResponse {
+        var received = Data()
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            if let head = received.range(of: Data("\r\n\r\n".utf8)) {
+                let headText = String(decoding: received[..<head.lowerBound], as: UTF8.self).lowercased()
+                let length = headText.components(separatedBy: "\r\n").first { $0.hasPrefix("content-length:") }
+                    .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
+                if received.count >= head.upperBound + length { return try parse(received) }
+            }
+            let n = recv(fd, &chunk, chunk.count, 0)
+            guard n > 0 else { throw Failure(description: "the connection ended before a whole response (\(received.count) bytes)") }
+            received.append(contentsOf: chunk[0..<n])
+        }
     }
 
     private static func connected(port: Int, timeout: Double) throws -> Int32 {
@@ -96,7 +118,7 @@ enum RawHTTP {
         return fd
     }
 
-    private static func sendAll(_ fd: Int32, _ raw: Data) {
+    static func sendAll(_ fd: Int32, _ raw: Data) {
         raw.withUnsafeBytes { buffer in
             var sent = 0
             while sent < buffer.count {

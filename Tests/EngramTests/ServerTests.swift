@@ -761,7 +761,7 @@ final class ServerTests: XCTestCase {
 
     func testAClientThatLeavesIsNoLongerServed() async throws {
         let s = try await TestServer { c in
-            c.limits.queueDepth = 1
+            c.limits.queueDepth = 3
             c.limits.maxTokens = 4000
             c.limits.maxPromptTokens = 4096
         }
@@ -772,21 +772,31 @@ final class ServerTests: XCTestCase {
         // Greedy counting goes on for thousands of tokens: the completion ends only if it is stopped.
         let counting: [String: Any] = ["prompt": "1, 2, 3, 4, 5, 6, 7, 8,", "max_tokens": 4000, "temperature": 0]
 
-        // A whole completion waiting behind another job leaves the queue when its client closes the
-        // connection, and its place is free at once (the queue holds one job).
+        // A whole completion, a probe and a trace waiting behind another job leave the queue when their
+        // clients close the connection, and their places are free at once (the queue holds three jobs).
         let gate = DispatchSemaphore(value: 0)
         let holder = Task { try await s.server.worker.run(deadline: nil, timeoutSeconds: 60) { _ in gate.wait() } }
         try await s.untilDecoding()
-        let waiting = try RawHTTP.sendAndLeaveOpen(port: s.port, "POST", "/v1/completions", counting)
-        try await s.until("the completion to be queued") { s.server.worker.load.waiting == 1 }
-        close(waiting)
-        try await s.until("the completion to leave the queue while the worker is busy") { s.server.worker.load.waiting == 0 }
-        let next = Task { try await s.post("/v1/completions", ["prompt": "Hi", "max_tokens": 1]) }
-        try await s.until("the next request to be queued") { s.server.worker.load.waiting == 1 }
+        var waiting: [Int32] = []
+        for (path, body) in [("/v1/completions", counting), ("/v1/probe", ["prompt": "The capital of France is", "candidates": ["Paris"]]),
+                             ("/v1/trace", ["prompt": "The Eiffel Tower is located in the city of", "subject": "The Eiffel Tower"])] as [(String, [String: Any])] {
+            waiting.append(try RawHTTP.sendAndLeaveOpen(port: s.port, "POST", path, body))
+            try await s.until("\(path) to be queued") { s.server.worker.load.waiting == waiting.count }
+        }
+        for fd in waiting { close(fd) }
+        try await s.until("the requests to leave the queue while the worker is busy") { s.server.worker.load.waiting == 0 }
+        let next = (0..<3).map { _ in Task { try await s.post("/v1/completions", ["prompt": "Hi", "max_tokens": 1]) } }
+        try await s.until("the next requests to be queued") { s.server.worker.load.waiting == 3 }
         gate.signal()
         try await holder.value
-        let nextStatus = try await next.value.status
-        XCTAssertEqual(nextStatus, 200, "the place the departed client held went to the next request")
+        for request in next {
+            let status = try await request.value.status
+            XCTAssertEqual(status, 200, "the places the departed clients held went to the next requests")
+        }
+        for path in ["/v1/probe", "/v1/trace"] {
+            let logged = s.logs.all.contains { $0.message == "request" && $0.metadata["path"]?.description == path && $0.metadata["status"]?.description == "499" }
+            XCTAssertTrue(logged, "\(path) of a client that left is logged 499")
+        }
 
         // A whole completion being decoded stops when its client leaves, rather than running to its end.
         try await s.untilIdle()
@@ -795,6 +805,16 @@ final class ServerTests: XCTestCase {
         close(decoding)
         try await s.until("the worker to stop decoding for a client that left") { !s.server.worker.load.running }
         try await s.until("two cancelled completions in the log") { cancelledCompletions() == 2 }
+
+        // A keep-alive connection still carries one request after another (the watch stays quiet).
+        let fd = try RawHTTP.sendAndLeaveOpen(port: s.port, "POST", "/v1/completions", ["prompt": "Hi", "max_tokens": 2, "temperature": 0])
+        defer { close(fd) }
+        for _ in 0..<2 {
+            let answer = try RawHTTP.readResponse(fd)
+            XCTAssertEqual(answer.status, 200, answer.text)
+            RawHTTP.sendAll(fd, try RawHTTP.requestBytes(port: s.port, "POST", "/v1/completions", ["prompt": "Hi", "max_tokens": 2, "temperature": 0]))
+        }
+        XCTAssertEqual(try RawHTTP.readResponse(fd).status, 200)
 
         // So does a stream still in its prompt (about 3,000 tokens, put through 128 at a time), before any
         // token has been written to it: the rest of its prompt is not run.
