@@ -174,6 +174,13 @@ def run_checks(base, token):
         b = client.completions.create(model=model, prompt="Once upon a time", max_tokens=12, temperature=0.9, top_p=0.95, seed=7)
         assert a.choices[0].text == b.choices[0].text
 
+    @check("n choices per prompt")
+    def _():
+        r = client.completions.create(model=model, prompt="Once upon a time", max_tokens=10, temperature=1.0, seed=3, n=3)
+        assert [c.index for c in r.choices] == [0, 1, 2]
+        alone = client.completions.create(model=model, prompt="Once upon a time", max_tokens=10, temperature=1.0, seed=4)
+        assert r.choices[1].text == alone.choices[0].text, "choice j is sampled with seed + j"
+
     @check("stop strings")
     def _():
         r = client.completions.create(model=model, prompt="1, 2, 3, 4,", max_tokens=20, temperature=0, stop=[" 7"])

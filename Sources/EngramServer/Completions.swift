@@ -19,10 +19,11 @@ struct CompletionRequest {
     var includeUsage: Bool
     /// Completions: answer with the prompt before the completion (its tokens scored too, with `logprobs`).
     var echo = false
+    /// Choices per prompt (OpenAI's `n`): choice j is sampled with seed + j, so n = 1 is the plain request.
+    var n = 1
 
     /// OpenAI parameters accepted only at their neutral value (the server cannot honour others).
     private static func requireNeutral(_ r: FieldReader) throws {
-        if let n = try r.int("n", in: 1...Int.max), n != 1 { throw APIError.unsupported(r.fieldPath("n"), "only n = 1 is supported") }
         for key in ["presence_penalty", "frequency_penalty"] {
             if let v = try r.double(key, in: -2...2), v != 0 { throw APIError.unsupported(key, "penalties are not supported (only 0)") }
         }
@@ -65,11 +66,12 @@ struct CompletionRequest {
         if let suffix = try r.string("suffix"), !suffix.isEmpty { throw APIError.unsupported("suffix", "suffix is not supported") }
         try requireNeutral(r)
         var (options, stream, includeUsage) = try sampling(r, limits: limits, defaultMaxTokens: min(16, limits.maxTokens), vocab: vocab)
+        let n = try choicesPerPrompt(r, prompts: prompts.count, limits: limits)
         try r.finish()
         try wholeOnly(stream, echo ? "echo" : logprobs != nil ? "logprobs" : nil)
         options.logprobs = logprobs
         options.promptLogprobs = echo
-        return CompletionRequest(kind: .completion, prompts: prompts, options: options, stream: stream, includeUsage: includeUsage, echo: echo)
+        return CompletionRequest(kind: .completion, prompts: prompts, options: options, stream: stream, includeUsage: includeUsage, echo: echo, n: n)
     }
 
     static func chat(_ data: Data, limits: ServerLimits, vocab: Int) throws -> CompletionRequest {
@@ -92,10 +94,20 @@ struct CompletionRequest {
         r.ignore("parallel_tool_calls")
         try requireNeutral(r)
         var (options, stream, includeUsage) = try sampling(r, limits: limits, defaultMaxTokens: limits.maxTokens, vocab: vocab)
+        let n = try choicesPerPrompt(r, prompts: 1, limits: limits)
         try r.finish()
         try wholeOnly(stream, logprobs ? "logprobs" : nil)
         options.logprobs = logprobs ? topLogprobs ?? 0 : nil
-        return CompletionRequest(kind: .chat, messages: messages, options: options, stream: stream, includeUsage: includeUsage)
+        return CompletionRequest(kind: .chat, messages: messages, options: options, stream: stream, includeUsage: includeUsage, n: n)
+    }
+
+    /// `n`, bounded together with the prompts by the sequences one request may start (`maxPromptsPerRequest`).
+    private static func choicesPerPrompt(_ r: FieldReader, prompts: Int, limits: ServerLimits) throws -> Int {
+        let n = try r.int("n", in: 1...limits.maxPromptsPerRequest) ?? 1
+        guard n * prompts <= limits.maxPromptsPerRequest else {
+            throw APIError.invalidField("n", "\(prompts) prompts × n = \(n) is \(n * prompts) choices, more than the limit of \(limits.maxPromptsPerRequest) per request")
+        }
+        return n
     }
 
     /// Log-probabilities and echoed prompts come with whole answers only: a stream holds text back (stop
@@ -241,16 +253,21 @@ extension ModelState {
         }
         prepared?()
         let generator = Generator(model: model, tokenizer: tokenizer)
-        var options = request.options
-        options.isCancelled = { control.isCancelled }
-        return try inputs.enumerated().map { i, input in
+        // Prompt-major, as OpenAI orders choices: prompt p's choice j has index p * n + j.
+        let choices = inputs.flatMap { input in (0..<request.n).map { j in (input: input, j: j) } }
+        return try choices.enumerated().map { i, choice in
+            let input = choice.input
             let ids = input.ids
+            var options = request.options
+            options.sampling.seed &+= UInt64(choice.j)
+            options.isCancelled = { control.isCancelled }
             let sequence = try DecodingSequence(generator: generator, prompt: ids, options: options,
                                                 onText: { piece in onEvent(.text(index: i, piece)) })
             sequence.onFinish = { [tokenizer] result in
                 guard case let .success(r) = result else { return }
+                // A prompt's tokens are counted once, with its first choice (OpenAI's usage).
                 var outcome = CompletionOutcome(index: i, text: r.text, finishReason: r.finishReason == .length ? "length" : "stop",
-                                                promptTokens: ids.count, completionTokens: r.tokens.count)
+                                                promptTokens: choice.j == 0 ? ids.count : 0, completionTokens: r.tokens.count)
                 // Echo: the client's own prompt, as its tokens decode (the facts of prompt-side edits left out).
                 let echoed = request.echo ? Array(ids[input.ownFrom...]) : []
                 if request.echo { outcome.text = tokenizer.decode(echoed) + r.text }

@@ -99,7 +99,9 @@ extension EngramServer {
         let body = ResponseBody { writer in
             var outcomes: [CompletionOutcome] = []
             do {
-                if chat { try await writer.write(chunk([ChatBody.Choice(index: 0, delta: .init(role: "assistant", content: ""))])) }
+                if chat {
+                    try await writer.write(chunk((0..<request.n).map { ChatBody.Choice(index: $0, delta: .init(role: "assistant", content: "")) }))
+                }
                 for await item in events {
                     switch item {
                     case let .event(.text(index, piece)):

@@ -89,6 +89,61 @@ final class ServerTests: XCTestCase {
         try await s.stop()
     }
 
+    /// `n` choices per prompt: choice j of prompt p is index p·n + j and is what the same request with
+    /// n = 1 and seed + j gives alone; a prompt's tokens are counted once in the usage.
+    func testSeveralChoicesPerPrompt() async throws {
+        let s = try await TestServer()
+        let prompts = ["Once upon a time", "The best thing about summer is"]
+        let request: [String: Any] = ["prompt": prompts, "n": 3, "max_tokens": 10, "temperature": 1.0, "seed": 11]
+        let r = try await s.post("/v1/completions", request)
+        XCTAssertEqual(r.status, 200, r.text)
+        let body = try r.json()
+        let choices = try XCTUnwrap(body["choices"] as? [[String: Any]])
+        XCTAssertEqual(choices.map { $0["index"] as? Int }, [0, 1, 2, 3, 4, 5])
+        var completionTokens = 0
+        for (p, prompt) in prompts.enumerated() {
+            for j in 0..<3 {
+                let alone = try await s.post("/v1/completions", ["prompt": prompt, "max_tokens": 10, "temperature": 1.0, "seed": 11 + j]).json()
+                XCTAssertEqual(choices[p * 3 + j]["text"] as? String, (alone["choices"] as? [[String: Any]])?.first?["text"] as? String, "prompt \(p) choice \(j)")
+                completionTokens += (alone["usage"] as? [String: Any])?["completion_tokens"] as? Int ?? 0
+            }
+            XCTAssertGreaterThan(Set((0..<3).map { choices[p * 3 + $0]["text"] as? String ?? "" }).count, 1, "different seeds, different samples")
+        }
+        let usage = try XCTUnwrap(body["usage"] as? [String: Any])
+        let (_, _, tokenizer) = try TestServer.defaultModel()
+        XCTAssertEqual(usage["prompt_tokens"] as? Int, prompts.map { tokenizer.encode($0, addSpecial: true).count }.reduce(0, +))
+        XCTAssertEqual(usage["completion_tokens"] as? Int, completionTokens)
+
+        // Chat, whole and streamed: the same texts per index; the stream opens every choice with its role.
+        let chat: [String: Any] = ["messages": [["role": "user", "content": "Name a fruit."]], "n": 2, "max_tokens": 8, "temperature": 1.0, "seed": 5]
+        let wholeBody = try await s.post("/v1/chat/completions", chat).json()
+        let whole = try XCTUnwrap(wholeBody["choices"] as? [[String: Any]])
+        XCTAssertEqual(whole.map { $0["index"] as? Int }, [0, 1])
+        var streamedChat = chat
+        streamedChat["stream"] = true
+        let events = try await s.post("/v1/chat/completions", streamedChat).events.dropLast()
+        var texts = ["", ""], roles: [Int] = []
+        for event in events {
+            let chunk = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(event.utf8)) as? [String: Any])
+            for c in chunk["choices"] as? [[String: Any]] ?? [] {
+                let index = try XCTUnwrap(c["index"] as? Int)
+                let delta = c["delta"] as? [String: Any]
+                if delta?["role"] as? String == "assistant" { roles.append(index) }
+                texts[index] += delta?["content"] as? String ?? ""
+            }
+        }
+        XCTAssertEqual(roles, [0, 1])
+        XCTAssertEqual(texts, whole.map { ($0["message"] as? [String: Any])?["content"] as? String ?? "" })
+
+        // n is bounded together with the prompts (8 choices per request by default).
+        for (body, param) in [(["prompt": ["a", "b", "c"], "n": 3], "n"), (["prompt": "a", "n": 0], "n"), (["prompt": "a", "n": 9], "n")] as [([String: Any], String)] {
+            let refused = try await s.post("/v1/completions", body)
+            XCTAssertEqual(refused.status, 400, refused.text)
+            XCTAssertEqual(((try? refused.json())?["error"] as? [String: Any])?["param"] as? String, param)
+        }
+        try await s.stop()
+    }
+
     /// Completions arriving together are decoded together (one batched pass per step), and each gets
     /// exactly the text it gets alone: greedy or sampled with a seed, several prompts in one request, a
     /// stop string, different lengths. The model is opened as `engram serve` opens it (weights read from
