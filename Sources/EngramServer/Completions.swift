@@ -27,9 +27,6 @@ struct CompletionRequest {
         for key in ["presence_penalty", "frequency_penalty"] {
             if let v = try r.double(key, in: -2...2), v != 0 { throw APIError.unsupported(key, "penalties are not supported (only 0)") }
         }
-        if let bias = try r.object("logit_bias") {
-            if bias.hasAnyField { throw APIError.unsupported("logit_bias", "logit_bias is not supported") }
-        }
         r.ignore("user", "service_tier", "store", "metadata")
     }
 
@@ -49,9 +46,19 @@ struct CompletionRequest {
             includeUsage = try so.bool("include_usage") ?? false
             try so.finish()
         }
-        let options = GenerationOptions(maxTokens: maxTokens ?? defaultMaxTokens,
+        var options = GenerationOptions(maxTokens: maxTokens ?? defaultMaxTokens,
                                         sampling: SamplingParameters(temperature: Float(temperature), topK: topK, topP: Float(topP), seed: seed),
                                         stop: stop)
+        if let bias = try r.object("logit_bias") {
+            // OpenAI's map of token id (as a string) to a bias in [-100, 100], at most 300 entries.
+            guard bias.keys.count <= 300 else { throw APIError.invalidField("logit_bias", "at most 300 tokens, got \(bias.keys.count)") }
+            for key in bias.keys {
+                guard let id = Int32(key), id >= 0, Int(id) < vocab else {
+                    throw APIError.invalidField(bias.fieldPath(key), "the key must be a token id in 0..<\(vocab)")
+                }
+                if let b = try bias.double(key, in: -100...100) { options.logitBias[id] = Float(b) }
+            }
+        }
         return (options, stream, includeUsage)
     }
 
@@ -68,8 +75,9 @@ struct CompletionRequest {
         var (options, stream, includeUsage) = try sampling(r, limits: limits, defaultMaxTokens: min(16, limits.maxTokens), vocab: vocab)
         let n = try choicesPerPrompt(r, prompts: prompts.count, limits: limits)
         try r.finish()
-        try wholeOnly(stream, echo ? "echo" : logprobs != nil ? "logprobs" : nil)
-        options.logprobs = logprobs
+        // `logprobs: 0` with a stream asks for nothing that could not be streamed (clients send it by default).
+        try wholeOnly(stream, echo ? "echo" : (logprobs ?? 0) > 0 ? "logprobs" : nil)
+        options.logprobs = stream ? nil : logprobs
         options.promptLogprobs = echo
         return CompletionRequest(kind: .completion, prompts: prompts, options: options, stream: stream, includeUsage: includeUsage, echo: echo, n: n)
     }
@@ -184,6 +192,9 @@ struct CompletionOutcome: Sendable {
     /// With `logprobs`: the answer's tokens (the echoed prompt's first) and their scores; nil for the
     /// first token of a prompt, which nothing precedes.
     var scored: [(token: Int32, logprob: TokenLogprob?)]? = nil
+    /// Unicode scalars the echoed prompt's text lacks against its tokens' bytes (the leading space
+    /// SentencePiece drops), taken off every `text_offset`.
+    var offsetShift = 0
 }
 
 /// Streamed pieces of a generation, in order.
@@ -268,15 +279,32 @@ extension ModelState {
                 // A prompt's tokens are counted once, with its first choice (OpenAI's usage).
                 var outcome = CompletionOutcome(index: i, text: r.text, finishReason: r.finishReason == .length ? "length" : "stop",
                                                 promptTokens: choice.j == 0 ? ids.count : 0, completionTokens: r.tokens.count)
-                // Echo: the client's own prompt, as its tokens decode (the facts of prompt-side edits left out).
+                // Echo: the client's own prompt, as its tokens decode (the facts of prompt-side edits left out;
+                // decoded as the start of a text only when it is one, where SentencePiece drops a space).
                 let echoed = request.echo ? Array(ids[input.ownFrom...]) : []
-                if request.echo { outcome.text = tokenizer.decode(echoed) + r.text }
+                if request.echo {
+                    let asContinuation = tokenizer.continuation(echoed)
+                    let echoText = input.ownFrom == 0 ? tokenizer.decode(echoed) : asContinuation
+                    outcome.text = echoText + r.text
+                    outcome.offsetShift = asContinuation.unicodeScalars.count - echoText.unicodeScalars.count
+                }
                 if options.logprobs != nil {
                     // promptLogprobs[j] scores prompt token j + 1.
                     let prompt = echoed.enumerated().map { j, token in
                         (token, input.ownFrom + j == 0 ? nil : r.promptLogprobs[input.ownFrom + j - 1] as TokenLogprob?)
                     }
-                    outcome.scored = prompt + zip(r.tokens, r.logprobs).map { ($0, $1 as TokenLogprob?) }
+                    // Generated: every token scored, the end-of-generation token that ended it included;
+                    // after a stop string only those that begin before the cut.
+                    var generated = r.logprobs
+                    if r.finishReason == .stop {
+                        let kept = r.text.unicodeScalars.count
+                        var start = 0
+                        generated = generated.prefix { score in
+                            defer { start += tokenizer.bytes(of: score.token).filter { $0 & 0xC0 != 0x80 }.count }
+                            return start < kept
+                        }
+                    }
+                    outcome.scored = prompt + generated.map { ($0.token, $0 as TokenLogprob?) }
                 }
                 onEvent(.finished(outcome))
             }
@@ -327,17 +355,20 @@ struct CompletionBody: Encodable {
         var topLogprobs: [[String: Float]?] = []
         var textOffset: [Int] = []
 
-        init(_ scored: [(token: Int32, logprob: TokenLogprob?)], tokenizer: Tokenizer) {
-            var scalars = 0
+        init(_ scored: [(token: Int32, logprob: TokenLogprob?)], tokenizer: Tokenizer, offsetShift: Int = 0) {
+            var scalars = -offsetShift
             for (token, score) in scored {
                 let bytes = tokenizer.bytes(of: token)
-                tokens.append(String(decoding: bytes, as: UTF8.self))
-                textOffset.append(scalars)
+                tokens.append(tokenString(bytes))
+                textOffset.append(max(0, scalars))
                 scalars += bytes.filter { $0 & 0xC0 != 0x80 }.count // UTF-8 lead bytes: one per scalar
                 tokenLogprobs.append(score?.logprob)
-                // Alternatives that decode to the same text keep the likelier one (listed first).
+                // The likeliest tokens, and the chosen one if it is not among them (as OpenAI lists them);
+                // alternatives with the same text keep the likelier one (listed first).
                 topLogprobs.append(score.map { s in
-                    Dictionary(s.top.map { (String(decoding: tokenizer.bytes(of: $0.token), as: UTF8.self), $0.logprob) }) { first, _ in first }
+                    var entries = s.top.map { (tokenString(tokenizer.bytes(of: $0.token)), $0.logprob) }
+                    if !s.top.isEmpty && !s.top.contains(where: { $0.token == token }) { entries.append((tokenString(bytes), s.logprob)) }
+                    return Dictionary(entries) { first, _ in first }
                 })
             }
         }
@@ -398,10 +429,11 @@ struct ChatBody: Encodable {
         init(_ scored: [(token: Int32, logprob: TokenLogprob?)], tokenizer: Tokenizer) {
             func alternative(_ token: Int32, _ logprob: Float) -> Alternative {
                 let bytes = tokenizer.bytes(of: token)
-                return Alternative(token: String(decoding: bytes, as: UTF8.self), logprob: logprob, bytes: bytes)
+                return Alternative(token: tokenString(bytes), logprob: logprob, bytes: bytes)
             }
+            // The end-of-generation token that ended the answer is not part of the message.
             content = scored.compactMap { token, score in
-                guard let score else { return nil }
+                guard let score, !tokenizer.isEndOfGeneration(token) else { return nil }
                 let own = alternative(token, score.logprob)
                 return Entry(token: own.token, logprob: own.logprob, bytes: own.bytes, topLogprobs: score.top.map { alternative($0.token, $0.logprob) })
             }
@@ -415,6 +447,12 @@ struct ChatBody: Encodable {
     var systemFingerprint: String
     var choices: [Choice]
     var usage: Usage?
+}
+
+/// A token's text for log-probability listings: its bytes as UTF-8, or OpenAI's `bytes:\xNN…` when they
+/// are part of a character split across tokens (so such tokens stay apart as `top_logprobs` keys).
+func tokenString(_ bytes: [UInt8]) -> String {
+    String(bytes: bytes, encoding: .utf8) ?? "bytes:" + bytes.map { String(format: "\\x%02x", $0) }.joined()
 }
 
 enum ResponseID {

@@ -101,6 +101,9 @@ final class FieldReader {
     /// Whether the object has any field at all (for "must be empty" checks).
     var hasAnyField: Bool { !fields.isEmpty }
 
+    /// Every field name, sorted (for maps keyed by data, such as `logit_bias`).
+    var keys: [String] { fields.keys.sorted() }
+
     /// Rejects every field that no accessor asked for.
     func finish() throws {
         for key in fields.keys.sorted() where !known.contains(key) {

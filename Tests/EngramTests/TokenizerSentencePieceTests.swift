@@ -45,6 +45,12 @@ final class TokenizerSentencePieceTests: XCTestCase {
                 if joined.first == 0x20 { joined.removeFirst() }
                 XCTAssertEqual(String(decoding: joined, as: UTF8.self), c.text, "bytes of \(c.text.debugDescription)")
             }
+            // A completion's text keeps its first word's space (" Paris" after "… is"), which decoding drops.
+            if let c = TokenizerSentencePieceFixture.cases.first(where: { $0.text.hasPrefix(" ") == false && $0.ids.count > 1 }) {
+                let word = Array(c.ids.dropFirst())
+                XCTAssertEqual(t.continuation(word), String(decoding: word.flatMap { t.bytes(of: $0) }, as: UTF8.self))
+                XCTAssertEqual(t.decode(Array(c.ids.prefix(1))) + t.continuation(word), c.text, "\(c.text.debugDescription) in two parts")
+            }
             XCTAssertEqual(t.bytes(of: -1), [])
             XCTAssertEqual(t.bytes(of: Int32(t.vocabularySize)), [])
         }

@@ -16,6 +16,9 @@ public struct GenerationOptions: Sendable {
     /// With `logprobs`, the prompt's tokens' too (from the second on): the prompt's pass then computes
     /// logits at every position, and goes through even when nothing is to be generated.
     public var promptLogprobs = false
+    /// Added to these tokens' logits before a token is chosen (OpenAI's `logit_bias`: -100 bans a token,
+    /// +100 all but forces it). Log-probabilities stay the model's own.
+    public var logitBias: [Int32: Float] = [:]
 
     public init(maxTokens: Int = 64, sampling: SamplingParameters = .greedy, stop: [String] = [], stopAtEndOfGeneration: Bool = true) {
         self.maxTokens = maxTokens
@@ -32,8 +35,9 @@ public struct GenerationResult: Sendable {
     public var tokens: [Int32]
     public var text: String
     public var finishReason: FinishReason
-    /// Per generated token, when `GenerationOptions.logprobs` asked for them (the token that ended
-    /// generation at a stop string included, an end-of-generation token not).
+    /// Per generated token, when `GenerationOptions.logprobs` asked for them, the end-of-generation
+    /// token that ended it included (one more than `tokens` then), as is the token that completed a stop
+    /// string.
     public var logprobs: [TokenLogprob]
     /// Per prompt token from the second on, when `promptLogprobs` asked for them.
     public var promptLogprobs: [TokenLogprob]
@@ -211,12 +215,13 @@ public final class DecodingSequence {
             end(.failure(CancellationError()))
             return nil
         }
-        let next = sampler.sample(logits.pointer, count: logits.cols)
+        let next = chooseWithBias(logits)
         let tokenizer = generator.tokenizer
-        if options.stopAtEndOfGeneration && tokenizer.isEndOfGeneration(next) { return finish(.endOfGeneration) }
         if let top = options.logprobs { logprobs.append(TokenLogprob(next, logits: logits.pointer, count: logits.cols, top: top)) }
+        // The end token is scored too (a client summing a text's log-likelihood counts it), not kept.
+        if options.stopAtEndOfGeneration && tokenizer.isEndOfGeneration(next) { return finish(.endOfGeneration) }
         tokens.append(next)
-        text = tokenizer.decode(tokens, skipSpecial: false)
+        text = tokenizer.continuation(tokens)
         if let cut = Generator.firstStop(in: text, stops: options.stop) {
             text = String(text[..<cut])
             return finish(.stop)
@@ -230,6 +235,16 @@ public final class DecodingSequence {
         }
         if tokens.count == maxTokens { return finish(.length) }
         return next
+    }
+
+    /// The sampler's choice from the logits with `logitBias` added, which are then restored, so that
+    /// log-probabilities are read from the model's own.
+    private func chooseWithBias(_ logits: Matrix) -> Int32 {
+        let row = logits.pointer
+        let biased = options.logitBias.filter { Int($0.key) < logits.cols && $0.key >= 0 }.map { (id: Int($0.key), saved: row[Int($0.key)], bias: $0.value) }
+        for b in biased { row[b.id] += b.bias }
+        defer { for b in biased { row[b.id] = b.saved } }
+        return sampler.sample(row, count: logits.cols)
     }
 
     /// Streams what is left of the text and ends with a result. Returns nil (no token to feed).

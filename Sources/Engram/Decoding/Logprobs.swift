@@ -21,10 +21,12 @@ public struct TokenLogprob: Sendable, Equatable {
         var sum = 0.0
         for i in 0..<count { sum += Double(expf(logits[i] - largest)) }
         let logNormalizer = Double(largest) + log(sum)
+        // A banned token (logit −∞) gets −9999, as vLLM reports it: JSON has no infinity.
+        func finite(_ x: Double) -> Float { x == -.infinity ? -9999 : Float(x) }
         self.token = token
-        logprob = Float(Double(logits[Int(token)]) - logNormalizer)
+        logprob = finite(Double(logits[Int(token)]) - logNormalizer)
         self.top = top > 0 ? Sampler.topK(logits, count: count, k: min(top, count)).map {
-            Alternative(token: $0.id, logprob: Float(Double($0.logit) - logNormalizer))
+            Alternative(token: $0.id, logprob: finite(Double($0.logit) - logNormalizer))
         } : []
     }
 }

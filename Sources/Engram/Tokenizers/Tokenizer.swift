@@ -46,6 +46,13 @@ extension Tokenizer {
 
     public func decode(_ ids: [Int32]) -> String { decode(ids, skipSpecial: false) }
 
+    /// The text of tokens that continue a text (a completion after its prompt): their bytes joined, so
+    /// a SentencePiece word keeps its leading space, which `decode` drops at the start of what it decodes.
+    /// For byte-level BPE the same as `decode`.
+    public func continuation(_ ids: [Int32]) -> String {
+        String(decoding: ids.flatMap { bytes(of: $0) }, as: UTF8.self)
+    }
+
     public var chatFormat: ChatFormat? {
         chatTemplate.map { ChatFormat(template: $0, bosText: bos.flatMap(piece), eosText: eos.flatMap(piece)) }
     }
