@@ -258,12 +258,13 @@ def completion_load(base, clients, seconds, tokens, model):
     return {"workload": f"completions max_tokens={tokens}", **result}
 
 
-def mixed_load(base, clients, seconds, tokens, model, engram):
+def mixed_load(base, clients, seconds, tokens, model, engram, reads="probe"):
     """Half the clients ask for completions, half for next-token reads while those run: on engram a probe
     (top 5 next tokens, two candidates), on llama.cpp's server the nearest request it has (one token with
-    the top 5 log-probabilities). Each read is one pass over the same prompt."""
+    the top 5 log-probabilities). Each read is one pass over the same prompt. With reads="completions"
+    both servers get that same one-token completion with log-probabilities."""
     completion = {"model": model, "prompt": "Once upon a time", "max_tokens": tokens, "temperature": 0}
-    if engram:
+    if engram and reads == "probe":
         read = ("/v1/probe", {"prompt": PROMPT, "candidates": CANDIDATES, "top_k": 5})
     else:
         read = ("/v1/completions", {"model": model, "prompt": PROMPT, "max_tokens": 1, "temperature": 0, "logprobs": 5})
@@ -283,6 +284,8 @@ def main():
     ap.add_argument("--peer-seconds", type=float, default=30)
     ap.add_argument("--completion-tokens", type=int, default=16)
     ap.add_argument("--mixed", action="store_true", help="with --peer: also completions and next-token reads together on both servers")
+    ap.add_argument("--mixed-reads", choices=["probe", "completions"], default="probe",
+                    help="engram's reads in --mixed: /v1/probe (default) or the same one-token completion with logprobs as llama.cpp's")
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args()
 
@@ -303,7 +306,8 @@ def main():
             results["engram_completions"]["server_memory"] = memory(server.pid)
             print(json.dumps(results["engram_completions"], indent=1), flush=True)
             if args.mixed:
-                results["engram_mixed"] = mixed_load(base, args.clients, args.peer_seconds, args.completion_tokens, args.model, engram=True)
+                results["engram_mixed"] = mixed_load(base, args.clients, args.peer_seconds, args.completion_tokens, args.model, engram=True,
+                                                     reads=args.mixed_reads)
                 print(json.dumps(results["engram_mixed"], indent=1), flush=True)
     finally:
         server.terminate()
