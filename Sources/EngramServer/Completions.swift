@@ -106,6 +106,7 @@ struct CompletionRequest {
         try r.finish()
         try wholeOnly(stream, logprobs ? "logprobs" : nil)
         options.logprobs = logprobs ? topLogprobs ?? 0 : nil
+        options.isReply = true
         return CompletionRequest(kind: .chat, messages: messages, options: options, stream: stream, includeUsage: includeUsage, n: n)
     }
 
@@ -192,9 +193,6 @@ struct CompletionOutcome: Sendable {
     /// With `logprobs`: the answer's tokens (the echoed prompt's first) and their scores; nil for the
     /// first token of a prompt, which nothing precedes.
     var scored: [(token: Int32, logprob: TokenLogprob?)]? = nil
-    /// Unicode scalars the echoed prompt's text lacks against its tokens' bytes (the leading space
-    /// SentencePiece drops), taken off every `text_offset`.
-    var offsetShift = 0
 }
 
 /// Streamed pieces of a generation, in order.
@@ -207,7 +205,7 @@ extension ModelState {
     /// The token ids of one prompt, with the prompt-side edits in force, and where the client's own
     /// prompt starts among them (after the rendered facts; for a text prompt, after the tokens it shares
     /// with the facts alone, since its first word may join the last marker's token).
-    func encode(_ prompt: CompletionRequest.Prompt, limit: Int, param: String) throws -> (ids: [Int32], ownFrom: Int) {
+    func encode(_ prompt: CompletionRequest.Prompt, limit: Int, param: String) throws -> (ids: [Int32], ownFrom: Int, startsText: Bool) {
         var ids: [Int32]
         var ownFrom = 0
         let prefix = context == nil ? [] : tokenizer.encode(render(""), addSpecial: true)
@@ -221,7 +219,7 @@ extension ModelState {
             ownFrom = prefix.count
         }
         try checkPromptLength(ids.count, limit: limit, param: param)
-        return (ids, ownFrom)
+        return (ids, ownFrom, prefix.isEmpty)
     }
 
     /// A chat rendered in the model's template; prompt-side edits are put into the last user message.
@@ -254,9 +252,9 @@ extension ModelState {
     /// final and each sequence's outcome when it ends (the sequences of one request interleave).
     func startGeneration(_ request: CompletionRequest, limits: ServerLimits, control: ModelWorker.JobControl,
                          prepared: (() -> Void)? = nil, onEvent: @escaping (CompletionEvent) -> Void) throws -> [DecodingSequence] {
-        let inputs: [(ids: [Int32], ownFrom: Int)]
+        let inputs: [(ids: [Int32], ownFrom: Int, startsText: Bool)]
         switch request.kind {
-        case .chat: inputs = [(try encodeChat(request.messages, limit: limits.maxPromptTokens), 0)]
+        case .chat: inputs = [(try encodeChat(request.messages, limit: limits.maxPromptTokens), 0, true)]
         case .completion:
             inputs = try request.prompts.enumerated().map { i, p in
                 try encode(p, limit: limits.maxPromptTokens, param: request.prompts.count == 1 ? "prompt" : "prompt[\(i)]")
@@ -280,13 +278,10 @@ extension ModelState {
                 var outcome = CompletionOutcome(index: i, text: r.text, finishReason: r.finishReason == .length ? "length" : "stop",
                                                 promptTokens: choice.j == 0 ? ids.count : 0, completionTokens: r.tokens.count)
                 // Echo: the client's own prompt, as its tokens decode (the facts of prompt-side edits left out;
-                // decoded as the start of a text only when it is one, where SentencePiece drops a space).
+                // decoded as the start of a text when it is one, where SentencePiece drops a space).
                 let echoed = request.echo ? Array(ids[input.ownFrom...]) : []
                 if request.echo {
-                    let asContinuation = tokenizer.continuation(echoed)
-                    let echoText = input.ownFrom == 0 ? tokenizer.decode(echoed) : asContinuation
-                    outcome.text = echoText + r.text
-                    outcome.offsetShift = asContinuation.unicodeScalars.count - echoText.unicodeScalars.count
+                    outcome.text = (input.startsText ? tokenizer.decode(echoed) : tokenizer.continuation(echoed)) + r.text
                 }
                 if options.logprobs != nil {
                     // promptLogprobs[j] scores prompt token j + 1.
@@ -297,12 +292,18 @@ extension ModelState {
                     // after a stop string only those that begin before the cut.
                     var generated = r.logprobs
                     if r.finishReason == .stop {
+                        // Scalars before each token; a token that only finishes a character kept before the
+                        // cut (continuation bytes first) is kept with it.
                         let kept = r.text.unicodeScalars.count
-                        var start = 0
-                        generated = generated.prefix { score in
-                            defer { start += tokenizer.bytes(of: score.token).filter { $0 & 0xC0 != 0x80 }.count }
-                            return start < kept
+                        var start = 0, count = 0
+                        for score in generated {
+                            let bytes = tokenizer.bytes(of: score.token)
+                            let finishesKept = count > 0 && (bytes.first.map { $0 & 0xC0 == 0x80 } ?? false)
+                            guard start < kept || (finishesKept && start == kept) else { break }
+                            start += bytes.filter { $0 & 0xC0 != 0x80 }.count
+                            count += 1
                         }
+                        generated = Array(generated.prefix(count))
                     }
                     outcome.scored = prompt + generated.map { ($0.token, $0 as TokenLogprob?) }
                 }
@@ -347,27 +348,41 @@ struct CompletionBody: Encodable {
     }
 
     /// The legacy completions format: parallel lists over the answer's tokens. `text_offset` is where a
-    /// token's text starts in `text`, in Unicode scalars (a token that ends inside a character starts the
-    /// next token's offset there too).
+    /// token's text starts in `text`, in Unicode scalars: each token is found at the running position
+    /// (without its leading space where decoding dropped it); a token that is not there as written (part
+    /// of a character, `<unk>`, the end token) takes the position and moves it by the scalars it starts.
     struct Logprobs: Encodable {
         var tokens: [String] = []
         var tokenLogprobs: [Float?] = []
         var topLogprobs: [[String: Float]?] = []
         var textOffset: [Int] = []
 
-        init(_ scored: [(token: Int32, logprob: TokenLogprob?)], tokenizer: Tokenizer, offsetShift: Int = 0) {
-            var scalars = -offsetShift
+        init(_ scored: [(token: Int32, logprob: TokenLogprob?)], text: String, tokenizer: Tokenizer) {
+            let scalars = Array(text.unicodeScalars)
+            var at = 0
+            func found(_ piece: String.UnicodeScalarView.SubSequence) -> Bool {
+                !piece.isEmpty && at + piece.count <= scalars.count && scalars[at..<(at + piece.count)].elementsEqual(piece)
+            }
             for (token, score) in scored {
                 let bytes = tokenizer.bytes(of: token)
-                tokens.append(tokenString(bytes))
-                textOffset.append(max(0, scalars))
-                scalars += bytes.filter { $0 & 0xC0 != 0x80 }.count // UTF-8 lead bytes: one per scalar
+                let string = tokenString(bytes)
+                tokens.append(string)
+                textOffset.append(min(at, scalars.count))
+                let piece = string.unicodeScalars[...]
+                if found(piece) {
+                    at += piece.count
+                } else if piece.first == " ", piece.count == 1 || found(piece.dropFirst()) { // a dropped space
+                    at += piece.count - 1
+                } else {
+                    at += bytes.filter { $0 & 0xC0 != 0x80 }.count // UTF-8 lead bytes: one per scalar
+                }
                 tokenLogprobs.append(score?.logprob)
-                // The likeliest tokens, and the chosen one if it is not among them (as OpenAI lists them);
+                // The likeliest tokens, and the chosen one if it is not among them (as OpenAI lists them, also
+                // with `logprobs: 0`);
                 // alternatives with the same text keep the likelier one (listed first).
                 topLogprobs.append(score.map { s in
                     var entries = s.top.map { (tokenString(tokenizer.bytes(of: $0.token)), $0.logprob) }
-                    if !s.top.isEmpty && !s.top.contains(where: { $0.token == token }) { entries.append((tokenString(bytes), s.logprob)) }
+                    if !s.top.contains(where: { $0.token == token }) { entries.append((string, s.logprob)) }
                     return Dictionary(entries) { first, _ in first }
                 })
             }

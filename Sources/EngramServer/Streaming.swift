@@ -55,7 +55,7 @@ extension EngramServer {
             }
             let choices = outcomes.map {
                 CompletionBody.Choice(text: $0.text, index: $0.index, finishReason: $0.finishReason,
-                                      logprobs: $0.scored.map { [offsetShift = $0.offsetShift] in CompletionBody.Logprobs($0, tokenizer: state.tokenizer, offsetShift: offsetShift) })
+                                      logprobs: $0.scored.map { [text = $0.text] in CompletionBody.Logprobs($0, text: text, tokenizer: state.tokenizer) })
             }
             return JSONOutput.response(CompletionBody(id: id, created: created, model: model, systemFingerprint: fingerprint,
                                                       choices: choices, usage: Usage(outcomes)))

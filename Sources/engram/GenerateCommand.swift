@@ -37,9 +37,10 @@ struct GenerateCommand: ParsableCommand {
         }
         // Chat text carries its own BOS text where the template prints one.
         let ids = tokenizer.encode(text, addSpecial: !chat, parseSpecial: chat)
-        let options = GenerationOptions(maxTokens: maxTokens,
+        var options = GenerationOptions(maxTokens: maxTokens,
                                         sampling: SamplingParameters(temperature: temperature, topK: topK, topP: topP, seed: seed),
                                         stop: stop)
+        options.isReply = chat
         let generator = Generator(model: lm, tokenizer: tokenizer)
         if json {
             let r = try generator.generate(prompt: ids, options: options)

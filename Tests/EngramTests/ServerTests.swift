@@ -409,7 +409,7 @@ final class ServerTests: XCTestCase {
         // (To rounding: echo's prompt pass computes the logits of every position in one product.)
         let plainScores = try XCTUnwrap((plainLp["token_logprobs"] as? [NSNumber])?.map(\.doubleValue))
         for (a, b) in zip(plainScores, scores[first...].map { ($0 as! NSNumber).doubleValue }) { XCTAssertEqual(a, b, accuracy: 1e-4) }
-        XCTAssertEqual((plainLp["top_logprobs"] as? [[String: Any]])?.map(\.count), [0, 0, 0])
+        XCTAssertEqual((plainLp["top_logprobs"] as? [[String: Any]])?.map(\.count), [1, 1, 1], "logprobs 0: the chosen token alone")
         XCTAssertEqual(plainLp["text_offset"] as? [Int], offsets[first...].map { $0 - offsets[first] })
         let unscored = try choice(try await s.post("/v1/completions", ["prompt": prompt, "max_tokens": 1]))
         XCTAssertTrue(unscored["logprobs"] is NSNull)
@@ -493,6 +493,29 @@ final class ServerTests: XCTestCase {
             XCTAssertEqual(((try? r.json())?["error"] as? [String: Any])?["param"] as? String, param, r.text)
         }
         try await s.stop()
+    }
+
+    /// `text_offset` follows the text a client sees, also where a SentencePiece decode drops the first
+    /// word's space and where a control token (BOS) shows as its piece.
+    func testLogprobOffsetsFollowTheText() throws {
+        let tokenizer = try SentencePieceTokenizer(modelProto: TokenizerSentencePieceFixture.model, file: "tiny/tokenizer.model")
+        let bos = try XCTUnwrap(tokenizer.bos)
+        var checked = 0
+        for c in TokenizerSentencePieceFixture.cases where c.ids.count > 2 && !c.text.hasPrefix(" ") {
+            for ids in [c.ids, [bos] + c.ids] {
+                let text = tokenizer.decode(ids)
+                let lp = CompletionBody.Logprobs(ids.map { ($0, nil) }, text: text, tokenizer: tokenizer)
+                let scalars = Array(text.unicodeScalars)
+                for (k, offset) in lp.textOffset.enumerated() {
+                    let rest = String(String.UnicodeScalarView(scalars[offset...]))
+                    let token = lp.tokens[k]
+                    XCTAssertTrue(token.hasPrefix("bytes:") || rest.hasPrefix(token) || (token.hasPrefix(" ") && rest.hasPrefix(String(token.dropFirst()))),
+                                  "\(text.debugDescription): token \(k) \(token.debugDescription) at \(offset)")
+                }
+                checked += 1
+            }
+        }
+        XCTAssertGreaterThan(checked, 2)
     }
 
     /// The server's log-probabilities against Hugging Face transformers' logits for the same file

@@ -19,6 +19,9 @@ public struct GenerationOptions: Sendable {
     /// Added to these tokens' logits before a token is chosen (OpenAI's `logit_bias`: -100 bans a token,
     /// +100 all but forces it). Log-probabilities stay the model's own.
     public var logitBias: [Int32: Float] = [:]
+    /// The text is a reply of its own (a chat answer), not the rest of the prompt's text: a space its
+    /// first token carries is dropped (SentencePiece's "▁Paris" after "[/INST]" reads "Paris").
+    public var isReply = false
 
     public init(maxTokens: Int = 64, sampling: SamplingParameters = .greedy, stop: [String] = [], stopAtEndOfGeneration: Bool = true) {
         self.maxTokens = maxTokens
@@ -222,6 +225,7 @@ public final class DecodingSequence {
         if options.stopAtEndOfGeneration && tokenizer.isEndOfGeneration(next) { return finish(.endOfGeneration) }
         tokens.append(next)
         text = tokenizer.continuation(tokens)
+        if options.isReply && text.hasPrefix(" ") { text.removeFirst() }
         if let cut = Generator.firstStop(in: text, stops: options.stop) {
             text = String(text[..<cut])
             return finish(.stop)
