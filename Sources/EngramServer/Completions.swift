@@ -300,7 +300,7 @@ extension ModelState {
                             let bytes = tokenizer.bytes(of: score.token)
                             let finishesKept = count > 0 && (bytes.first.map { $0 & 0xC0 == 0x80 } ?? false)
                             guard start < kept || (finishesKept && start == kept) else { break }
-                            start += bytes.filter { $0 & 0xC0 != 0x80 }.count
+                            start += scalarsStarted(bytes)
                             count += 1
                         }
                         generated = Array(generated.prefix(count))
@@ -374,7 +374,7 @@ struct CompletionBody: Encodable {
                 } else if piece.first == " ", piece.count == 1 || found(piece.dropFirst()) { // a dropped space
                     at += piece.count - 1
                 } else {
-                    at += bytes.filter { $0 & 0xC0 != 0x80 }.count // UTF-8 lead bytes: one per scalar
+                    at += scalarsStarted(bytes)
                 }
                 tokenLogprobs.append(score?.logprob)
                 // The likeliest tokens, and the chosen one if it is not among them (as OpenAI lists them, also
@@ -469,6 +469,9 @@ struct ChatBody: Encodable {
 func tokenString(_ bytes: [UInt8]) -> String {
     String(bytes: bytes, encoding: .utf8) ?? "bytes:" + bytes.map { String(format: "\\x%02x", $0) }.joined()
 }
+
+/// Unicode scalars that begin in these UTF-8 bytes: one per byte that is not a continuation byte.
+func scalarsStarted(_ bytes: [UInt8]) -> Int { bytes.filter { $0 & 0xC0 != 0x80 }.count }
 
 enum ResponseID {
     static func make(_ prefix: String) -> String {

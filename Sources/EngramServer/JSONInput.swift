@@ -106,7 +106,7 @@ final class FieldReader {
 
     /// Rejects every field that no accessor asked for.
     func finish() throws {
-        for key in fields.keys.sorted() where !known.contains(key) {
+        for key in keys where !known.contains(key) {
             throw APIError.unknownField(fieldPath(key), allowed: Array(known))
         }
     }

@@ -280,13 +280,9 @@ final class TestServer: @unchecked Sendable {
     /// Returns once the model worker has nothing to do: the end of a request seen by its client can come
     /// before the worker's own bookkeeping of it, so `untilDecoding` after it needs this first.
     func untilIdle() async throws {
-        let end = ContinuousClock.now + .seconds(30)
-        while server.worker.load.running || server.worker.load.waiting > 0 {
-            guard ContinuousClock.now < end else {
-                XCTFail("the model worker never became idle")
-                throw CancellationError()
-            }
-            try await Task.sleep(for: .milliseconds(5))
+        try await until("the model worker to become idle") {
+            let load = server.worker.load
+            return !load.running && load.waiting == 0
         }
     }
 
@@ -305,14 +301,7 @@ final class TestServer: @unchecked Sendable {
     /// Returns once the model worker is decoding (or running) something: a request sent just before to
     /// an idle worker (`untilIdle`) has reached it. Fails after 30 s.
     func untilDecoding() async throws {
-        let end = ContinuousClock.now + .seconds(30)
-        while !server.worker.load.running {
-            guard ContinuousClock.now < end else {
-                XCTFail("the model worker never started the request")
-                throw CancellationError()
-            }
-            try await Task.sleep(for: .milliseconds(5))
-        }
+        try await until("the model worker to start the request") { server.worker.load.running }
     }
 
     func post(_ path: String, _ object: Any, headers: [String: String] = [:]) async throws -> RawHTTPResponse {

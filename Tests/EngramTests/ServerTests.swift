@@ -351,20 +351,13 @@ final class ServerTests: XCTestCase {
         try await s.stop()
     }
 
-    /// log softmax of one row of logits, in Double, written plainly (the server's own code is `TokenLogprob`).
-    static func logSoftmax(_ row: [Float]) -> [Double] {
-        let largest = Double(row.max()!)
-        let logSum = log(row.reduce(0.0) { $0 + exp(Double($1) - largest) }) + largest
-        return row.map { Double($0) - logSum }
-    }
-
     func testCompletionLogprobsAndEchoedPrompts() async throws {
         let s = try await TestServer()
         let (_, model, tokenizer) = try TestServer.defaultModel()
         let prompt = "The Eiffel Tower is located in the city of"
         let ids = tokenizer.encode(prompt, addSpecial: true)
         let logits = try model.forward(ids, cache: model.makeCache(), logits: .all)
-        let expected = (0..<logits.rows).map { Self.logSoftmax(Array(UnsafeBufferPointer(start: logits.row($0), count: logits.cols))) }
+        let expected = (0..<logits.rows).map { GradientReferenceMaths.logSoftmax(logits.row($0), count: logits.cols) }
         func choice(_ r: RawHTTPResponse) throws -> [String: Any] {
             XCTAssertEqual(r.status, 200, r.text)
             return try XCTUnwrap((try r.json()["choices"] as? [[String: Any]])?.first)
@@ -427,7 +420,7 @@ final class ServerTests: XCTestCase {
         let chatIDs = tokenizer.encode(tokenizer.renderChat([ChatMessage(role: "user", content: "What is the capital of France?")])
                                        + "The capital of France is Paris.", parseSpecial: true)
         let chatLogits = try model.forward(chatIDs, cache: model.makeCache(), logits: .all)
-        let chatLast = Self.logSoftmax(Array(UnsafeBufferPointer(start: chatLogits.row(chatIDs.count - 1), count: chatLogits.cols)))
+        let chatLast = GradientReferenceMaths.logSoftmax(chatLogits.row(chatIDs.count - 1), count: chatLogits.cols)
         let eos = try XCTUnwrap(tokenizer.eos)
         XCTAssertEqual(chatLast.indices.max { chatLast[$0] < chatLast[$1] }, Int(eos), "the model ends its answer here")
         let ended = try choice(try await s.post("/v1/completions", ["prompt": chatIDs.map(Int.init), "max_tokens": 1, "temperature": 0, "logprobs": 1, "echo": true]))
@@ -461,7 +454,7 @@ final class ServerTests: XCTestCase {
         let longScores = try XCTUnwrap((longChoice["logprobs"] as? [String: Any])?["token_logprobs"] as? [Any])
         XCTAssertEqual(longScores.count, longIDs.count)
         for j in 1..<longIDs.count {
-            let row = Self.logSoftmax(Array(UnsafeBufferPointer(start: longLogits.row(j - 1), count: longLogits.cols)))
+            let row = GradientReferenceMaths.logSoftmax(longLogits.row(j - 1), count: longLogits.cols)
             XCTAssertEqual((longScores[j] as? NSNumber)?.doubleValue ?? .nan, row[Int(longIDs[j])], accuracy: 1e-3, "long prompt token \(j)")
         }
 
@@ -529,7 +522,7 @@ final class ServerTests: XCTestCase {
         var checked = 0
         for c in fixture.cases {
             guard let full = c.last_logits_full else { continue }
-            let reference = Self.logSoftmax(full)
+            let reference = full.withUnsafeBufferPointer { GradientReferenceMaths.logSoftmax($0.baseAddress!, count: $0.count) }
             let order = reference.indices.sorted { reference[$0] > reference[$1] }
             let r = try await s.post("/v1/completions", ["prompt": c.token_ids.map(Int.init), "max_tokens": 1, "temperature": 0, "logprobs": 5])
             XCTAssertEqual(r.status, 200, r.text)

@@ -126,6 +126,8 @@ public final class DecodingSequence {
     public private(set) var tokens: [Int32] = []
     private var logprobs: [TokenLogprob] = []
     private var promptLogprobs: [TokenLogprob] = []
+    /// The generated tokens' bytes (`Tokenizer.continuation`, built a token at a time).
+    private var textBytes: [UInt8] = []
     private var text = ""
     private var emitted = 0 // characters of `text` already streamed
     private let clock = ContinuousClock()
@@ -224,7 +226,8 @@ public final class DecodingSequence {
         // The end token is scored too (a client summing a text's log-likelihood counts it), not kept.
         if options.stopAtEndOfGeneration && tokenizer.isEndOfGeneration(next) { return finish(.endOfGeneration) }
         tokens.append(next)
-        text = tokenizer.continuation(tokens)
+        textBytes += tokenizer.bytes(of: next)
+        text = String(decoding: textBytes, as: UTF8.self)
         if options.isReply && text.hasPrefix(" ") { text.removeFirst() }
         if let cut = Generator.firstStop(in: text, stops: options.stop) {
             text = String(text[..<cut])

@@ -16,11 +16,7 @@ public struct TokenLogprob: Sendable, Equatable {
 
     /// `token`'s entry in one row of logits, with the `top` most likely tokens.
     public init(_ token: Int32, logits: UnsafePointer<Float>, count: Int, top: Int) {
-        var largest = -Float.infinity
-        for i in 0..<count { largest = max(largest, logits[i]) }
-        var sum = 0.0
-        for i in 0..<count { sum += Double(expf(logits[i] - largest)) }
-        let logNormalizer = Double(largest) + log(sum)
+        let logNormalizer = LossOps.normaliser(logits, vocab: count).1
         // A banned token (logit −∞) gets −9999, as vLLM reports it: JSON has no infinity.
         func finite(_ x: Double) -> Float { x == -.infinity ? -9999 : Float(x) }
         self.token = token
