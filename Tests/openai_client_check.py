@@ -199,6 +199,26 @@ def run_checks(base, token):
         assert "".join(e.token for e in content) == c.choices[0].message.content
         assert all(len(e.top_logprobs) == 2 and e.top_logprobs[0].logprob == e.logprob and bytes(e.bytes) == e.token.encode() for e in content)
 
+    @check("streamed logprobs join to the whole answer's")
+    def _():
+        args = dict(model=model, prompt="1, 2, 3, 4,", max_tokens=12, temperature=0, logprobs=2, stop=[" 7"])
+        whole = client.completions.create(**args).choices[0].logprobs
+        tokens, offsets = [], []
+        for chunk in client.completions.create(stream=True, **args):
+            lp = chunk.choices[0].logprobs if chunk.choices else None
+            if lp is not None:
+                tokens += lp.tokens
+                offsets += lp.text_offset
+        assert tokens == whole.tokens and offsets == whole.text_offset, (tokens, whole.tokens)
+        messages = [{"role": "user", "content": "What is the capital of France?"}]
+        chat = client.chat.completions.create(model=model, messages=messages, max_tokens=5, temperature=0, logprobs=True, top_logprobs=2)
+        streamed = []
+        for chunk in client.chat.completions.create(model=model, messages=messages, max_tokens=5, temperature=0, logprobs=True,
+                                                    top_logprobs=2, stream=True):
+            if chunk.choices and chunk.choices[0].logprobs is not None:
+                streamed += chunk.choices[0].logprobs.content
+        assert [(e.token, e.logprob) for e in streamed] == [(e.token, e.logprob) for e in chat.choices[0].logprobs.content]
+
     @check("errors surface as openai exceptions naming the field")
     def _():
         try:

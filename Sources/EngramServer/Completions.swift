@@ -75,9 +75,8 @@ struct CompletionRequest {
         var (options, stream, includeUsage) = try sampling(r, limits: limits, defaultMaxTokens: min(16, limits.maxTokens), vocab: vocab)
         let n = try choicesPerPrompt(r, prompts: prompts.count, limits: limits)
         try r.finish()
-        // `logprobs: 0` with a stream asks for nothing that could not be streamed (clients send it by default).
-        try wholeOnly(stream, echo ? "echo" : (logprobs ?? 0) > 0 ? "logprobs" : nil)
-        options.logprobs = stream ? nil : logprobs
+        if stream && echo { throw APIError.unsupported("echo", "echo is returned with whole answers only (\"stream\": false)") }
+        options.logprobs = logprobs
         options.promptLogprobs = echo
         return CompletionRequest(kind: .completion, prompts: prompts, options: options, stream: stream, includeUsage: includeUsage, echo: echo, n: n)
     }
@@ -104,7 +103,6 @@ struct CompletionRequest {
         var (options, stream, includeUsage) = try sampling(r, limits: limits, defaultMaxTokens: limits.maxTokens, vocab: vocab)
         let n = try choicesPerPrompt(r, prompts: 1, limits: limits)
         try r.finish()
-        try wholeOnly(stream, logprobs ? "logprobs" : nil)
         options.logprobs = logprobs ? topLogprobs ?? 0 : nil
         options.isReply = true
         return CompletionRequest(kind: .chat, messages: messages, options: options, stream: stream, includeUsage: includeUsage, n: n)
@@ -117,12 +115,6 @@ struct CompletionRequest {
             throw APIError.invalidField("n", "\(prompts) prompts × n = \(n) is \(n * prompts) choices, more than the limit of \(limits.maxPromptsPerRequest) per request")
         }
         return n
-    }
-
-    /// Log-probabilities and echoed prompts come with whole answers only: a stream holds text back (stop
-    /// strings, split characters), so its chunks do not line up with tokens.
-    private static func wholeOnly(_ stream: Bool, _ field: String?) throws {
-        if stream, let field { throw APIError.unsupported(field, "\(field) is returned with whole answers only (\"stream\": false)") }
     }
 
     /// A string, an array of strings, an array of token ids, or an array of such arrays.
@@ -197,7 +189,7 @@ struct CompletionOutcome: Sendable {
 
 /// Streamed pieces of a generation, in order.
 enum CompletionEvent: Sendable {
-    case text(index: Int, String)
+    case text(index: Int, StreamedText)
     case finished(CompletionOutcome)
 }
 
@@ -290,22 +282,7 @@ extension ModelState {
                     }
                     // Generated: every token scored, the end-of-generation token that ended it included;
                     // after a stop string only those that begin before the cut.
-                    var generated = r.logprobs
-                    if r.finishReason == .stop {
-                        // Scalars before each token; a token that only finishes a character kept before the
-                        // cut (continuation bytes first) is kept with it.
-                        let kept = r.text.unicodeScalars.count
-                        var start = 0, count = 0
-                        for score in generated {
-                            let bytes = tokenizer.bytes(of: score.token)
-                            let finishesKept = count > 0 && (bytes.first.map { $0 & 0xC0 == 0x80 } ?? false)
-                            guard start < kept || (finishesKept && start == kept) else { break }
-                            start += scalarsStarted(bytes)
-                            count += 1
-                        }
-                        generated = Array(generated.prefix(count))
-                    }
-                    outcome.scored = prompt + generated.map { ($0.token, $0 as TokenLogprob?) }
+                    outcome.scored = prompt + r.logprobs.map { ($0.token, $0 as TokenLogprob?) }
                 }
                 onEvent(.finished(outcome))
             }
@@ -348,7 +325,8 @@ struct CompletionBody: Encodable {
     }
 
     /// The legacy completions format: parallel lists over the answer's tokens. `text_offset` is where a
-    /// token's text starts in `text`, in Unicode scalars: each token is found at the running position
+    /// token's text starts in `text` (plus `offset`: the scalars streamed before this piece), in Unicode
+    /// scalars: each token is found at the running position
     /// (without its leading space where decoding dropped it); a token that is not there as written (part
     /// of a character, `<unk>`, the end token) takes the position and moves it by the scalars it starts.
     struct Logprobs: Encodable {
@@ -357,7 +335,7 @@ struct CompletionBody: Encodable {
         var topLogprobs: [[String: Float]?] = []
         var textOffset: [Int] = []
 
-        init(_ scored: [(token: Int32, logprob: TokenLogprob?)], text: String, tokenizer: Tokenizer) {
+        init(_ scored: [(token: Int32, logprob: TokenLogprob?)], text: String, tokenizer: Tokenizer, offset: Int = 0) {
             let scalars = Array(text.unicodeScalars)
             var at = 0
             func found(_ piece: String.UnicodeScalarView.SubSequence) -> Bool {
@@ -367,7 +345,7 @@ struct CompletionBody: Encodable {
                 let bytes = tokenizer.bytes(of: token)
                 let string = tokenString(bytes)
                 tokens.append(string)
-                textOffset.append(min(at, scalars.count))
+                textOffset.append(offset + min(at, scalars.count))
                 let piece = string.unicodeScalars[...]
                 if found(piece) {
                     at += piece.count

@@ -96,8 +96,11 @@ extension EngramServer {
             Self.sse(CompletionBody(id: id, created: created, model: model, systemFingerprint: fingerprint, choices: choices, usage: usage))
         }
         let includeUsage = request.includeUsage
+        let scoring = request.options.logprobs != nil
+        let tokenizer = state.tokenizer
         let body = ResponseBody { writer in
             var outcomes: [CompletionOutcome] = []
+            var streamedScalars: [Int: Int] = [:] // per choice, for `text_offset`
             do {
                 if chat {
                     try await writer.write(chunk((0..<request.n).map { ChatBody.Choice(index: $0, delta: .init(role: "assistant", content: "")) }))
@@ -105,8 +108,19 @@ extension EngramServer {
                 for await item in events {
                     switch item {
                     case let .event(.text(index, piece)):
-                        try await writer.write(chat ? chunk([ChatBody.Choice(index: index, delta: .init(content: piece))])
-                                                    : chunk([CompletionBody.Choice(text: piece, index: index)]))
+                        // Each chunk carries the scores of the tokens whose text begins in it.
+                        let scored = scoring ? piece.logprobs.map { ($0.token, $0 as TokenLogprob?) } : nil
+                        if chat {
+                            let logprobs = scored.map { ChatBody.Logprobs($0, tokenizer: tokenizer) }
+                            // (The end token's entry alone: not part of a chat answer.)
+                            if piece.text.isEmpty && logprobs?.content.isEmpty != false { continue }
+                            try await writer.write(chunk([ChatBody.Choice(index: index, delta: .init(content: piece.text), logprobs: logprobs)]))
+                        } else {
+                            let offset = streamedScalars[index, default: 0]
+                            streamedScalars[index] = offset + piece.text.unicodeScalars.count
+                            let logprobs = scored.map { CompletionBody.Logprobs($0, text: piece.text, tokenizer: tokenizer, offset: offset) }
+                            try await writer.write(chunk([CompletionBody.Choice(text: piece.text, index: index, logprobs: logprobs)]))
+                        }
                     case let .event(.finished(outcome)):
                         outcomes.append(outcome)
                         try await writer.write(chat ? chunk([ChatBody.Choice(index: outcome.index, delta: .init(), finishReason: outcome.finishReason)])

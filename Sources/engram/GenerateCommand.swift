@@ -50,7 +50,7 @@ struct GenerateCommand: ParsableCommand {
                                          decode_tokens_per_second: Double(r.tokens.count) / max(r.decodeSeconds, 1e-9)))
         } else {
             let r = try generator.generate(prompt: ids, options: options) { piece in
-                FileHandle.standardOutput.write(Data(piece.utf8))
+                FileHandle.standardOutput.write(Data(piece.text.utf8))
             }
             print("")
             printError(String(format: "[%d prompt tokens, %d generated, %.1f tok/s, finish: %@]", r.promptTokens.count, r.tokens.count,

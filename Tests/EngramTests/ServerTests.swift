@@ -441,9 +441,31 @@ final class ServerTests: XCTestCase {
         let split = try choice(try await s.post("/v1/completions", ["prompt": "鼻", "max_tokens": 0, "logprobs": 0, "echo": true]))
         XCTAssertEqual((split["logprobs"] as? [String: Any])?["tokens"] as? [String], ["bytes:\\xe9", "bytes:\\xbc", "bytes:\\xbb"])
         XCTAssertEqual(split["text"] as? String, "鼻")
-        // A stream may carry `logprobs: 0` (some clients always send it): nothing to return, not refused.
-        let streamed = try await s.post("/v1/completions", ["prompt": prompt, "max_tokens": 2, "logprobs": 0, "stream": true])
-        XCTAssertEqual(streamed.status, 200, streamed.text)
+        // Streamed, each chunk carries the scores of the tokens whose text begins in it, offsets counted in
+        // the whole text: joined, the whole answer's lists (cut at the same stop string; the end token too).
+        let streamedCases: [[String: Any]] = [
+            ["prompt": "1, 2, 3, 4,", "max_tokens": 20, "temperature": 0, "logprobs": 2, "stop": [" 7"]],
+            ["prompt": chatIDs.map(Int.init), "max_tokens": 3, "temperature": 0, "logprobs": 0],
+            ["prompt": "鼻", "max_tokens": 4, "temperature": 0, "logprobs": 1],
+        ]
+        for body in streamedCases {
+            let wholeResponse = try await s.post("/v1/completions", body)
+            let whole = try XCTUnwrap(try choice(wholeResponse)["logprobs"] as? [String: Any])
+            var streaming = body
+            streaming["stream"] = true
+            let streamed = try await s.post("/v1/completions", streaming)
+            XCTAssertEqual(streamed.status, 200, streamed.text)
+            var joined: [String: [Any]] = [:]
+            for event in streamed.events.dropLast() {
+                let chunk = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(event.utf8)) as? [String: Any])
+                guard let lp = (chunk["choices"] as? [[String: Any]])?.first?["logprobs"] as? [String: Any] else { continue }
+                for key in ["tokens", "token_logprobs", "top_logprobs", "text_offset"] { joined[key, default: []] += lp[key] as? [Any] ?? [] }
+            }
+            XCTAssertGreaterThan(joined["tokens"]?.count ?? 0, 0, "\(body)")
+            for key in ["tokens", "token_logprobs", "top_logprobs", "text_offset"] {
+                XCTAssertEqual(joined[key].map { $0 as NSArray }, whole[key] as? NSArray, "\(key) of \(body)")
+            }
+        }
 
         // A prompt longer than a piece (128 tokens) is scored across its pieces as in one pass.
         let long = String(repeating: "The quick brown fox jumps over the lazy dog. ", count: 30)
@@ -471,14 +493,22 @@ final class ServerTests: XCTestCase {
             XCTAssertEqual((top.first?["logprob"] as? NSNumber)?.doubleValue, (entry["logprob"] as? NSNumber)?.doubleValue)
             XCTAssertEqual((entry["bytes"] as? [Int])?.map(UInt8.init), Array((entry["token"] as? String ?? "").utf8))
         }
+        // Streamed: the same entries, spread over the chunks that carry their text.
+        let chatStream = try await s.post("/v1/chat/completions", ["messages": [["role": "user", "content": "What is the capital of France?"]],
+                                                                   "max_tokens": 5, "temperature": 0, "logprobs": true, "top_logprobs": 3, "stream": true])
+        var streamedContent: [Any] = []
+        for event in chatStream.events.dropLast() {
+            let chunk = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(event.utf8)) as? [String: Any])
+            let choice = try XCTUnwrap((chunk["choices"] as? [[String: Any]])?.first)
+            streamedContent += (choice["logprobs"] as? [String: Any])?["content"] as? [Any] ?? []
+        }
+        XCTAssertEqual(streamedContent as NSArray, content as NSArray)
 
         // What cannot be honoured is refused, naming the field.
         let refusals: [(String, [String: Any], String)] = [
-            ("/v1/completions", ["prompt": prompt, "logprobs": 1, "stream": true], "logprobs"),
             ("/v1/completions", ["prompt": prompt, "echo": true, "stream": true], "echo"),
             ("/v1/completions", ["prompt": prompt, "logprobs": 21], "logprobs"),
             ("/v1/chat/completions", ["messages": [["role": "user", "content": "Hi"]], "top_logprobs": 2], "top_logprobs"),
-            ("/v1/chat/completions", ["messages": [["role": "user", "content": "Hi"]], "logprobs": true, "stream": true], "logprobs"),
         ]
         for (path, body, param) in refusals {
             let r = try await s.post(path, body)

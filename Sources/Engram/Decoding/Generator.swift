@@ -33,14 +33,23 @@ public struct GenerationOptions: Sendable {
 
 public enum FinishReason: String, Codable, Sendable { case length, stop, endOfGeneration = "eos" }
 
+/// A piece of streamed text and, when `GenerationOptions.logprobs` asked for them, the scores of the
+/// tokens whose text begins in it (a token that only finishes a character goes with that character; the
+/// end-of-generation token that ended the text comes with the last piece, whose text may be empty).
+/// Joined, the pieces give `GenerationResult.text` and `.logprobs`.
+public struct StreamedText: Sendable {
+    public var text: String
+    public var logprobs: [TokenLogprob]
+}
+
 public struct GenerationResult: Sendable {
     public var promptTokens: [Int32]
     public var tokens: [Int32]
     public var text: String
     public var finishReason: FinishReason
     /// Per generated token, when `GenerationOptions.logprobs` asked for them, the end-of-generation
-    /// token that ended it included (one more than `tokens` then), as is the token that completed a stop
-    /// string.
+    /// token that ended it included (one more than `tokens` then); after a stop string, the tokens whose
+    /// text begins before the cut (a token that finishes a character kept before it included).
     public var logprobs: [TokenLogprob]
     /// Per prompt token from the second on, when `promptLogprobs` asked for them.
     public var promptLogprobs: [TokenLogprob]
@@ -61,7 +70,7 @@ public final class Generator {
     }
 
     public func generate(prompt: [Int32], options: GenerationOptions, hooks: Hooks? = nil,
-                         onText: ((String) -> Void)? = nil) throws -> GenerationResult {
+                         onText: ((StreamedText) -> Void)? = nil) throws -> GenerationResult {
         let sequence = try DecodingSequence(generator: self, prompt: prompt, options: options, onText: onText)
         try sequence.prefill(hooks: hooks)
         while !sequence.isFinished { try advance([sequence], hooks: hooks) }
@@ -91,22 +100,23 @@ public final class Generator {
         stops.filter { !$0.isEmpty }.compactMap { text.range(of: $0)?.lowerBound }.min()
     }
 
-    /// Characters that can be streamed now: everything except a trailing replacement character
-    /// (an incomplete UTF-8 sequence) and a tail that is a prefix of some stop string.
+    /// Unicode scalars of `text` that can be streamed now: everything except a trailing replacement
+    /// character (an incomplete UTF-8 sequence) and a tail that is a prefix of some stop string. Counted
+    /// in scalars, not characters: a later token can join a character already streamed (a combining
+    /// mark, a vowel sign), and counting characters would then skip what it added.
     static func streamableLength(_ text: String, stops: [String]) -> Int {
-        var length = text.count
-        if text.hasSuffix("\u{FFFD}") { length -= 1 }
-        let characters = Array(text.prefix(length))
+        var scalars = Array(text.unicodeScalars)
+        if scalars.last == "\u{FFFD}" { scalars.removeLast() }
         var hold = 0
         for stop in stops where !stop.isEmpty {
-            let s = Array(stop)
-            for n in stride(from: min(s.count - 1, characters.count), to: 0, by: -1)
-            where Array(characters.suffix(n)) == Array(s.prefix(n)) {
+            let s = Array(stop.unicodeScalars)
+            for n in stride(from: min(s.count - 1, scalars.count), to: 0, by: -1)
+            where scalars.suffix(n).elementsEqual(s.prefix(n)) {
                 hold = max(hold, n)
                 break
             }
         }
-        return length - hold
+        return scalars.count - hold
     }
 }
 
@@ -116,7 +126,7 @@ public final class DecodingSequence {
     public let generator: Generator
     public let prompt: [Int32]
     let options: GenerationOptions
-    let onText: ((String) -> Void)?
+    let onText: ((StreamedText) -> Void)?
     /// Called once, when the sequence ends.
     public var onFinish: ((Result<GenerationResult, Error>) -> Void)?
     let cache: KVCache
@@ -125,11 +135,15 @@ public final class DecodingSequence {
     var logits: Matrix?
     public private(set) var tokens: [Int32] = []
     private var logprobs: [TokenLogprob] = []
+    /// Per entry of `logprobs`: the scalar of `text` its token's text belongs to (where it begins, or the
+    /// character it finishes), which decides the streamed piece and the stop-string cut it goes with.
+    private var anchors: [Int] = []
+    private var logprobsStreamed = 0
     private var promptLogprobs: [TokenLogprob] = []
     /// The generated tokens' bytes (`Tokenizer.continuation`, built a token at a time).
     private var textBytes: [UInt8] = []
     private var text = ""
-    private var emitted = 0 // characters of `text` already streamed
+    private var emitted = 0 // Unicode scalars of `text` already streamed
     private let clock = ContinuousClock()
     private var promptSeconds = 0.0
     private var decodeStart: ContinuousClock.Instant
@@ -138,7 +152,7 @@ public final class DecodingSequence {
     public var isFinished: Bool { outcome != nil }
 
     /// Checks the request; the prompt's pass is `prefill`.
-    public init(generator: Generator, prompt: [Int32], options: GenerationOptions, onText: ((String) -> Void)? = nil) throws {
+    public init(generator: Generator, prompt: [Int32], options: GenerationOptions, onText: ((StreamedText) -> Void)? = nil) throws {
         try options.sampling.validate()
         guard !prompt.isEmpty else { throw EngramError.invalidArgument("the prompt is empty (no tokens)") }
         guard options.maxTokens >= 0 else { throw EngramError.invalidArgument("max tokens must be ≥ 0") }
@@ -222,23 +236,27 @@ public final class DecodingSequence {
         }
         let next = chooseWithBias(logits)
         let tokenizer = generator.tokenizer
-        if let top = options.logprobs { logprobs.append(TokenLogprob(next, logits: logits.pointer, count: logits.cols, top: top)) }
+        let bytes = tokenizer.bytes(of: next)
+        if let top = options.logprobs {
+            logprobs.append(TokenLogprob(next, logits: logits.pointer, count: logits.cols, top: top))
+            // The text so far ends with a replacement character while a character is incomplete, so a
+            // token of continuation bytes belongs to the scalar before its start.
+            let start = text.unicodeScalars.count
+            anchors.append(start > 0 && bytes.first.map { $0 & 0xC0 == 0x80 } == true ? start - 1 : start)
+        }
         // The end token is scored too (a client summing a text's log-likelihood counts it), not kept.
         if options.stopAtEndOfGeneration && tokenizer.isEndOfGeneration(next) { return finish(.endOfGeneration) }
         tokens.append(next)
-        textBytes += tokenizer.bytes(of: next)
+        textBytes += bytes
         text = String(decoding: textBytes, as: UTF8.self)
         if options.isReply && text.hasPrefix(" ") { text.removeFirst() }
         if let cut = Generator.firstStop(in: text, stops: options.stop) {
             text = String(text[..<cut])
             return finish(.stop)
         }
-        if let onText {
+        if onText != nil {
             let safe = Generator.streamableLength(text, stops: options.stop)
-            if safe > emitted {
-                onText(String(text.dropFirst(emitted).prefix(safe - emitted)))
-                emitted = safe
-            }
+            if safe > emitted { stream(upTo: safe) }
         }
         if tokens.count == maxTokens { return finish(.length) }
         return next
@@ -254,9 +272,28 @@ public final class DecodingSequence {
         return sampler.sample(row, count: logits.cols)
     }
 
+    /// Streams the text up to scalar `end` that was not streamed yet, with the scores of the tokens
+    /// belonging to it (`last`: of every token left, the end token's too).
+    private func stream(upTo end: Int, last: Bool = false) {
+        guard let onText else { return }
+        let scalars = text.unicodeScalars
+        let piece = String(scalars[scalars.index(scalars.startIndex, offsetBy: emitted)..<scalars.index(scalars.startIndex, offsetBy: end)])
+        let from = logprobsStreamed
+        while logprobsStreamed < logprobs.count && (last || anchors[logprobsStreamed] < end) { logprobsStreamed += 1 }
+        emitted = end
+        onText(StreamedText(text: piece, logprobs: Array(logprobs[from..<logprobsStreamed])))
+    }
+
     /// Streams what is left of the text and ends with a result. Returns nil (no token to feed).
     private func finish(_ reason: FinishReason) -> Int32? {
-        if let onText, text.count > emitted { onText(String(text.dropFirst(emitted))) }
+        let length = text.unicodeScalars.count
+        if reason == .stop {
+            // Tokens of the cut stop string (and after it) are not part of the answer.
+            let kept = anchors.prefix { $0 < length }.count
+            logprobs.removeLast(logprobs.count - kept)
+            anchors.removeLast(anchors.count - kept)
+        }
+        if length > emitted || logprobsStreamed < logprobs.count { stream(upTo: length, last: true) }
         end(.success(GenerationResult(promptTokens: prompt, tokens: tokens, text: text, finishReason: reason,
                                       logprobs: logprobs, promptLogprobs: promptLogprobs, promptSeconds: promptSeconds, decodeSeconds: (clock.now - decodeStart).seconds)))
         return nil
