@@ -232,8 +232,16 @@ static int cpu_has_avx2(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 }
+
+int engram_cpu_vector_bits(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")
+        && __builtin_cpu_supports("avx512vl")) return 512;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 256 : 0;
+}
 #else
 static int cpu_has_avx2(void) { return 0; }
+int engram_cpu_vector_bits(void) { return 0; }
 #endif
 
 // -1 until first asked; then whether the vector paths run (pool workers read it too).

@@ -64,6 +64,7 @@ struct ModelArgument: ParsableArguments {
     /// as blocks until something needs their floats (`Checkpoint.dequantizesOnDemand`): for commands
     /// that mostly generate.
     func load(dequantizingOnDemand: Bool = false) throws -> (Checkpoint, LanguageModel, Tokenizer) {
+        if let advice = BLAS.coreAdvice() { printError("note: " + advice) }
         let ck = try checkpoint()
         ck.dequantizesOnDemand = dequantizingOnDemand
         return (ck, try ModelLoader.build(ck), try TokenizerLoader.load(ck))

@@ -37,6 +37,10 @@ void engram_dequantize(int type, const void *blocks, int64_t rows, int64_t cols,
 void engram_small_gemm(int type, const void *blocks, int64_t rows, int64_t cols, const float *x, int64_t n,
                        float *y, int accumulate, int threads);
 
+/// The widest float vectors this x86-64 CPU has: 512 (AVX-512 F, BW, DQ and VL), 256 (AVX2 with FMA), else
+/// 0 (also on other CPUs). Tells whether OpenBLAS chose a core below the CPU (`BLAS.coreAdvice`).
+int engram_cpu_vector_bits(void);
+
 /// Gives the pages of freed heap memory back to the system (glibc's malloc_trim; nothing elsewhere):
 /// after float copies of weights are dropped, which glibc would otherwise keep for reuse.
 void engram_return_free_memory(void);

@@ -150,4 +150,33 @@ public enum BLAS {
         let core = String(cString: openblas_get_corename())
         return "\(config) core=\(core)"
     }
+
+    /// OpenBLAS's x86-64 cores that use no AVX2: its `DYNAMIC_ARCH` builds fall back to one of them
+    /// (Prescott) on a CPU newer than their version knows.
+    static let coresWithoutAVX2: Set<String> = ["unknown", "katmai", "coppermine", "northwood", "prescott", "banias", "atom", "core2",
+                                                "penryn", "dunnington", "nehalem", "athlon", "opteron", "opteron_sse3", "barcelona",
+                                                "nano", "sandybridge", "bobcat", "bulldozer", "piledriver", "steamroller"]
+
+    /// A line of advice when OpenBLAS runs a core that uses none of this CPU's AVX2 or AVX-512 units, and the
+    /// core to ask for instead; nil when the core fits the CPU or is the one `OPENBLAS_CORETYPE` names.
+    /// Debian 12's OpenBLAS (0.3.21) does not know Intel's Emerald Rapids (family 6, model 207) and runs
+    /// its Prescott core there: a ROME edit took 2.5 times as long as with its SkylakeX core.
+    public static func coreAdvice(core: String = String(cString: openblas_get_corename()),
+                                  vectorBits: Int = Int(engram_cpu_vector_bits()),
+                                  requested: String? = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"]) -> String? {
+        guard coresWithoutAVX2.contains(core.lowercased()) else { return nil }
+        let better: String
+        switch vectorBits {
+        case 512: better = "SkylakeX"
+        case 256: better = "Haswell"
+        default: return nil
+        }
+        if let requested, !requested.isEmpty {
+            guard requested.lowercased() != core.lowercased() else { return nil }
+            return "OPENBLAS_CORETYPE=\(requested) is not a core this OpenBLAS has; it runs its \(core) core instead, which uses none of "
+                + "this CPU's vector units: matrix products are several times slower. OPENBLAS_CORETYPE=\(better) chooses a fast one."
+        }
+        return "OpenBLAS does not know this CPU and runs its \(core) core, which uses none of its \(vectorBits == 512 ? "AVX-512" : "AVX2") units: "
+            + "matrix products are several times slower. Set OPENBLAS_CORETYPE=\(better) to choose a fast one."
+    }
 }
