@@ -12,6 +12,7 @@ struct EngramCommand: AsyncParsableCommand {
     )
 
     static func main() async {
+        BLAS.runAgainWithFittingCore()
         do {
             var command = try parseAsRoot()
             // The server shuts down gracefully on these signals itself (service lifecycle).
@@ -64,7 +65,12 @@ struct ModelArgument: ParsableArguments {
     /// as blocks until something needs their floats (`Checkpoint.dequantizesOnDemand`): for commands
     /// that mostly generate.
     func load(dequantizingOnDemand: Bool = false) throws -> (Checkpoint, LanguageModel, Tokenizer) {
-        if let advice = BLAS.coreAdvice() { printError("note: " + advice) }
+        if let advice = BLAS.coreAdvice() {
+            printError("note: " + advice)
+        } else if ProcessInfo.processInfo.environment[BLAS.coreChosenVariable] != nil {
+            printError("note: OpenBLAS does not know this CPU; running its \(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "") core "
+                       + "(set OPENBLAS_CORETYPE to choose another)")
+        }
         let ck = try checkpoint()
         ck.dequantizesOnDemand = dequantizingOnDemand
         return (ck, try ModelLoader.build(ck), try TokenizerLoader.load(ck))

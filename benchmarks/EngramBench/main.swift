@@ -10,6 +10,10 @@ import Foundation
 import Glibc
 #endif
 
+// As the `engram` command does: a core that fits the CPU when OPENBLAS_CORETYPE is unset and OpenBLAS
+// does not know it (recorded below).
+BLAS.runAgainWithFittingCore()
+
 struct Options {
     var model = "smollm2"
     var promptTokens = [128, 512]
@@ -110,6 +114,7 @@ let output: [String: Any] = [
     // With --float-decode, on demand still makes every weight's copy (at its first one-token product).
     "float_weights": o.eagerFloats ? "at load" : o.floatDecode ? "on demand (all made by float decoding)" : "on demand",
     "OPENBLAS_CORETYPE": ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "",
+    "OPENBLAS_CORETYPE_chosen_by_engram": ProcessInfo.processInfo.environment[BLAS.coreChosenVariable] != nil,
 ]
 let data = try JSONSerialization.data(withJSONObject: output, options: [.prettyPrinted, .sortedKeys])
 print(String(decoding: data, as: UTF8.self))

@@ -157,20 +157,26 @@ public enum BLAS {
                                                 "penryn", "dunnington", "nehalem", "athlon", "opteron", "opteron_sse3", "barcelona",
                                                 "nano", "sandybridge", "bobcat", "bulldozer", "piledriver", "steamroller"]
 
-    /// A line of advice when OpenBLAS runs a core that uses none of this CPU's AVX2 or AVX-512 units, and the
-    /// core to ask for instead; nil when the core fits the CPU or is the one `OPENBLAS_CORETYPE` names.
-    /// Debian 12's OpenBLAS (0.3.21) does not know Intel's Emerald Rapids (family 6, model 207) and runs
-    /// its Prescott core there: a ROME edit took 2.5 times as long as with its SkylakeX core.
+    /// The OpenBLAS core to ask for when the one running uses none of this CPU's AVX2 or AVX-512 units:
+    /// SkylakeX for AVX-512, Haswell for AVX2; nil when the core fits the CPU. Debian 12's OpenBLAS
+    /// (0.3.21) does not know Intel's Emerald Rapids (family 6, model 207) and runs its Prescott core
+    /// there (README, "Speed": ROME edits took 2–3 times as long as with SkylakeX).
+    public static func fittingCore(core: String = String(cString: openblas_get_corename()),
+                                   vectorBits: Int = Int(engram_cpu_vector_bits())) -> String? {
+        guard coresWithoutAVX2.contains(core.lowercased()) else { return nil }
+        switch vectorBits {
+        case 512: return "SkylakeX"
+        case 256: return "Haswell"
+        default: return nil
+        }
+    }
+
+    /// A line of advice when OpenBLAS runs a core below the CPU (`fittingCore`), naming the core to ask
+    /// for; nil when the core fits the CPU or is the one `OPENBLAS_CORETYPE` names.
     public static func coreAdvice(core: String = String(cString: openblas_get_corename()),
                                   vectorBits: Int = Int(engram_cpu_vector_bits()),
                                   requested: String? = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"]) -> String? {
-        guard coresWithoutAVX2.contains(core.lowercased()) else { return nil }
-        let better: String
-        switch vectorBits {
-        case 512: better = "SkylakeX"
-        case 256: better = "Haswell"
-        default: return nil
-        }
+        guard let better = fittingCore(core: core, vectorBits: vectorBits) else { return nil }
         if let requested, !requested.isEmpty {
             guard requested.lowercased() != core.lowercased() else { return nil }
             return "OPENBLAS_CORETYPE=\(requested) is not a core this OpenBLAS has; it runs its \(core) core instead, which uses none of "
@@ -178,5 +184,21 @@ public enum BLAS {
         }
         return "OpenBLAS does not know this CPU and runs its \(core) core, which uses none of its \(vectorBits == 512 ? "AVX-512" : "AVX2") units: "
             + "matrix products are several times slower. Set OPENBLAS_CORETYPE=\(better) to choose a fast one."
+    }
+
+    /// Set in the environment when `runAgainWithFittingCore` chose `OPENBLAS_CORETYPE`.
+    public static let coreChosenVariable = "ENGRAM_CHOSE_OPENBLAS_CORETYPE"
+
+    /// When `OPENBLAS_CORETYPE` is unset and OpenBLAS runs a core below the CPU, runs this program again
+    /// with it set to `fittingCore()` (OpenBLAS reads it once, as it loads, so a process cannot switch in
+    /// place). A value already set, even by this, is left as it is (the environment's choice).
+    /// Returns when there is nothing to do or the program could not be run again.
+    public static func runAgainWithFittingCore() {
+        guard ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil, let core = fittingCore() else { return }
+        setenv("OPENBLAS_CORETYPE", core, 1)
+        setenv(coreChosenVariable, "1", 1)
+        execv("/proc/self/exe", CommandLine.unsafeArgv)
+        unsetenv("OPENBLAS_CORETYPE") // not run again: go on with the core there is
+        unsetenv(coreChosenVariable)
     }
 }
