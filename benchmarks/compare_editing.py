@@ -135,6 +135,7 @@ def main():
     m = summary["machine"] = {
         "cpu_model": e0["machine"]["cpu_model"], "logical_cpus": e0["machine"]["logical_cpus"],
         "OPENBLAS_CORETYPE": e0["machine"]["OPENBLAS_CORETYPE"], "openblas": e0["machine"].get("openblas"),
+        "openblas_core_chosen_by_engram": e0["machine"].get("openblas_core_chosen_by_engram"),
         "threads": run["threads"] if run else e0["threads"], "torch_threads": x0["machine"]["torch_threads"],
         "loadavg_per_step": {}}
     for name, e, x in (("rome", er, xr), ("eval", ee, xe), ("memit", em, xm), ("stats", es, xs)):
@@ -146,7 +147,8 @@ def main():
                     "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     print(f"\n{m['cpu_model']}, {m['logical_cpus']} logical CPUs, {m['threads']} threads "
           f"(OPENBLAS_NUM_THREADS, OMP_NUM_THREADS; torch threads {m['torch_threads']}), "
-          f"OPENBLAS_CORETYPE={m['OPENBLAS_CORETYPE'] or 'unset'}; load average "
+          f"OPENBLAS_CORETYPE={m['OPENBLAS_CORETYPE'] or 'unset'}"
+          f"{' (engram chose ' + m['openblas_core_chosen_by_engram'] + ')' if m['openblas_core_chosen_by_engram'] else ''}; load average "
           f"{run['load_before'] if run else '?'} before, {run['load_after'] if run else '?'} after; "
           f"EasyEdit {summary['easyedit_commit']}; torch {x0['versions'].get('torch')}, "
           f"transformers {x0['versions'].get('transformers')}.")

@@ -40,6 +40,11 @@ import benchcommon  # noqa: E402
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 
 
+# OpenBLAS cores that engram announced it chose (it runs itself again with OPENBLAS_CORETYPE set when that
+# is unset and the system OpenBLAS falls back to a generic core on this CPU).
+CHOSEN_CORES = set()
+
+
 def run(cmd, env):
     """Runs cmd; returns (stdout, stderr, wall seconds, peak RSS MiB of that process)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -52,6 +57,7 @@ def run(cmd, env):
         stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
     if p.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}):\n{stderr[-2000:]}")
+    CHOSEN_CORES.update(re.findall(r"OpenBLAS does not know this CPU; running its (\S+) core", stderr))
     return stdout, stderr, wall, usage.ru_maxrss / 1024
 
 
@@ -264,6 +270,7 @@ def main():
            "machine": {"cpu_model": benchcommon.cpu_model(), "logical_cpus": os.cpu_count(),
                        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
                        "openblas": benchcommon.openblas_core(),
+                       "openblas_core_chosen_by_engram": ",".join(sorted(CHOSEN_CORES)) or None,
                        "OPENBLAS_NUM_THREADS": env["OPENBLAS_NUM_THREADS"],
                        "loadavg_before": before, "loadavg_after": loadavg()},
            "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
