@@ -324,36 +324,63 @@ struct CompletionBody: Encodable {
         enum CodingKeys: String, CodingKey { case text, index, logprobs, finishReason }
     }
 
-    /// The legacy completions format: parallel lists over the answer's tokens. `text_offset` is where a
-    /// token's text starts in `text` (plus `offset`: the scalars streamed before this piece), in Unicode
-    /// scalars: each token is found at the running position
-    /// (without its leading space where decoding dropped it); a token that is not there as written (part
-    /// of a character, `<unk>`, the end token) takes the position and moves it by the scalars it starts.
+    /// `text_offset`s: where each token's text starts in the answer, in Unicode scalars. Each token is found
+    /// at the running position (without its leading space where decoding dropped it); a token that is not
+    /// there as written (part of a character, `<unk>`, the end token) takes the position and moves it by
+    /// the scalars it starts. Fed the text as it grows and the tokens in order, so that a stream gets the
+    /// whole answer's offsets: a token's offset needs only the tokens before it, whose text is all there by
+    /// the time it is listed (a token is listed with the piece its text begins in).
+    struct TextOffsets {
+        private var scalars: [Unicode.Scalar] = []
+        private var at = 0
+        /// The last token listed: where it moves the position is known once the next one comes.
+        private var pending: (string: String, bytes: [UInt8])?
+
+        mutating func append(_ text: String) { scalars += text.unicodeScalars }
+
+        mutating func offset(of string: String, bytes: [UInt8]) -> Int {
+            if let p = pending { advance(past: p.string, bytes: p.bytes) }
+            pending = (string, bytes)
+            return min(at, scalars.count)
+        }
+
+        private mutating func advance(past string: String, bytes: [UInt8]) {
+            func found(_ piece: String.UnicodeScalarView.SubSequence) -> Bool {
+                !piece.isEmpty && at + piece.count <= scalars.count && scalars[at..<(at + piece.count)].elementsEqual(piece)
+            }
+            let piece = string.unicodeScalars[...]
+            if found(piece) {
+                at += piece.count
+            } else if piece.first == " ", piece.count == 1 || found(piece.dropFirst()) { // a dropped space
+                at += piece.count - 1
+            } else {
+                at += scalarsStarted(bytes)
+            }
+        }
+    }
+
+    /// The legacy completions format: parallel lists over the answer's tokens (`TextOffsets` for
+    /// `text_offset`).
     struct Logprobs: Encodable {
         var tokens: [String] = []
         var tokenLogprobs: [Float?] = []
         var topLogprobs: [[String: Float]?] = []
         var textOffset: [Int] = []
 
-        init(_ scored: [(token: Int32, logprob: TokenLogprob?)], text: String, tokenizer: Tokenizer, offset: Int = 0) {
-            let scalars = Array(text.unicodeScalars)
-            var at = 0
-            func found(_ piece: String.UnicodeScalarView.SubSequence) -> Bool {
-                !piece.isEmpty && at + piece.count <= scalars.count && scalars[at..<(at + piece.count)].elementsEqual(piece)
-            }
+        /// A whole answer's lists.
+        init(_ scored: [(token: Int32, logprob: TokenLogprob?)], text: String, tokenizer: Tokenizer) {
+            var offsets = TextOffsets()
+            offsets.append(text)
+            self.init(scored, tokenizer: tokenizer, offsets: &offsets)
+        }
+
+        /// The lists of the tokens of one streamed piece, whose text `offsets` has been given.
+        init(_ scored: [(token: Int32, logprob: TokenLogprob?)], tokenizer: Tokenizer, offsets: inout TextOffsets) {
             for (token, score) in scored {
                 let bytes = tokenizer.bytes(of: token)
                 let string = tokenString(bytes)
                 tokens.append(string)
-                textOffset.append(offset + min(at, scalars.count))
-                let piece = string.unicodeScalars[...]
-                if found(piece) {
-                    at += piece.count
-                } else if piece.first == " ", piece.count == 1 || found(piece.dropFirst()) { // a dropped space
-                    at += piece.count - 1
-                } else {
-                    at += scalarsStarted(bytes)
-                }
+                textOffset.append(offsets.offset(of: string, bytes: bytes))
                 tokenLogprobs.append(score?.logprob)
                 // The likeliest tokens, and the chosen one if it is not among them (as OpenAI lists them, also
                 // with `logprobs: 0`);

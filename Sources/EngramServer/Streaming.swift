@@ -100,7 +100,7 @@ extension EngramServer {
         let tokenizer = state.tokenizer
         let body = ResponseBody { writer in
             var outcomes: [CompletionOutcome] = []
-            var streamedScalars: [Int: Int] = [:] // per choice, for `text_offset`
+            var offsets: [Int: CompletionBody.TextOffsets] = [:] // per choice
             do {
                 if chat {
                     try await writer.write(chunk((0..<request.n).map { ChatBody.Choice(index: $0, delta: .init(role: "assistant", content: "")) }))
@@ -116,9 +116,8 @@ extension EngramServer {
                             if piece.text.isEmpty && logprobs?.content.isEmpty != false { continue }
                             try await writer.write(chunk([ChatBody.Choice(index: index, delta: .init(content: piece.text), logprobs: logprobs)]))
                         } else {
-                            let offset = streamedScalars[index, default: 0]
-                            streamedScalars[index] = offset + piece.text.unicodeScalars.count
-                            let logprobs = scored.map { CompletionBody.Logprobs($0, text: piece.text, tokenizer: tokenizer, offset: offset) }
+                            offsets[index, default: CompletionBody.TextOffsets()].append(piece.text)
+                            let logprobs = scored.map { CompletionBody.Logprobs($0, tokenizer: tokenizer, offsets: &offsets[index, default: CompletionBody.TextOffsets()]) }
                             try await writer.write(chunk([CompletionBody.Choice(text: piece.text, index: index, logprobs: logprobs)]))
                         }
                     case let .event(.finished(outcome)):

@@ -15,8 +15,12 @@ final class BLASTests: XCTestCase {
             XCTAssertNil(BLAS.coreAdvice(core: core, vectorBits: bits, requested: requested), "\(core), \(bits) bits, asked for \(requested ?? "-")")
         }
         // A name this OpenBLAS does not have falls back to the generic core too: said so, naming it.
-        let unknown = try XCTUnwrap(BLAS.coreAdvice(core: "Prescott", vectorBits: 512, requested: "Cooperlake"))
-        XCTAssertTrue(unknown.contains("OPENBLAS_CORETYPE=Cooperlake is not a core this OpenBLAS has"), unknown)
+        let unknown = try XCTUnwrap(BLAS.coreAdvice(core: "Prescott", vectorBits: 512, requested: "Cooperlake", chosenByEngram: false))
+        XCTAssertTrue(unknown.contains("OPENBLAS_CORETYPE=Cooperlake is not a core this OpenBLAS has") && unknown.contains("OPENBLAS_CORETYPE=SkylakeX"), unknown)
+        // The core engram chose is missing (a build without AVX-512 kernels): said so, and Haswell offered.
+        let missing = try XCTUnwrap(BLAS.coreAdvice(core: "Prescott", vectorBits: 512, requested: "SkylakeX", chosenByEngram: true))
+        XCTAssertTrue(missing.contains("OPENBLAS_CORETYPE=SkylakeX (set by engram) is not a core") && missing.contains("OPENBLAS_CORETYPE=Haswell"), missing)
+        XCTAssertTrue(try XCTUnwrap(BLAS.coreAdvice(core: "Prescott", vectorBits: 256, requested: "Haswell", chosenByEngram: true)).contains("A newer OpenBLAS"))
         // The running process: whatever it says names a core to set.
         if let here = BLAS.coreAdvice() { XCTAssertTrue(here.contains("OPENBLAS_CORETYPE="), here) }
     }

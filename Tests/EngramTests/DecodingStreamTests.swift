@@ -65,6 +65,13 @@ final class DecodingStreamTests: XCTestCase {
         XCTAssertEqual(endedPieces.map(\.text), [" Hi", ",", ""])
         XCTAssertEqual(endedPieces.map { $0.logprobs.map(\.token) }, [[11], [12], [1]])
 
+        // A stop string matches scalar for scalar, as text is held back: "é" (U+00E9) does not cut the
+        // "e" + U+0301 already streamed.
+        let (literal, literalPieces) = try stream(tokenizer, chain: [10, 2, 3, 4, 5], stop: ["é"])
+        XCTAssertEqual(Array(literal.text.unicodeScalars), Array("e\u{301} caf".unicodeScalars))
+        XCTAssertEqual(literalPieces.flatMap(\.logprobs), literal.logprobs)
+        XCTAssertEqual(Array(literalPieces.map(\.text).joined().unicodeScalars), Array(literal.text.unicodeScalars))
+
         // Without logprobs the pieces carry none, and nothing is sent for an end token.
         var plain = GenerationOptions(maxTokens: 20)
         plain.logprobs = nil

@@ -541,6 +541,31 @@ final class ServerTests: XCTestCase {
         XCTAssertGreaterThan(checked, 2)
     }
 
+    /// Streamed `text_offset`s are the whole answer's also where a token's text is split over two pieces
+    /// (held back at a stop string's start, or part of a character).
+    func testStreamedOffsetsAreTheWholeAnswers() throws {
+        typealias Pieces = DecodingStreamTests.BytePieces
+        let tokenizer = Pieces([Array("Hello\n".utf8), Array(" world".utf8), Array("!".utf8), Array("a".utf8) + [0xE2], [0x82, 0xAC], Array("b".utf8)])
+        for (chain, stop) in [([Int32(7), 2, 3, 4, 7], ["\n\n"]), ([7, 5, 6, 7], [])] {
+            var next: [Int32: Int32] = [:]
+            for (a, b) in zip(chain, chain.dropFirst()) { next[a] = b }
+            var options = GenerationOptions(maxTokens: chain.count - 1, stop: stop)
+            options.logprobs = 0
+            options.stopAtEndOfGeneration = false
+            var pieces: [StreamedText] = []
+            let result = try Generator(model: BigramModel(vocab: tokenizer.vocabularySize, next: next, strength: 5), tokenizer: tokenizer)
+                .generate(prompt: [chain[0]], options: options) { pieces.append($0) }
+            XCTAssertGreaterThan(pieces.count, 1)
+            var offsets = CompletionBody.TextOffsets()
+            let streamed = pieces.flatMap { piece in
+                offsets.append(piece.text)
+                return CompletionBody.Logprobs(piece.logprobs.map { ($0.token, $0) }, tokenizer: tokenizer, offsets: &offsets).textOffset
+            }
+            let whole = CompletionBody.Logprobs(result.logprobs.map { ($0.token, $0) }, text: result.text, tokenizer: tokenizer).textOffset
+            XCTAssertEqual(streamed, whole, "pieces \(pieces.map(\.text))")
+        }
+    }
+
     /// The server's log-probabilities against Hugging Face transformers' logits for the same file
     /// (shared/fixtures/smollm2-reference.json, last position in full).
     func testLogprobsMatchTheReference() async throws {

@@ -97,7 +97,9 @@ public final class Generator {
     }
 
     static func firstStop(in text: String, stops: [String]) -> String.Index? {
-        stops.filter { !$0.isEmpty }.compactMap { text.range(of: $0)?.lowerBound }.min()
+        // Literal (scalar by scalar), as `streamableLength` holds text back: a canonically equivalent match
+        // ("é" against "e" + U+0301) could cut text already streamed.
+        stops.filter { !$0.isEmpty }.compactMap { text.range(of: $0, options: .literal)?.lowerBound }.min()
     }
 
     /// Unicode scalars of `text` that can be streamed now: everything except a trailing replacement

@@ -175,12 +175,16 @@ public enum BLAS {
     /// for; nil when the core fits the CPU or is the one `OPENBLAS_CORETYPE` names.
     public static func coreAdvice(core: String = String(cString: openblas_get_corename()),
                                   vectorBits: Int = Int(engram_cpu_vector_bits()),
-                                  requested: String? = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"]) -> String? {
+                                  requested: String? = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"],
+                                  chosenByEngram: Bool = ProcessInfo.processInfo.environment[coreChosenVariable] != nil) -> String? {
         guard let better = fittingCore(core: core, vectorBits: vectorBits) else { return nil }
         if let requested, !requested.isEmpty {
             guard requested.lowercased() != core.lowercased() else { return nil }
-            return "OPENBLAS_CORETYPE=\(requested) is not a core this OpenBLAS has; it runs its \(core) core instead, which uses none of "
-                + "this CPU's vector units: matrix products are several times slower. OPENBLAS_CORETYPE=\(better) chooses a fast one."
+            // The fitting core itself is missing (a build without AVX-512 kernels): Haswell's run on AVX-512 CPUs too.
+            let instead = requested.lowercased() != better.lowercased() ? better : better == "SkylakeX" ? "Haswell" : nil
+            return "OPENBLAS_CORETYPE=\(requested)\(chosenByEngram ? " (set by engram)" : "") is not a core this OpenBLAS has; it runs its "
+                + "\(core) core instead, which uses none of this CPU's vector units: matrix products are several times slower. "
+                + (instead.map { "OPENBLAS_CORETYPE=\($0) may choose a fast one." } ?? "A newer OpenBLAS would be faster.")
         }
         return "OpenBLAS does not know this CPU and runs its \(core) core, which uses none of its \(vectorBits == 512 ? "AVX-512" : "AVX2") units: "
             + "matrix products are several times slower. Set OPENBLAS_CORETYPE=\(better) to choose a fast one."
@@ -194,7 +198,14 @@ public enum BLAS {
     /// place). A value already set, even by this, is left as it is (the environment's choice).
     /// Returns when there is nothing to do or the program could not be run again.
     public static func runAgainWithFittingCore() {
-        guard ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil, let core = fittingCore() else { return }
+        guard ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil, let core = fittingCore(),
+              String(cString: openblas_get_config()).contains("DYNAMIC_ARCH") else { return } // else it has one core only
+        // Started through the dynamic loader (`ld-linux… ./engram`), /proc/self/exe is the loader: leave it.
+        let program = CommandLine.arguments.first ?? ""
+        if program.contains("/"),
+           URL(fileURLWithPath: program).resolvingSymlinksInPath().path != URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path {
+            return
+        }
         setenv("OPENBLAS_CORETYPE", core, 1)
         setenv(coreChosenVariable, "1", 1)
         execv("/proc/self/exe", CommandLine.unsafeArgv)
