@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include "decode_kernels.h"
 #include "block_groups.h"
+#include "float_products.h"
 #include "kernel_common.h"
 #include <pthread.h>
 #include <sched.h>
@@ -233,6 +234,11 @@ static int cpu_has_avx2(void) {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 }
 
+static int cpu_has_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+}
+
 int engram_cpu_vector_bits(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")
@@ -241,6 +247,7 @@ int engram_cpu_vector_bits(void) {
 }
 #else
 static int cpu_has_avx2(void) { return 0; }
+static int cpu_has_avx512(void) { return 0; }
 int engram_cpu_vector_bits(void) { return 0; }
 #endif
 
@@ -257,6 +264,20 @@ static int has_avx2(void) {
 }
 
 int engram_decode_kernels_vectorized(void) { return has_avx2(); }
+
+// Whether the few-row float products run their AVX-512 path: while the vector paths are chosen, on a CPU
+// with AVX-512 F.
+static int has_avx512(void) {
+    static atomic_int cpu = -1;
+    int known = atomic_load_explicit(&cpu, memory_order_relaxed);
+    if (known < 0) {
+        known = cpu_has_avx512();
+        atomic_store_explicit(&cpu, known, memory_order_relaxed);
+    }
+    return known && has_avx2();
+}
+
+int engram_float_products_vectorized(void) { return has_avx512(); }
 
 void engram_decode_kernels_set_vectorized(int enabled) {
     atomic_store_explicit(&use_vectors, enabled && cpu_has_avx2(), memory_order_relaxed);
@@ -330,17 +351,24 @@ static void small_gemm_rows(int type, const void *weights, int64_t cols, const f
 #define MAX_WORKERS 15
 #define SPINS_BEFORE_SLEEP 500 // about 10-30 µs: longer than the gaps between the products of one token
 
-enum { PRODUCT, DEQUANTIZE, SMALL_GEMM };
+enum { PRODUCT, DEQUANTIZE, SMALL_GEMM, FLOAT_NT, FLOAT_NN };
 
 typedef struct {
-    int kind;                      // PRODUCT (float rows), DEQUANTIZE or SMALL_GEMM (blocks)
+    int kind;                      // PRODUCT (float rows), DEQUANTIZE or SMALL_GEMM (blocks), FLOAT_NT or FLOAT_NN
     int type, accumulate, pieces;
     const void *weights;
     int64_t rows, cols;
-    int64_t n;                     // SMALL_GEMM: rows of x (y has `rows` columns)
+    int64_t n;                     // SMALL_GEMM, FLOAT_NT, FLOAT_NN: rows of x (y has `rows` columns)
     const float *x, *sums;
     float *y;
+    int64_t ld;                    // FLOAT_NT: y's leading dimension; FLOAT_NN: x's (dY)
 } product;
+
+// What a product is split into: FLOAT_NN's pieces are tiles of columns of dX, every other kind's rows of
+// the weight (or of y).
+static int64_t split_units(const product *p) {
+    return p->kind == FLOAT_NN ? (p->cols + FLOAT_NN_COLUMN_TILE - 1) / FLOAT_NN_COLUMN_TILE : p->rows;
+}
 
 static struct {
     pthread_mutex_t post;          // one product in the pool at a time
@@ -361,11 +389,17 @@ static inline void pause_briefly(void) {
 }
 
 static void run_piece(const product *p, int piece) {
-    int64_t begin = p->rows * piece / p->pieces, end = p->rows * (piece + 1) / p->pieces;
+    int64_t units = split_units(p), begin = units * piece / p->pieces, end = units * (piece + 1) / p->pieces;
     if (begin >= end) return;
     switch (p->kind) {
     case PRODUCT: gemv_f32_rows(p->weights, p->cols, p->x, p->y, begin, end, p->accumulate); return;
     case DEQUANTIZE: dequantize_rows(p->type, p->weights, p->cols, p->y, begin, end); return;
+    case FLOAT_NT: float_gemm_nt_rows(p->weights, p->cols, p->x, p->n, p->y, p->ld, begin, end, p->accumulate, has_avx512()); return;
+    case FLOAT_NN:
+        begin *= FLOAT_NN_COLUMN_TILE;
+        end = end * FLOAT_NN_COLUMN_TILE < p->cols ? end * FLOAT_NN_COLUMN_TILE : p->cols;
+        float_gemm_nn_cols(p->weights, p->rows, p->cols, p->x, p->ld, p->n, p->y, begin, end, p->accumulate, has_avx512());
+        return;
     default: small_gemm_rows(p->type, p->weights, p->cols, p->x, p->sums, p->n, p->y, p->rows, begin, end, p->accumulate); return;
     }
 }
@@ -451,13 +485,14 @@ static int usable_cpus(void) {
 static void run_product(product job, int threads) {
     if (threads > usable_cpus()) threads = usable_cpus();
     // Below ~32k weights a piece is shorter than handing it over.
-    if (threads <= 1 || job.rows < 2 || job.rows * job.cols < (1 << 15) || pthread_mutex_trylock(&pool.post) != 0) {
+    const int64_t units = split_units(&job);
+    if (threads <= 1 || units < 2 || job.rows * job.cols < (1 << 15) || pthread_mutex_trylock(&pool.post) != 0) {
         run_piece(&job, 0);
         return;
     }
     int workers = grow_pool(threads - 1);
     job.pieces = workers + 1 < threads ? workers + 1 : threads;
-    if (job.pieces > job.rows) job.pieces = (int)job.rows;
+    if (job.pieces > units) job.pieces = (int)units;
     if (job.pieces <= 1) {
         pthread_mutex_unlock(&pool.post);
         run_piece(&job, 0);
@@ -520,6 +555,18 @@ void engram_small_gemm(int type, const void *blocks, int64_t rows, int64_t cols,
     float local[1024], *sums = offset_sums(type, x, n, cols, local);
     run_product((product){ SMALL_GEMM, type, accumulate, 1, blocks, rows, cols, n, x, sums, y }, threads);
     if (sums != local) free(sums);
+}
+
+void engram_float_gemm_nt(const float *w, int64_t rows, int64_t cols, const float *x, int64_t n, float *y, int64_t ldy,
+                          int accumulate, int threads) {
+    if (n <= 0 || rows <= 0) return;
+    run_product((product){ FLOAT_NT, ENGRAM_F32, accumulate, 1, w, rows, cols, n, x, NULL, y, ldy }, threads);
+}
+
+void engram_float_gemm_nn(const float *w, int64_t rows, int64_t cols, const float *dy, int64_t lddy, int64_t n, float *dx,
+                          int accumulate, int threads) {
+    if (n <= 0 || cols <= 0) return;
+    run_product((product){ FLOAT_NN, ENGRAM_F32, accumulate, 1, w, rows, cols, n, dy, NULL, dx, lddy }, threads);
 }
 
 void engram_return_free_memory(void) {

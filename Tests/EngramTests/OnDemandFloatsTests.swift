@@ -80,7 +80,7 @@ final class OnDemandFloatsTests: XCTestCase {
     }
 
     /// Passes of SmolLM2 opened on demand against the model dequantized at load. A prompt longer than
-    /// `BLAS.smallProductRows` (32) goes through the same sgemm over the same floats in every layer (its KV
+    /// `BLAS.smallProductRows` (32) goes through the same product over the same floats in every layer (its KV
     /// cache agrees bit for bit) and decoding after it reads the same blocks (logits bit for bit). The
     /// output head over several rows is multiplied in pieces, where OpenBLAS picks its kernel by size,
     /// and a short prompt or batch straight from the blocks (other order of sums): those agree to
@@ -131,7 +131,8 @@ final class OnDemandFloatsTests: XCTestCase {
 
     /// A tiny LLaMA (hidden 256) whose weights are blocks of every type and F16/BF16 rows, one type per
     /// weight as llama.cpp's mixes combine them. Opened on demand, a 40-token prompt's KV cache and the decoding after it are
-    /// bit for bit those of the same file loaded with floats, and a short prompt agrees to rounding; both
+    /// bit for bit those of the same file loaded with floats (40 rows: the few-row kernel over the same floats, where it
+    /// runs vector code, else sgemm), and a short prompt agrees to rounding; both
     /// agree to rounding with the F32 GGUF of the same values. No float copy is made.
     func testEveryBlockTypeInOneModel() throws {
         var tiny = TinyModel.make(.llama, seed: 51, layers: 2, hidden: 256, intermediate: 512, heads: 4, kvHeads: 2,
@@ -299,7 +300,8 @@ final class OnDemandFloatsTests: XCTestCase {
     }
 
     /// The input gradient through a weight kept as blocks, in several pieces (1.3M values), for one and
-    /// for several rows, accumulating or not, against a double reference; no float copy made.
+    /// for several rows, accumulating or not, against a double reference; no float copy made. Where the
+    /// few-row kernel runs, the pieces give the bits of the whole float weight in one call.
     func testInputGradientFromBlocks() {
         let owner = FloatBuffer(count: 1)
         let rows = 4099, cols = 320
@@ -326,6 +328,13 @@ final class OnDemandFloatsTests: XCTestCase {
                                 return
                             }
                         }
+                    }
+                    if BLAS.fewRows(n, upTo: BLAS.fewRowBackwardRows) {
+                        var whole = start
+                        whole.withUnsafeMutableBufferPointer {
+                            BLAS.linearBackward(dy, rows: n, weight: Matrix(rows: rows, cols: cols, values: w), into: $0.baseAddress!, accumulate: accumulate)
+                        }
+                        XCTAssertEqual(dx, whole, "n \(n) accumulate \(accumulate): pieces of blocks against the whole float weight")
                     }
                 }
             }

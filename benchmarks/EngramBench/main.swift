@@ -4,6 +4,7 @@
 // `--eager-floats` dequantizes every weight at load, as editing commands do (by default the weights are
 // opened as `engram generate` and `engram serve` open them: blocks, floats made only on demand).
 // Prints one JSON object (the same shape as benchmarks/peers/*_bench.py) so runs can be compared.
+// `--few-row-products` times the matrix products of the value search instead (FewRowProducts.swift).
 import Engram
 import Foundation
 #if canImport(Glibc)
@@ -24,6 +25,9 @@ struct Options {
     var floatDecode = false
     /// Make every weight's float32 copy at load (`engram edit`/`eval`) rather than on demand.
     var eagerFloats = false
+    /// Time the few-row products (sgemm against `CDecodeKernels`' kernels) at these row counts instead.
+    var fewRowProducts = false
+    var productRows = [2, 11, 21, 32, 48]
 }
 
 func parse() -> Options {
@@ -38,6 +42,8 @@ func parse() -> Options {
         case "--threads": o.threads = Int(args.next() ?? "") ?? o.threads
         case "--float-decode": o.floatDecode = true
         case "--eager-floats": o.eagerFloats = true
+        case "--few-row-products": o.fewRowProducts = true
+        case "--rows": o.productRows = (args.next() ?? "").split(separator: ",").compactMap { Int($0) }
         default:
             FileHandle.standardError.write(Data("unknown option \(a)\n".utf8))
             exit(2)
@@ -61,6 +67,24 @@ func peakRSSBytes() -> Int {
 let o = parse()
 BLAS.threads = o.threads
 QuantizedRows.enabled = !o.floatDecode
+let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+    .split(separator: "\n").first { $0.hasPrefix("model name") }?
+    .split(separator: ":").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown"
+let machine: [String: Any] = [
+    "cpu": cpu,
+    "blas": BLAS.configuration,
+    "OPENBLAS_CORETYPE": ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "",
+    "OPENBLAS_CORETYPE_chosen_by_engram": ProcessInfo.processInfo.environment[BLAS.coreChosenVariable] != nil,
+]
+if o.fewRowProducts {
+    var output = try fewRowProductTimes(checkpoint: ModelLoader.checkpoint(o.model), rows: o.productRows, repeats: o.repeats)
+    output.merge(machine) { a, _ in a }
+    output["threads"] = o.threads
+    output["repeats"] = o.repeats
+    let data = try JSONSerialization.data(withJSONObject: output, options: [.prettyPrinted, .sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+    exit(0)
+}
 let clock = ContinuousClock()
 let loadStart = clock.now
 let ck = try ModelLoader.checkpoint(o.model)
@@ -96,10 +120,7 @@ for _ in 0..<(o.repeats + 1) {
 }
 results["tg\(o.decodeTokens)"] = summary(Array(decodeRates.dropFirst()))
 
-let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
-    .split(separator: "\n").first { $0.hasPrefix("model name") }?
-    .split(separator: ":").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown"
-let output: [String: Any] = [
+var output: [String: Any] = [
     "engine": "engram",
     "model": ck.location,
     "threads": o.threads,
@@ -108,13 +129,10 @@ let output: [String: Any] = [
     "results_tokens_per_second": results,
     "peak_rss_bytes": peakRSSBytes(),
     "tensor_bytes": ck.tensorBytes,
-    "cpu": cpu,
-    "blas": BLAS.configuration,
     "quantized_decode": QuantizedRows.enabled ? (QuantizedRows.vectorized ? "avx2" : "portable") : "off",
     // With --float-decode, on demand still makes every weight's copy (at its first one-token product).
     "float_weights": o.eagerFloats ? "at load" : o.floatDecode ? "on demand (all made by float decoding)" : "on demand",
-    "OPENBLAS_CORETYPE": ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "",
-    "OPENBLAS_CORETYPE_chosen_by_engram": ProcessInfo.processInfo.environment[BLAS.coreChosenVariable] != nil,
 ]
+output.merge(machine) { a, _ in a }
 let data = try JSONSerialization.data(withJSONObject: output, options: [.prettyPrinted, .sortedKeys])
 print(String(decoding: data, as: UTF8.self))

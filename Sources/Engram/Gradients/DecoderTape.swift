@@ -54,6 +54,10 @@ final class DecoderTape {
     let gradients: [EditableWeight: Matrix]
     /// When false the backward stops below the lowest weight it accumulates for.
     let needsInputGradient: Bool
+    /// When false the tape ends at the final norm: `forward` returns the output rows' normed hidden
+    /// states and `backward(dNormed:)` starts from their gradient, so that the caller can run the output
+    /// head once for several tapes.
+    let runsHead: Bool
 
     private let saved: [BlockActivations]
     private let rope: RopeTable?
@@ -63,7 +67,7 @@ final class DecoderTape {
     let logits: FloatBuffer
 
     init(weights: DecoderWeights, firstLayer: Int, sequences: [TapeSequence], outputs: [Int],
-         gradients weightsWanted: [EditableWeight] = [], needsInputGradient: Bool = true) throws {
+         gradients weightsWanted: [EditableWeight] = [], needsInputGradient: Bool = true, head: Bool = true) throws {
         let c = weights.config
         guard (0...c.layers).contains(firstLayer) else {
             throw EngramError.invalidArgument("tape first layer \(firstLayer) is outside 0...\(c.layers)")
@@ -95,6 +99,7 @@ final class DecoderTape {
         rows = n
         self.outputs = outputs
         self.needsInputGradient = needsInputGradient
+        runsHead = head
         var g: [EditableWeight: Matrix] = [:]
         for w in weightsWanted { let m = weights.matrix(w); g[w] = Matrix(rows: m.rows, cols: m.cols) }
         gradients = g
@@ -127,7 +132,7 @@ final class DecoderTape {
         normedOut = FloatBuffer(count: nOut * d, zeroed: false)
         dNormedOut = FloatBuffer(count: nOut * d, zeroed: false)
         dXOut = FloatBuffer(count: nOut * d, zeroed: false)
-        logits = FloatBuffer(count: nOut * c.vocab, zeroed: false)
+        logits = FloatBuffer(count: head ? nOut * c.vocab : 0, zeroed: false)
     }
 
     var vocab: Int { net.config.vocab }
@@ -139,7 +144,8 @@ final class DecoderTape {
     // MARK: forward
 
     /// Runs the tape on `input` (`[rows, d]`, the residual stream entering `firstLayer`) and returns
-    /// the logits of the output rows, `[outputs.count, vocab]` (valid until the next call).
+    /// the logits of the output rows, `[outputs.count, vocab]`, or without the head their final-normed
+    /// hidden states, `[outputs.count, d]` (valid until the next call).
     @discardableResult
     func forward(input: UnsafePointer<Float>) -> UnsafePointer<Float> {
         let c = net.config, d = c.hidden, m = c.intermediate, n = rows, eps = c.normEps
@@ -180,6 +186,7 @@ final class DecoderTape {
         let nOut = outputs.count
         for (o, r) in outputs.enumerated() { (xOut.pointer + o * d).update(from: x.pointer + r * d, count: d) }
         NormOps.forward(net.finalNorm, xOut.pointer, rows: nOut, width: d, eps: eps, into: normedOut.pointer, stats: statsOut.pointer)
+        guard runsHead else { return UnsafePointer(normedOut.pointer) }
         if nOut > 0 { BLAS.linear(normedOut.pointer, rows: nOut, weight: net.outputWeight, into: logits.pointer) }
         return UnsafePointer(logits.pointer)
     }
@@ -212,12 +219,20 @@ final class DecoderTape {
     /// next call; meaningless when `needsInputGradient` is false).
     @discardableResult
     func backward(dLogits: UnsafePointer<Float>) -> UnsafePointer<Float> {
+        precondition(runsHead, "a tape without the output head starts its backward from backward(dNormed:)")
+        Self.linearBackward(dLogits, rows: outputs.count, net.outputWeight, into: dNormedOut.pointer)
+        return backward(dNormed: dNormedOut.pointer)
+    }
+
+    /// Back-propagates the gradient of the output rows' final-normed hidden states (`[outputs.count, d]`):
+    /// the backward below the output head, for a tape without it.
+    @discardableResult
+    func backward(dNormed: UnsafePointer<Float>) -> UnsafePointer<Float> {
         let c = net.config, d = c.hidden, m = c.intermediate, n = rows, nOut = outputs.count
         dx.pointer.update(repeating: 0, count: n * d)
         if nOut > 0 {
-            Self.linearBackward(dLogits, rows: nOut, net.outputWeight, into: dNormedOut.pointer)
             dXOut.pointer.update(repeating: 0, count: nOut * d)
-            NormOps.backward(net.finalNorm, dy: dNormedOut.pointer, x: xOut.pointer, stats: statsOut.pointer,
+            NormOps.backward(net.finalNorm, dy: dNormed, x: xOut.pointer, stats: statsOut.pointer,
                              rows: nOut, width: d, addInto: dXOut.pointer)
             for (o, r) in outputs.enumerated() { Kernels.add(dx.pointer + r * d, dXOut.pointer + o * d, count: d) }
         }
@@ -276,20 +291,11 @@ final class DecoderTape {
         if let bias { Kernels.addBias(y, bias: bias.pointer, rows: n, width: w.rows) }
     }
 
-    /// `dx[n, in] (+)= dy[n, out] W`. A weight kept as quantized blocks is read from them a piece at a
-    /// time (`BLAS.linearBackward`), so a gradient through it does not make its float copy.
+    /// `dx[n, in] (+)= dy[n, out] W`.
     @inline(__always)
     static func linearBackward(_ dy: UnsafePointer<Float>, rows n: Int, _ w: Matrix, into dx: UnsafeMutablePointer<Float>,
                                accumulate: Bool = false) {
-        guard n > 0 else { return }
-        if let blocks = w.currentBlocks {
-            BLAS.linearBackward(dy, rows: n, blocks: blocks, into: dx, accumulate: accumulate)
-        } else if n == 1 {
-            BLAS.gemv(trans: true, m: w.rows, n: w.cols, a: w.pointer, lda: w.cols, x: dy, beta: accumulate ? 1 : 0, y: dx)
-        } else {
-            BLAS.gemm(transA: false, transB: false, m: n, n: w.cols, k: w.rows, a: dy, lda: w.rows,
-                      b: w.pointer, ldb: w.cols, beta: accumulate ? 1 : 0, c: dx, ldc: w.cols)
-        }
+        BLAS.linearBackward(dy, rows: n, weight: w, into: dx, accumulate: accumulate)
     }
 
     /// `dW[out, in] += dyᵀ x` for `dy[n, out]`, `x[n, in]`.

@@ -122,7 +122,11 @@ public final class ValueSearch {
     private let labels: [(group: Int, output: Int, token: Int, weight: Float)]
     private let essenceOutputs: [(group: Int, output: Int)]
     private var initialLogProbs: [[Float]] = []   // per essence output
-    private let logits: FloatBuffer       // every shard's output rows, in output order
+    private let head: Matrix              // the output head, run once for every shard's output rows
+    private let normed: FloatBuffer       // every shard's output rows after the final norm, in output order
+    private let dNormed: FloatBuffer
+    private let outputCount: Int
+    private let logits: FloatBuffer
     private let dLogits: FloatBuffer
     private let dInput: FloatBuffer       // ∂loss/∂input, all rows
     private var lastForwardDeltas: [[Float]]?
@@ -255,6 +259,10 @@ public final class ValueSearch {
         let sequences = all.indices.map { TapeSequence(start: all[$0].lookup, end: ends[$0], cache: caches[$0]) }
         shards = try Self.shards(weights: weights, firstLayer: l + 1, sequences: sequences, outputs: outputs,
                                  count: threads ?? min(BLAS.threads, n / 16))
+        head = weights.outputWeight
+        outputCount = outputs.count
+        normed = FloatBuffer(count: outputs.count * c.hidden, zeroed: false)
+        dNormed = FloatBuffer(count: outputs.count * c.hidden, zeroed: false)
         logits = FloatBuffer(count: outputs.count * c.vocab, zeroed: false)
         dLogits = FloatBuffer(count: outputs.count * c.vocab)
         dInput = FloatBuffer(count: n * c.hidden, zeroed: false)
@@ -375,19 +383,13 @@ public final class ValueSearch {
     }
 
     /// Splits the sequences into at most `count` contiguous runs of about equal work (their rows
-    /// through the blocks above the search layer, plus their output rows through the head), one tape
-    /// each. Outputs are listed in row order, so each run's outputs are contiguous too.
+    /// through the blocks above the search layer), one tape each, without the output head. Outputs are
+    /// listed in row order, so each run's outputs are contiguous too.
     private static func shards(weights: DecoderWeights, firstLayer: Int, sequences: [TapeSequence], outputs: [Int],
                                count: Int) throws -> [Shard] {
-        let c = weights.config
-        let rowCost = Double(max(c.layers - firstLayer, 0)) * Double(c.hidden * (2 * c.qDim + 2 * c.kvDim) + 3 * c.hidden * c.intermediate)
-        let outputCost = Double(c.hidden * c.vocab)
         var rowStarts: [Int] = [], row0 = 0
         for s in sequences { rowStarts.append(row0); row0 += s.end - s.start }
-        let cost = sequences.indices.map { i -> Double in
-            let rows = rowStarts[i]..<(rowStarts[i] + sequences[i].end - sequences[i].start)
-            return Double(rows.count) * rowCost + Double(outputs.filter { rows.contains($0) }.count) * outputCost
-        }
+        let cost = sequences.map { Double($0.end - $0.start) }
         let total = cost.reduce(0, +)
         let k = max(1, min(count, sequences.count))
         // Cut at the sequence boundary nearest to each multiple of total/k.
@@ -407,27 +409,32 @@ public final class ValueSearch {
             let first = outputs.firstIndex { $0 >= rows.lowerBound } ?? outputs.count
             let end = outputs.firstIndex { $0 >= rows.upperBound } ?? outputs.count
             let tape = try DecoderTape(weights: weights, firstLayer: firstLayer, sequences: Array(sequences[a..<b]),
-                                       outputs: outputs[first..<end].map { $0 - rows.lowerBound })
+                                       outputs: outputs[first..<end].map { $0 - rows.lowerBound }, head: false)
             shards.append(Shard(tape: tape, rows: rows, outputs: first..<end))
         }
         return shards
     }
 
-    /// Every shard's forward on its rows of `input`; returns the logits of all output rows.
+    /// Every shard's forward on its rows of `input`, then the output head on all their output rows;
+    /// returns the logits. The head is the largest matrix (49152 × 576 for SmolLM2, four times all of a
+    /// block's): run by each shard it would be read from memory once per shard, here once, split over
+    /// the threads.
     private func runForward(_ input: UnsafePointer<Float>) -> UnsafePointer<Float> {
         BLAS.concurrently(shards.count) { i in
             let s = shards[i]
             let out = s.tape.forward(input: input + s.rows.lowerBound * d)
-            (logits.pointer + s.outputs.lowerBound * vocab).update(from: out, count: s.outputs.count * vocab)
+            (normed.pointer + s.outputs.lowerBound * d).update(from: out, count: s.outputs.count * d)
         }
+        BLAS.linear(normed.pointer, rows: outputCount, weight: head, into: logits.pointer)
         return UnsafePointer(logits.pointer)
     }
 
-    /// Every shard's backward from `dLogits` into `dInput`.
+    /// The head's backward from `dLogits`, then every shard's backward into `dInput`.
     private func runBackward() {
+        BLAS.linearBackward(dLogits.pointer, rows: outputCount, weight: head, into: dNormed.pointer)
         BLAS.concurrently(shards.count) { i in
             let s = shards[i]
-            let dx = s.tape.backward(dLogits: dLogits.pointer + s.outputs.lowerBound * vocab)
+            let dx = s.tape.backward(dNormed: dNormed.pointer + s.outputs.lowerBound * d)
             (dInput.pointer + s.rows.lowerBound * d).update(from: dx, count: s.rows.count * d)
         }
     }

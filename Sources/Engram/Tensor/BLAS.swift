@@ -10,6 +10,8 @@ public enum BLAS {
     /// (compute-bound), on the floats; a weight opened on demand whose blocks are current is read from
     /// them whatever the row count: a few rows straight from the blocks, more through sgemm over rows
     /// dequantized for this product (the same floats, so the same numbers as its float copy would give).
+    /// A few rows (`fewRowForwardRows`) times floats, a copy's or a piece's, go to `CDecodeKernels`' kernels
+    /// that read them in place.
     @inline(__always)
     public static func linear(_ x: UnsafePointer<Float>, rows n: Int, weight w: Matrix,
                               into y: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
@@ -25,10 +27,51 @@ public enum BLAS {
             blocks.multiply(x, rows: n, into: y, accumulate: accumulate, threads: threads)
         } else if let blocks = w.currentBlocks {
             linear(x, rows: n, blocks: blocks, into: y, beta: beta)
+        } else if fewRows(n, upTo: fewRowForwardRows) {
+            engram_float_gemm_nt(w.pointer, Int64(w.rows), Int64(w.cols), x, Int64(n), y, Int64(w.rows), accumulate ? 1 : 0, Int32(threads))
         } else {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(w.rows), Int32(w.cols), 1,
                         x, Int32(w.cols), w.pointer, Int32(w.cols), beta, y, Int32(w.rows))
         }
+    }
+
+    /// `dX[n, in] (+)= dY[n, out] · W` for a weight `W[out, in]` (the input gradient of `linear`). A weight
+    /// kept as quantized blocks is read from them a piece at a time, so a gradient through it does not make
+    /// its float copy.
+    @inline(__always)
+    public static func linearBackward(_ dy: UnsafePointer<Float>, rows n: Int, weight w: Matrix,
+                                      into dx: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
+        guard n > 0 else { return }
+        if let blocks = w.currentBlocks {
+            linearBackward(dy, rows: n, blocks: blocks, into: dx, accumulate: accumulate)
+        } else if n == 1 {
+            gemv(trans: true, m: w.rows, n: w.cols, a: w.pointer, lda: w.cols, x: dy, beta: accumulate ? 1 : 0, y: dx)
+        } else if fewRows(n, upTo: fewRowBackwardRows) {
+            engram_float_gemm_nn(w.pointer, Int64(w.rows), Int64(w.cols), dy, Int64(w.rows), Int64(n), dx, accumulate ? 1 : 0, Int32(threads))
+        } else {
+            gemm(transA: false, transB: false, m: n, n: w.cols, k: w.rows, a: dy, lda: w.rows,
+                 b: w.pointer, ldb: w.cols, beta: accumulate ? 1 : 0, c: dx, ldc: w.cols)
+        }
+    }
+
+    /// Up to this many rows (and from two), a float weight's forward products (`linear`) go to
+    /// `CDecodeKernels`' few-row kernels when they run vector code (AVX-512); up to `fewRowBackwardRows`,
+    /// its backward ones (`linearBackward`). sgemm first copies the whole weight into its packed layout,
+    /// which pays off over many rows; over the value search's 10-60 rows per thread it costs about as much
+    /// as the arithmetic (Debian's OpenBLAS 0.3.21 packs with a plain C loop on its AVX-512 cores). The
+    /// kernels read the weight in place. `EngramBench --few-row-products --threads 1` on the Intel machine
+    /// (`benchmarks/results/editing-rome-8/few-row-products.json`), sgemm's time over the kernels' for
+    /// every block matrix: forward 1.49 at 11 rows, 1.19 at 21, 1.04 at 43, 0.95 at 53; backward 1.39,
+    /// 1.31, 1.24, 1.17, 1.05 at 64, 1.00 at 84.
+    nonisolated(unsafe) public static var fewRowForwardRows = 40
+    nonisolated(unsafe) public static var fewRowBackwardRows = 64
+
+    /// Whether the few-row kernels run vector code here (AVX-512), and so take the products above.
+    public static var fewRowKernelsVectorized: Bool { engram_float_products_vectorized() != 0 }
+
+    @inline(__always)
+    static func fewRows(_ n: Int, upTo limit: Int) -> Bool {
+        n >= 2 && n <= limit && engram_float_products_vectorized() != 0
     }
 
     /// Up to this many rows, a weight kept as blocks is multiplied straight from them (read once, as in
@@ -43,7 +86,8 @@ public enum BLAS {
 
     /// `dX[n, cols] (+)= dY[n, rows] · W` for a weight kept as blocks (the input gradient of `linear`):
     /// each piece of rows dequantized in turn and its share added. A weight of one piece (every layer
-    /// matrix of a small model) gives the same call, and so the same numbers, as over its float copy.
+    /// matrix of a small model) gives the same call, and so the same numbers, as over its float copy; with
+    /// the few-row kernel, whose sums run over the rows in order, so does a weight of several pieces.
     static func linearBackward(_ dy: UnsafePointer<Float>, rows n: Int, blocks: QuantizedRows,
                                into dx: UnsafeMutablePointer<Float>, accumulate: Bool) {
         guard n > 0 else { return }
@@ -52,6 +96,9 @@ public enum BLAS {
             let beta: Float = first > 0 || accumulate ? 1 : 0
             if n == 1 {
                 gemv(trans: true, m: count, n: cols, a: piece, lda: cols, x: dy + first, beta: beta, y: dx)
+            } else if fewRows(n, upTo: fewRowBackwardRows) {
+                engram_float_gemm_nn(piece, Int64(count), Int64(cols), dy + first, Int64(blocks.rows), Int64(n), dx,
+                                     beta != 0 ? 1 : 0, Int32(threads))
             } else {
                 gemm(transA: false, transB: false, m: n, n: cols, k: count, a: dy + first, lda: blocks.rows,
                      b: piece, ldb: cols, beta: beta, c: dx, ldc: cols)
@@ -65,7 +112,12 @@ public enum BLAS {
                                into y: UnsafeMutablePointer<Float>, beta: Float) {
         let cols = blocks.cols
         forEachPiece(of: blocks) { first, count, piece in
-            // Columns first ..< first + count of Y[n, rows].
+            // Columns first ..< first + count of Y[n, rows]: as the float copy's product would compute them.
+            if fewRows(n, upTo: fewRowForwardRows) {
+                engram_float_gemm_nt(piece, Int64(count), Int64(cols), x, Int64(n), y + first, Int64(blocks.rows), beta != 0 ? 1 : 0,
+                                     Int32(threads))
+                return
+            }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(count), Int32(cols), 1,
                         x, Int32(cols), piece, Int32(cols), beta, y + first, Int32(blocks.rows))
         }
