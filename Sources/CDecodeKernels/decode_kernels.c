@@ -362,6 +362,7 @@ typedef struct {
     const float *x, *sums;
     float *y;
     int64_t ld;                    // FLOAT_NT: y's leading dimension; FLOAT_NN: x's (dY)
+    int avx512;                    // FLOAT_NT, FLOAT_NN: the vector path, chosen once for all pieces
 } product;
 
 // What a product is split into: FLOAT_NN's pieces are tiles of columns of dX, every other kind's rows of
@@ -394,11 +395,11 @@ static void run_piece(const product *p, int piece) {
     switch (p->kind) {
     case PRODUCT: gemv_f32_rows(p->weights, p->cols, p->x, p->y, begin, end, p->accumulate); return;
     case DEQUANTIZE: dequantize_rows(p->type, p->weights, p->cols, p->y, begin, end); return;
-    case FLOAT_NT: float_gemm_nt_rows(p->weights, p->cols, p->x, p->n, p->y, p->ld, begin, end, p->accumulate, has_avx512()); return;
+    case FLOAT_NT: float_gemm_nt_rows(p->weights, p->cols, p->x, p->n, p->y, p->ld, begin, end, p->accumulate, p->avx512); return;
     case FLOAT_NN:
         begin *= FLOAT_NN_COLUMN_TILE;
         end = end * FLOAT_NN_COLUMN_TILE < p->cols ? end * FLOAT_NN_COLUMN_TILE : p->cols;
-        float_gemm_nn_cols(p->weights, p->rows, p->cols, p->x, p->ld, p->n, p->y, begin, end, p->accumulate, has_avx512());
+        float_gemm_nn_cols(p->weights, p->rows, p->cols, p->x, p->ld, p->n, p->y, begin, end, p->accumulate, p->avx512);
         return;
     default: small_gemm_rows(p->type, p->weights, p->cols, p->x, p->sums, p->n, p->y, p->rows, begin, end, p->accumulate); return;
     }
@@ -560,13 +561,17 @@ void engram_small_gemm(int type, const void *blocks, int64_t rows, int64_t cols,
 void engram_float_gemm_nt(const float *w, int64_t rows, int64_t cols, const float *x, int64_t n, float *y, int64_t ldy,
                           int accumulate, int threads) {
     if (n <= 0 || rows <= 0) return;
-    run_product((product){ FLOAT_NT, ENGRAM_F32, accumulate, 1, w, rows, cols, n, x, NULL, y, ldy }, threads);
+    run_product((product){ FLOAT_NT, ENGRAM_F32, accumulate, 1, w, rows, cols, n, x, NULL, y, ldy, has_avx512() }, threads);
 }
 
 void engram_float_gemm_nn(const float *w, int64_t rows, int64_t cols, const float *dy, int64_t lddy, int64_t n, float *dx,
                           int accumulate, int threads) {
     if (n <= 0 || cols <= 0) return;
-    run_product((product){ FLOAT_NN, ENGRAM_F32, accumulate, 1, w, rows, cols, n, dy, NULL, dx, lddy }, threads);
+    if (rows <= 0) { // an empty sum
+        if (!accumulate) memset(dx, 0, sizeof(float) * (size_t)(n * cols));
+        return;
+    }
+    run_product((product){ FLOAT_NN, ENGRAM_F32, accumulate, 1, w, rows, cols, n, dy, NULL, dx, lddy, has_avx512() }, threads);
 }
 
 void engram_return_free_memory(void) {

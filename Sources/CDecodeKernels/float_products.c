@@ -1,6 +1,6 @@
 // Products of a few rows (tokens) with a float32 weight matrix, as the value search of ROME and MEMIT makes
-// them: 10-60 rows per thread against every matrix of the upper layers and the output head, forward
-// (Y = X·Wᵀ) and backward (dX = dY·W), twice per optimisation step. OpenBLAS first copies the whole weight
+// them: 10-60 rows per thread against every matrix of the upper layers (and all the labelled rows against
+// the output head), forward (Y = X·Wᵀ) and backward (dX = dY·W), at every optimisation step. OpenBLAS first copies the whole weight
 // into its packed layout, which pays off when many rows share the copy; with this few rows the copy costs
 // as much as the arithmetic (Debian's OpenBLAS 0.3.21 packs with a plain C loop on its AVX-512 cores:
 // half of a ROME edit's time went to that copy). These kernels read the weight where it lies, once, in
@@ -8,9 +8,9 @@
 //
 // How each element is summed does not depend on n, on the tiles or on the split over threads:
 //   X·Wᵀ  one vector accumulator per (row of X, row of W) over the columns in order (the last chunk
-//         masked), its lanes added in a fixed order at the end;
-//   dY·W  one lane per element of dX, fused multiply-adds over W's rows in order, starting from zero or
-//         (accumulating) from dX's old value.
+//         masked), its lanes added in a fixed order at the end (`sum16`);
+//   dY·W  one lane per element of dX, multiply-adds (fused on the AVX-512 path) over W's rows in order,
+//         starting from zero or (accumulating) from dX's old value.
 // So a token's numbers are the same alone or among others, and a weight done in pieces (`BLAS`'s pieces
 // dequantized in turn) gives what it gives in one piece.
 #include "float_products.h"
@@ -60,6 +60,13 @@ static inline int tile_rows(int64_t left) {
 
 // ---- AVX-512: 16 lanes, 32 registers ----
 
+// The 16 lanes added in a fixed order: halves, then `horizontal_sum`'s (not `_mm512_reduce_add_ps`, whose
+// order the compiler may choose per call site).
+AVX512_TARGET INLINE float sum16(__m512 v) {
+    __m256 low = _mm512_castps512_ps256(v), high = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    return horizontal_sum(_mm256_add_ps(low, high));
+}
+
 // Y[i ..< i+R, o ..< o+C] for R ≤ 6 rows of X (at x) and C ≤ 4 rows of W (at w): R·C accumulators and the
 // C loaded rows of W, at most 28 registers.
 AVX512_TARGET INLINE void nt_tile_avx512(const float *w, int64_t cols, const float *x, float *y, int64_t ldy,
@@ -86,7 +93,7 @@ AVX512_TARGET INLINE void nt_tile_avx512(const float *w, int64_t cols, const flo
     }
     for (int r = 0; r < R; r++) {
         for (int c = 0; c < C; c++) {
-            float s = _mm512_reduce_add_ps(acc[r][c]);
+            float s = sum16(acc[r][c]);
             y[r * ldy + c] = accumulate ? y[r * ldy + c] + s : s;
         }
     }

@@ -10,9 +10,10 @@ import XCTest
 /// an element does not depend on the other rows or the split, and a weight done in pieces gives what
 /// it gives in one call.
 final class FewRowProductTests: XCTestCase {
-    /// (rows of X, rows of W, columns).
+    /// (rows of X, rows of W, columns). The last two are large enough (rows × columns ≥ 2¹⁵) for the pool to
+    /// split them over threads.
     static let shapes = [(1, 1, 1), (2, 3, 15), (5, 4, 16), (6, 5, 17), (7, 9, 33), (11, 37, 53), (13, 64, 100),
-                         (21, 36, 576), (32, 130, 129)]
+                         (21, 36, 576), (32, 130, 129), (7, 300, 130), (3, 130, 300)]
 
     /// Runs `body` on the vector path (when this CPU has AVX-512) and on the portable loops.
     func onEveryPath(_ body: (String) throws -> Void) rethrows {

@@ -342,6 +342,29 @@ final class OnDemandFloatsTests: XCTestCase {
         }
     }
 
+    /// More rows than `BLAS.smallProductRows` (up to `fewRowForwardRows`) times a weight kept as blocks in
+    /// several pieces (1.3M values): where the few-row kernel runs, the bits of the whole float weight's
+    /// product (a prompt's numbers do not depend on how its weights were opened); no float copy made.
+    func testForwardInPiecesGivesTheFloatWeightsBits() throws {
+        try XCTSkipUnless(BLAS.fewRowKernelsVectorized, "the few-row kernels run vector code only with AVX-512")
+        let owner = FloatBuffer(count: 1)
+        let rows = 4099, cols = 320, n = BLAS.smallProductRows + 3
+        XCTAssertLessThanOrEqual(n, BLAS.fewRowForwardRows)
+        let bytes = QuantizedDecodeTests.blocks(.q8_0, rows: rows, cols: cols, seed: 33)
+        bytes.withUnsafeBytes { raw in
+            var w = [Float](repeating: 0, count: rows * cols)
+            w.withUnsafeMutableBufferPointer { Dequantize.run(.q8_0, source: raw.baseAddress!, count: rows * cols, into: $0.baseAddress!) }
+            let q = QuantizedRows(dtype: .q8_0, rows: rows, cols: cols, blocks: raw.baseAddress!, owner: owner)
+            var rng = SeededRandom(seed: 34)
+            let x = rng.values(n * cols, scale: 1)
+            var fromBlocks = [Float](repeating: 0, count: n * rows), fromFloats = fromBlocks
+            BLAS.linear(x, rows: n, weight: Matrix(dequantizingOnDemand: q), into: &fromBlocks)
+            BLAS.linear(x, rows: n, weight: Matrix(rows: rows, cols: cols, values: w), into: &fromFloats)
+            XCTAssertEqual(fromBlocks, fromFloats)
+            XCTAssertFalse(q.hasFloats)
+        }
+    }
+
     /// ROME's value search (loss and gradient with respect to δ at a hook site, through every block
     /// above it and the head) on a model kept as blocks: the numbers of the model dequantized at load,
     /// to rounding, and not one float copy made.

@@ -45,9 +45,9 @@ void engram_float_gemm_nt(const float *w, int64_t rows, int64_t cols, const floa
                           int accumulate, int threads);
 
 /// `dX[n, cols] = dY[n, rows] · W` (plus the old dX when `accumulate`) for a float32 weight W[rows, cols],
-/// dY's leading dimension `lddy`; split over threads by columns. Each element is the fused multiply-adds
-/// over W's rows in order, from zero or from the old value: a weight done in consecutive pieces of rows,
-/// the later ones accumulating, gives exactly what it gives in one call.
+/// dY's leading dimension `lddy`; split over threads by columns. Each element is the multiply-adds over W's
+/// rows in order, from zero or from the old value: a weight done in consecutive pieces of rows, the later
+/// ones accumulating, gives exactly what it gives in one call.
 void engram_float_gemm_nn(const float *w, int64_t rows, int64_t cols, const float *dy, int64_t lddy, int64_t n, float *dx,
                           int accumulate, int threads);
 

@@ -14,8 +14,9 @@ public final class ValueCache {
     public let modelID: String
     public private(set) var hits = 0
     public private(set) var misses = 0
-    /// Bumped whenever the value search changes what it returns.
-    static let version = "engram-value-1"
+    /// Bumped whenever the value search changes what it returns (2: its products on AVX-512 CPUs went to the
+    /// few-row kernels, which round differently from sgemm).
+    static let version = "engram-value-2"
 
     public init(directory: String, modelID: String) throws {
         self.directory = directory

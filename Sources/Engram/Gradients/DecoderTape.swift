@@ -130,7 +130,7 @@ final class DecoderTape {
         xOut = FloatBuffer(count: nOut * d, zeroed: false)
         statsOut = FloatBuffer(count: 2 * nOut, zeroed: false)
         normedOut = FloatBuffer(count: nOut * d, zeroed: false)
-        dNormedOut = FloatBuffer(count: nOut * d, zeroed: false)
+        dNormedOut = FloatBuffer(count: head ? nOut * d : 0, zeroed: false)
         dXOut = FloatBuffer(count: nOut * d, zeroed: false)
         logits = FloatBuffer(count: head ? nOut * c.vocab : 0, zeroed: false)
     }

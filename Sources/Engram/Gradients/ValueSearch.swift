@@ -416,7 +416,7 @@ public final class ValueSearch {
     }
 
     /// Every shard's forward on its rows of `input`, then the output head on all their output rows;
-    /// returns the logits. The head is the largest matrix (49152 × 576 for SmolLM2, four times all of a
+    /// returns the logits. The head is the largest matrix (49152 × 576 for SmolLM2, eight times all of a
     /// block's): run by each shard it would be read from memory once per shard, here once, split over
     /// the threads.
     private func runForward(_ input: UnsafePointer<Float>) -> UnsafePointer<Float> {

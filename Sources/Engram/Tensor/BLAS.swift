@@ -60,9 +60,9 @@ public enum BLAS {
     /// which pays off over many rows; over the value search's 10-60 rows per thread it costs about as much
     /// as the arithmetic (Debian's OpenBLAS 0.3.21 packs with a plain C loop on its AVX-512 cores). The
     /// kernels read the weight in place. `EngramBench --few-row-products --threads 1` on the Intel machine
-    /// (`benchmarks/results/editing-rome-8/few-row-products.json`), sgemm's time over the kernels' for
-    /// every block matrix: forward 1.49 at 11 rows, 1.19 at 21, 1.04 at 43, 0.95 at 53; backward 1.39,
-    /// 1.31, 1.24, 1.17, 1.05 at 64, 1.00 at 84.
+    /// (`benchmarks/results/editing-rome-8/few-row-products.json`), sgemm's time over the kernels' for a
+    /// pass over every block matrix, at 11 / 21 / 32 / 43 / 53 / 64 / 84 rows: forward 1.49 / 1.19 / 1.01 /
+    /// 1.04 / 0.95 / 0.86 / 0.81, backward 1.39 / 1.31 / 1.17 / 1.24 / 1.17 / 1.05 / 1.00.
     nonisolated(unsafe) public static var fewRowForwardRows = 40
     nonisolated(unsafe) public static var fewRowBackwardRows = 64
 
