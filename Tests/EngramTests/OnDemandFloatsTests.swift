@@ -303,13 +303,8 @@ final class OnDemandFloatsTests: XCTestCase {
     /// for several rows, accumulating or not, against a double reference; no float copy made. Where the
     /// few-row kernel runs, the pieces give the bits of the whole float weight in one call.
     func testInputGradientFromBlocks() {
-        let owner = FloatBuffer(count: 1)
         let rows = 4099, cols = 320
-        let bytes = QuantizedDecodeTests.blocks(.q8_0, rows: rows, cols: cols, seed: 31)
-        bytes.withUnsafeBytes { raw in
-            var w = [Float](repeating: 0, count: rows * cols)
-            w.withUnsafeMutableBufferPointer { Dequantize.run(.q8_0, source: raw.baseAddress!, count: rows * cols, into: $0.baseAddress!) }
-            let q = QuantizedRows(dtype: .q8_0, rows: rows, cols: cols, blocks: raw.baseAddress!, owner: owner)
+        withQ8_0Weight(rows: rows, cols: cols, seed: 31) { q, w in
             var rng = SeededRandom(seed: 32)
             for n in [1, 5] {
                 let dy = rng.values(n * rows, scale: 1), start = rng.values(n * cols, scale: 1)
@@ -338,7 +333,20 @@ final class OnDemandFloatsTests: XCTestCase {
                     }
                 }
             }
-            XCTAssertFalse(q.hasFloats)
+        }
+    }
+
+    /// Runs `body` with random Q8_0 blocks of `rows × cols` kept as blocks, and their floats; then checks
+    /// that no float copy of the blocks was made.
+    func withQ8_0Weight(rows: Int, cols: Int, seed: UInt64, _ body: (QuantizedRows, [Float]) -> Void) {
+        let owner = FloatBuffer(count: 1)
+        let bytes = QuantizedDecodeTests.blocks(.q8_0, rows: rows, cols: cols, seed: seed)
+        bytes.withUnsafeBytes { raw in
+            var w = [Float](repeating: 0, count: rows * cols)
+            w.withUnsafeMutableBufferPointer { Dequantize.run(.q8_0, source: raw.baseAddress!, count: rows * cols, into: $0.baseAddress!) }
+            let q = QuantizedRows(dtype: .q8_0, rows: rows, cols: cols, blocks: raw.baseAddress!, owner: owner)
+            body(q, w)
+            XCTAssertFalse(q.hasFloats, "a float copy of the blocks was made")
         }
     }
 
@@ -347,21 +355,15 @@ final class OnDemandFloatsTests: XCTestCase {
     /// product (a prompt's numbers do not depend on how its weights were opened); no float copy made.
     func testForwardInPiecesGivesTheFloatWeightsBits() throws {
         try XCTSkipUnless(BLAS.fewRowKernelsVectorized, "the few-row kernels run vector code only with AVX-512")
-        let owner = FloatBuffer(count: 1)
         let rows = 4099, cols = 320, n = BLAS.smallProductRows + 3
         XCTAssertLessThanOrEqual(n, BLAS.fewRowForwardRows)
-        let bytes = QuantizedDecodeTests.blocks(.q8_0, rows: rows, cols: cols, seed: 33)
-        bytes.withUnsafeBytes { raw in
-            var w = [Float](repeating: 0, count: rows * cols)
-            w.withUnsafeMutableBufferPointer { Dequantize.run(.q8_0, source: raw.baseAddress!, count: rows * cols, into: $0.baseAddress!) }
-            let q = QuantizedRows(dtype: .q8_0, rows: rows, cols: cols, blocks: raw.baseAddress!, owner: owner)
+        withQ8_0Weight(rows: rows, cols: cols, seed: 33) { q, w in
             var rng = SeededRandom(seed: 34)
             let x = rng.values(n * cols, scale: 1)
             var fromBlocks = [Float](repeating: 0, count: n * rows), fromFloats = fromBlocks
             BLAS.linear(x, rows: n, weight: Matrix(dequantizingOnDemand: q), into: &fromBlocks)
             BLAS.linear(x, rows: n, weight: Matrix(rows: rows, cols: cols, values: w), into: &fromFloats)
             XCTAssertEqual(fromBlocks, fromFloats)
-            XCTAssertFalse(q.hasFloats)
         }
     }
 
