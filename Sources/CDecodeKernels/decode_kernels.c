@@ -1,6 +1,6 @@
 // Matrix-vector products for decoding, block dequantization and (float_products.c) few-row products with
-// float weights (see include/decode_kernels.h), with the thread pool that splits them. Q4_1 (the default model's type) and Q8_0 have hand-written kernels here;
-// the other block types are unpacked as groups in block_groups.c. Block layouts are GGML's:
+// float weights (see include/decode_kernels.h), with the thread pool that splits them. Q4_1 (the default
+// model's type) and Q8_0 have hand-written kernels here; the other block types are unpacked as groups in block_groups.c. Block layouts are GGML's:
 // Q4_1 = f16 scale d, f16 offset m, 16 bytes whose low nibbles are elements 0-15 and high nibbles
 // elements 16-31 (value d·q + m); Q8_0 = f16 scale d, 32 signed bytes (value d·q).
 // The AVX2 (and the few-row products' AVX-512) paths are compiled with a target attribute and chosen at

@@ -1,8 +1,8 @@
 // Products of a few rows (tokens) with a float32 weight matrix, as the value search of ROME and MEMIT makes
 // them: 10-60 rows per thread against every matrix of the upper layers (and all the labelled rows against
-// the output head), forward (Y = X·Wᵀ) and backward (dX = dY·W), at every optimisation step. OpenBLAS first copies the whole weight
-// into its packed layout, which pays off when many rows share the copy; with this few rows the copy costs
-// as much as the arithmetic (Debian's OpenBLAS 0.3.21 packs with a plain C loop on its AVX-512 cores:
+// the output head), forward (Y = X·Wᵀ) and backward (dX = dY·W), at every optimisation step. OpenBLAS
+// first copies the whole weight into its packed layout, which pays off when many rows share the copy;
+// with this few rows the copy costs as much as the arithmetic (Debian's OpenBLAS 0.3.21 packs with a plain C loop on its AVX-512 cores:
 // half of a ROME edit's time went to that copy). These kernels read the weight where it lies, once, in
 // tiles that stay in cache while every row passes over them. `BLAS` says up to how many rows they win.
 //

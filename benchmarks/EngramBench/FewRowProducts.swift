@@ -1,8 +1,9 @@
 // `EngramBench --few-row-products [--rows 2,11,21,32,48] [--threads 1]`: seconds for one pass of a few
 // rows through every weight matrix of the model's blocks, and through the output head, forward
 // (`BLAS.linear`, Y = X·Wᵀ) and backward (`BLAS.linearBackward`, dX = dY·W), by sgemm and by the few-row
-// kernels (`BLAS.fewRowForwardRows`, `fewRowBackwardRows`), on the float copies `engram edit` makes. Each product reads another
-// matrix, so the weights come from memory as in the value search (whose shards run one thread each).
+// kernels (`BLAS.fewRowForwardRows`, `fewRowBackwardRows`), on the float copies `engram edit` makes. Each
+// product reads another matrix, so the weights come from memory as in the value search (whose shards run
+// one thread each).
 // Tells on a new CPU whether, and up to how many rows, the kernels beat its OpenBLAS core.
 import Engram
 import Foundation

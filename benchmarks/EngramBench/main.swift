@@ -58,6 +58,11 @@ func summary(_ xs: [Double]) -> [String: Double] {
     return ["median": median, "min": s.first ?? 0, "max": s.last ?? 0]
 }
 
+func printJSON(_ object: [String: Any]) throws {
+    let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+}
+
 func peakRSSBytes() -> Int {
     var usage = rusage()
     getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
@@ -81,8 +86,7 @@ if o.fewRowProducts {
     output.merge(machine) { a, _ in a }
     output["threads"] = o.threads
     output["repeats"] = o.repeats
-    let data = try JSONSerialization.data(withJSONObject: output, options: [.prettyPrinted, .sortedKeys])
-    print(String(decoding: data, as: UTF8.self))
+    try printJSON(output)
     exit(0)
 }
 let clock = ContinuousClock()
@@ -134,5 +138,4 @@ var output: [String: Any] = [
     "float_weights": o.eagerFloats ? "at load" : o.floatDecode ? "on demand (all made by float decoding)" : "on demand",
 ]
 output.merge(machine) { a, _ in a }
-let data = try JSONSerialization.data(withJSONObject: output, options: [.prettyPrinted, .sortedKeys])
-print(String(decoding: data, as: UTF8.self))
+try printJSON(output)
