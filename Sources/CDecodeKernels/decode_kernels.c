@@ -364,6 +364,7 @@ typedef struct {
     float *y;
     int64_t ld;                    // FLOAT_NT: y's leading dimension; FLOAT_NN: x's (dY)
     int avx512;                    // FLOAT_NT, FLOAT_NN: the vector path, chosen once for all pieces
+    const float *xt;               // FLOAT_NT's vector path: x transposed (`float_nt_transpose`)
 } product;
 
 // What a product is split into: FLOAT_NN's pieces are tiles of columns of dX, every other kind's rows of
@@ -396,7 +397,7 @@ static void run_piece(const product *p, int piece) {
     switch (p->kind) {
     case PRODUCT: gemv_f32_rows(p->weights, p->cols, p->x, p->y, begin, end, p->accumulate); return;
     case DEQUANTIZE: dequantize_rows(p->type, p->weights, p->cols, p->y, begin, end); return;
-    case FLOAT_NT: float_gemm_nt_rows(p->weights, p->cols, p->x, p->n, p->y, p->ld, begin, end, p->accumulate, p->avx512); return;
+    case FLOAT_NT: float_gemm_nt_rows(p->weights, p->cols, p->x, p->xt, p->n, p->y, p->ld, begin, end, p->accumulate, p->avx512); return;
     case FLOAT_NN:
         begin *= FLOAT_NN_COLUMN_TILE;
         end = end * FLOAT_NN_COLUMN_TILE < p->cols ? end * FLOAT_NN_COLUMN_TILE : p->cols;
@@ -559,10 +560,39 @@ void engram_small_gemm(int type, const void *blocks, int64_t rows, int64_t cols,
     if (sums != local) free(sums);
 }
 
+// The transposed X of the vector path of X·Wᵀ: each calling thread keeps its buffer for its next products
+// (the value search makes thousands a second, from one or two threads), freed when the thread ends.
+static pthread_key_t transposed_key;
+static pthread_once_t transposed_once = PTHREAD_ONCE_INIT;
+static _Thread_local float *transposed;
+static _Thread_local int64_t transposed_capacity;
+
+static void make_transposed_key(void) { pthread_key_create(&transposed_key, free); }
+
+// A buffer of at least `count` floats for this thread, or NULL if there is no memory for it.
+static float *transposed_buffer(int64_t count) {
+    if (count <= transposed_capacity) return transposed;
+    pthread_once(&transposed_once, make_transposed_key);
+    float *grown = aligned_alloc(64, (size_t)((count + 15) / 16 * 16) * sizeof(float));
+    if (!grown) return NULL;
+    free(transposed);
+    transposed = grown;
+    transposed_capacity = count;
+    pthread_setspecific(transposed_key, grown);
+    return grown;
+}
+
 void engram_float_gemm_nt(const float *w, int64_t rows, int64_t cols, const float *x, int64_t n, float *y, int64_t ldy,
                           int accumulate, int threads) {
     if (n <= 0 || rows <= 0) return;
-    run_product((product){ FLOAT_NT, ENGRAM_F32, accumulate, 1, w, rows, cols, n, x, NULL, y, ldy, has_avx512() }, threads);
+    int avx512 = has_avx512();
+    float *xt = NULL;
+    if (avx512) {
+        xt = transposed_buffer(cols * float_nt_lanes(n));
+        if (xt) float_nt_transpose(x, n, cols, xt);
+        else avx512 = 0; // the portable loops give the same bits, more slowly
+    }
+    run_product((product){ FLOAT_NT, ENGRAM_F32, accumulate, 1, w, rows, cols, n, x, NULL, y, ldy, avx512, xt }, threads);
 }
 
 void engram_float_gemm_nn(const float *w, int64_t rows, int64_t cols, const float *dy, int64_t lddy, int64_t n, float *dx,

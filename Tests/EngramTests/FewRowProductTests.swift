@@ -12,8 +12,11 @@ import XCTest
 final class FewRowProductTests: XCTestCase {
     /// (rows of X, rows of W, columns). The last two are large enough (rows × columns ≥ 2¹⁵) for the pool to
     /// split them over threads.
+    /// From 17 rows of X on, the vector path's X·Wᵀ lays them across several vectors of 16, in groups of
+    /// at most four (70: 3 + 2 vectors, 100: 4 + 3, 130: 3 + 3 + 3).
     static let shapes = [(1, 1, 1), (2, 3, 15), (5, 4, 16), (6, 5, 17), (7, 9, 33), (11, 37, 53), (13, 64, 100),
-                         (21, 36, 576), (32, 130, 129), (7, 300, 130), (3, 130, 300)]
+                         (21, 36, 576), (32, 130, 129), (7, 300, 130), (3, 130, 300), (70, 13, 40), (100, 9, 20),
+                         (130, 25, 18)]
 
     /// Runs `body` on the vector path (when this CPU has AVX-512) and on the portable loops.
     func onEveryPath(_ body: (String) throws -> Void) rethrows {
@@ -103,7 +106,7 @@ final class FewRowProductTests: XCTestCase {
     func testRowsAloneSplitsAndPiecesGiveTheSameBits() {
         var rng = SeededRandom(seed: 73)
         onEveryPath { path in
-            let n = 21, rows = 300, cols = 200
+            let n = 70, rows = 300, cols = 200 // 70 rows: two groups of vectors on the vector path
             let w = rng.values(rows * cols, scale: 1), x = rng.values(n * cols, scale: 1), dy = rng.values(n * rows, scale: 1)
             var y = [Float](repeating: 0, count: n * rows), dx = [Float](repeating: 0, count: n * cols)
             engram_float_gemm_nt(w, Int64(rows), Int64(cols), x, Int64(n), &y, Int64(rows), 0, 1)
@@ -113,7 +116,7 @@ final class FewRowProductTests: XCTestCase {
             engram_float_gemm_nn(w, Int64(rows), Int64(cols), dy, Int64(rows), Int64(n), &splitDx, 0, 2)
             XCTAssertEqual(split, y, "\(path): forward split over two threads")
             XCTAssertEqual(splitDx, dx, "\(path): backward split over two threads")
-            for i in [0, 7, 20] {
+            for i in [0, 7, 20, 48, 69] {
                 var alone = [Float](repeating: 0, count: rows), aloneDx = [Float](repeating: 0, count: cols)
                 Array(x[(i * cols)..<((i + 1) * cols)]).withUnsafeBufferPointer {
                     engram_float_gemm_nt(w, Int64(rows), Int64(cols), $0.baseAddress!, 1, &alone, Int64(rows), 0, 1)
@@ -135,6 +138,25 @@ final class FewRowProductTests: XCTestCase {
                 }
                 XCTAssertEqual(pieces, dx, "\(path): backward in pieces cut at row \(cut)")
             }
+        }
+    }
+
+    /// Both paths make the same fused multiply-adds in the same order, so the vector path gives the
+    /// portable loops' bits (on a CPU without AVX-512 this compares the portable loops with themselves).
+    func testVectorPathGivesThePortableBits() {
+        var rng = SeededRandom(seed: 75)
+        for (n, rows, cols) in Self.shapes {
+            let w = rng.values(rows * cols, scale: 1), x = rng.values(n * cols, scale: 1), dy = rng.values(n * rows, scale: 1)
+            let startY = rng.values(n * rows, scale: 1), startDx = rng.values(n * cols, scale: 1)
+            var results: [[[Float]]] = []
+            onEveryPath { _ in
+                var y = startY, dx = startDx
+                engram_float_gemm_nt(w, Int64(rows), Int64(cols), x, Int64(n), &y, Int64(rows), 1, 2)
+                engram_float_gemm_nn(w, Int64(rows), Int64(cols), dy, Int64(rows), Int64(n), &dx, 1, 2)
+                results.append([y, dx])
+            }
+            XCTAssertEqual(results[0][0], results[1][0], "n \(n) W \(rows)×\(cols): X·Wᵀ differs between the paths")
+            XCTAssertEqual(results[0][1], results[1][1], "n \(n) W \(rows)×\(cols): dY·W differs between the paths")
         }
     }
 

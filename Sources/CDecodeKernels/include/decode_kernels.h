@@ -39,14 +39,16 @@ void engram_small_gemm(int type, const void *blocks, int64_t rows, int64_t cols,
 
 /// `Y[n, 0 ..< rows] = X[n, cols] · Wᵀ` (plus the old values when `accumulate`) for a float32 weight
 /// W[rows, cols], X row-major, Y's leading dimension `ldy`; split over threads by rows of W. For a few rows
-/// of X (the value search's 10-60 per thread): the weight is read where it lies, not copied into a packed
-/// layout as sgemm does. Each element is summed the same way whatever n and the split.
+/// of X (the value search's 10-130 per thread): the weight is read where it lies, not copied into a packed
+/// layout as sgemm does (X is, transposed, into a buffer the calling thread keeps). Each element is the
+/// fused multiply-adds over the columns in order, from zero (then added to the old value when
+/// `accumulate`), whatever n and the split.
 void engram_float_gemm_nt(const float *w, int64_t rows, int64_t cols, const float *x, int64_t n, float *y, int64_t ldy,
                           int accumulate, int threads);
 
 /// `dX[n, cols] = dY[n, rows] · W` (plus the old dX when `accumulate`) for a float32 weight W[rows, cols],
-/// dY's leading dimension `lddy`; split over threads by columns. Each element is the multiply-adds over W's
-/// rows in order, from zero or from the old value: a weight done in consecutive pieces of rows, the later
+/// dY's leading dimension `lddy`; split over threads by columns. Each element is the fused multiply-adds over
+/// W's rows in order, from zero or from the old value: a weight done in consecutive pieces of rows, the later
 /// ones accumulating, gives exactly what it gives in one call.
 void engram_float_gemm_nn(const float *w, int64_t rows, int64_t cols, const float *dy, int64_t lddy, int64_t n, float *dx,
                           int accumulate, int threads);

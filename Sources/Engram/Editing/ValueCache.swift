@@ -15,8 +15,9 @@ public final class ValueCache {
     public private(set) var hits = 0
     public private(set) var misses = 0
     /// Bumped whenever the value search changes what it returns (2: its products on AVX-512 CPUs went to the
-    /// few-row kernels, which round differently from sgemm).
-    static let version = "engram-value-2"
+    /// few-row kernels, which round differently from sgemm; 3: those kernels' forward sums each element in
+    /// one lane, and more rows go to them).
+    static let version = "engram-value-3"
 
     public init(directory: String, modelID: String) throws {
         self.directory = directory

@@ -57,14 +57,15 @@ public enum BLAS {
     /// Up to this many rows (and from two), a float weight's forward products (`linear`) go to
     /// `CDecodeKernels`' few-row kernels when they run vector code (AVX-512); up to `fewRowBackwardRows`,
     /// its backward ones (`linearBackward`). sgemm first copies the whole weight into its packed layout,
-    /// which pays off over many rows; over the value search's 10-60 rows per thread it costs about as much
+    /// which pays off over many rows; over the value search's 10-130 rows per thread it costs about as much
     /// as the arithmetic (Debian's OpenBLAS 0.3.21 packs with a plain C loop on its AVX-512 cores). The
     /// kernels read the weight in place. `EngramBench --few-row-products --threads 1` on the Intel machine
-    /// (`benchmarks/results/editing-rome-8/few-row-products.json`), sgemm's time over the kernels' for a
-    /// pass over every block matrix, at 11 / 21 / 32 / 43 / 53 / 64 / 84 rows: forward 1.49 / 1.19 / 1.01 /
-    /// 1.04 / 0.95 / 0.86 / 0.81, backward 1.39 / 1.31 / 1.17 / 1.24 / 1.17 / 1.05 / 1.00.
-    nonisolated(unsafe) public static var fewRowForwardRows = 40
-    nonisolated(unsafe) public static var fewRowBackwardRows = 64
+    /// (`benchmarks/results/editing-rome-9/few-row-products.json`), sgemm's time over the kernels' for a
+    /// pass over every block matrix, at 11 / 22 / 43 / 66 / 85 / 106 / 127 / 150 rows: forward 2.24 / 1.58 /
+    /// 1.83 / 1.25 / 1.28 / 1.26 / 1.33 / 1.11, backward 2.20 / 1.55 / 1.36 / 1.21 / 1.11 / 1.04 / 1.12 /
+    /// 0.98 (with two threads on one product the backward stops winning from about 64 rows).
+    nonisolated(unsafe) public static var fewRowForwardRows = 128
+    nonisolated(unsafe) public static var fewRowBackwardRows = 96
 
     /// Whether the few-row kernels run vector code here (AVX-512), and so take the products above.
     public static var fewRowKernelsVectorized: Bool { engram_float_products_vectorized() != 0 }
