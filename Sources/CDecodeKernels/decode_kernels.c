@@ -561,25 +561,41 @@ void engram_small_gemm(int type, const void *blocks, int64_t rows, int64_t cols,
 }
 
 // The transposed X of the vector path of X·Wᵀ: each calling thread keeps its buffer for its next products
-// (the value search makes thousands a second, from one or two threads), freed when the thread ends.
+// (the value search makes thousands a second, from one or two threads), freed when the thread ends. Without
+// a thread key (pthread_key_create failed) each product allocates and frees its own.
 static pthread_key_t transposed_key;
+static int transposed_key_made;
 static pthread_once_t transposed_once = PTHREAD_ONCE_INIT;
 static _Thread_local float *transposed;
 static _Thread_local int64_t transposed_capacity;
 
-static void make_transposed_key(void) { pthread_key_create(&transposed_key, free); }
+static void free_transposed(void *buffer) {
+    free(buffer);
+    transposed = NULL;
+    transposed_capacity = 0;
+}
 
-// A buffer of at least `count` floats for this thread, or NULL if there is no memory for it.
+static void make_transposed_key(void) { transposed_key_made = pthread_key_create(&transposed_key, free_transposed) == 0; }
+
+static float *allocate_floats(int64_t count) { return aligned_alloc(64, (size_t)((count + 15) / 16 * 16) * sizeof(float)); }
+
+// A buffer of at least `count` floats for this thread's product, or NULL if there is no memory for it;
+// `release_transposed` after the product.
 static float *transposed_buffer(int64_t count) {
-    if (count <= transposed_capacity) return transposed;
     pthread_once(&transposed_once, make_transposed_key);
-    float *grown = aligned_alloc(64, (size_t)((count + 15) / 16 * 16) * sizeof(float));
+    if (!transposed_key_made) return allocate_floats(count);
+    if (count <= transposed_capacity) return transposed;
+    float *grown = allocate_floats(count);
     if (!grown) return NULL;
+    if (pthread_setspecific(transposed_key, grown) != 0) { free(grown); return NULL; }
     free(transposed);
     transposed = grown;
     transposed_capacity = count;
-    pthread_setspecific(transposed_key, grown);
     return grown;
+}
+
+static void release_transposed(float *buffer) {
+    if (!transposed_key_made) free(buffer);
 }
 
 void engram_float_gemm_nt(const float *w, int64_t rows, int64_t cols, const float *x, int64_t n, float *y, int64_t ldy,
@@ -593,6 +609,7 @@ void engram_float_gemm_nt(const float *w, int64_t rows, int64_t cols, const floa
         else avx512 = 0; // the portable loops give the same bits, more slowly
     }
     run_product((product){ FLOAT_NT, ENGRAM_F32, accumulate, 1, w, rows, cols, n, x, NULL, y, ldy, avx512, xt }, threads);
+    if (xt) release_transposed(xt);
 }
 
 void engram_float_gemm_nn(const float *w, int64_t rows, int64_t cols, const float *dy, int64_t lddy, int64_t n, float *dx,

@@ -89,7 +89,8 @@ AVX512_TARGET INLINE void nt_tile_avx512(const float *w, int64_t cols, const flo
     for (int i = 0; i < OT; i++) for (int v = 0; v < RV; v++) _mm512_storeu_ps(out + i * 64 + 16 * v, acc[i][v]);
 }
 
-// Rows of W per tile for RV vectors of rows of X: 24 accumulators where the vectors allow (12 for one).
+// Rows of W per tile for the widest group's vectors of rows of X: 24 accumulators for three or four
+// vectors, 16 for two (12 rows were slower), 12 for one.
 static inline int nt_tile_height(int vectors) { return vectors == 4 ? 6 : vectors == 1 ? 12 : 8; }
 
 // Rows of W whose results are gathered before they are written to Y: 48 (a multiple of every tile height)
@@ -112,12 +113,20 @@ AVX512_TARGET static void nt_rows_avx512(const float *w, int64_t cols, const flo
                 int OT = o + height <= b1 ? height : 1; // a tail of W's rows goes one at a time
                 const float *next = g == 0 && o + 2 * OT <= end ? w + (o + OT) * cols : NULL;
 #define TILE(H, V) nt_tile_avx512(w + o * cols, cols, xt + 16 * v0, lanes, out + (o - b) * 64, H, V, next)
-                // The heights each group's width meets (a group is the widest or one vector narrower).
-                switch (v1 - v0) {
-                case 1: if (OT == 1) TILE(1, 1); else if (OT == 8) TILE(8, 1); else TILE(12, 1); break;
-                case 2: if (OT == 1) TILE(1, 2); else TILE(8, 2); break;
-                case 3: if (OT == 1) TILE(1, 3); else if (OT == 6) TILE(6, 3); else TILE(8, 3); break;
-                default: if (OT == 1) TILE(1, 4); else TILE(6, 4);
+                // Every (width, height) a group meets: it is the widest or one vector narrower, so
+                // (1, 12), (2, 8), (3, 8), (3, 6), (4, 6), and height 1 for a tail.
+                int shape = (int)(v1 - v0) * 100 + OT;
+                switch (shape) {
+                case 101: TILE(1, 1); break;
+                case 112: TILE(12, 1); break;
+                case 201: TILE(1, 2); break;
+                case 208: TILE(8, 2); break;
+                case 301: TILE(1, 3); break;
+                case 306: TILE(6, 3); break;
+                case 308: TILE(8, 3); break;
+                case 401: TILE(1, 4); break;
+                case 406: TILE(6, 4); break;
+                default: abort(); // a new tile height without its case would write past `out`
                 }
 #undef TILE
                 o += OT;

@@ -5,18 +5,23 @@ import XCTest
 /// The few-row float products (`engram_float_gemm_nt`, `engram_float_gemm_nn`) that the value search's
 /// forward and backward passes use on AVX-512 CPUs: against double-precision sums, on the vector path
 /// (where the CPU has it) and on the portable loops, for shapes that leave every kind of remainder (rows
-/// of X beyond whole tiles, rows of W beyond groups of four, columns beyond whole vectors), with and
-/// without accumulating, on one thread and split over several; and the promises the callers rely on:
-/// an element does not depend on the other rows or the split, and a weight done in pieces gives what
-/// it gives in one call.
+/// of X beyond multiples of 16 and of the dY·W tiles, rows of W beyond the X·Wᵀ tiles of 6/8/12 and its
+/// blocks of 48, columns beyond whole vectors), with and without accumulating, on one thread and split
+/// over several; and the promises the callers rely on: an element does not depend on the other rows or
+/// the split, a weight done in pieces gives what it gives in one call, and both paths give the same bits.
 final class FewRowProductTests: XCTestCase {
-    /// (rows of X, rows of W, columns). The last two are large enough (rows × columns ≥ 2¹⁵) for the pool to
-    /// split them over threads.
-    /// From 17 rows of X on, the vector path's X·Wᵀ lays them across several vectors of 16, in groups of
-    /// at most four (70: 3 + 2 vectors, 100: 4 + 3, 130: 3 + 3 + 3).
+    /// (rows of X, rows of W, columns). Those with rows × columns ≥ 2¹⁵ are large enough for the pool to split
+    /// them over threads. From 17 rows of X on, the vector path's X·Wᵀ lays them across several vectors of
+    /// 16, in groups of at most four, the narrower first (70: 2 + 3 vectors, 100: 3 + 4, 130: 3 + 3 + 3).
     static let shapes = [(1, 1, 1), (2, 3, 15), (5, 4, 16), (6, 5, 17), (7, 9, 33), (11, 37, 53), (13, 64, 100),
                          (21, 36, 576), (32, 130, 129), (7, 300, 130), (3, 130, 300), (70, 13, 40), (100, 9, 20),
                          (130, 25, 18)]
+
+    /// More shapes for the comparison of the two paths: one group of three and of four vectors, the step
+    /// from one group to two (65), two groups of four (128), each with several blocks of 48 rows of W and
+    /// split over two threads.
+    static let pathShapes = shapes + [(40, 101, 20), (48, 60, 30), (64, 100, 50), (65, 97, 40), (70, 300, 200),
+                                      (128, 100, 40)]
 
     /// Runs `body` on the vector path (when this CPU has AVX-512) and on the portable loops.
     func onEveryPath(_ body: (String) throws -> Void) rethrows {
@@ -142,21 +147,25 @@ final class FewRowProductTests: XCTestCase {
     }
 
     /// Both paths make the same fused multiply-adds in the same order, so the vector path gives the
-    /// portable loops' bits (on a CPU without AVX-512 this compares the portable loops with themselves).
-    func testVectorPathGivesThePortableBits() {
+    /// portable loops' bits.
+    func testVectorPathGivesThePortableBits() throws {
+        try XCTSkipUnless(engram_cpu_vector_bits() >= 512, "no AVX-512 here: only the portable loops run")
         var rng = SeededRandom(seed: 75)
-        for (n, rows, cols) in Self.shapes {
+        for (n, rows, cols) in Self.pathShapes {
             let w = rng.values(rows * cols, scale: 1), x = rng.values(n * cols, scale: 1), dy = rng.values(n * rows, scale: 1)
             let startY = rng.values(n * rows, scale: 1), startDx = rng.values(n * cols, scale: 1)
-            var results: [[[Float]]] = []
-            onEveryPath { _ in
-                var y = startY, dx = startDx
-                engram_float_gemm_nt(w, Int64(rows), Int64(cols), x, Int64(n), &y, Int64(rows), 1, 2)
-                engram_float_gemm_nn(w, Int64(rows), Int64(cols), dy, Int64(rows), Int64(n), &dx, 1, 2)
-                results.append([y, dx])
+            for accumulate in [false, true] {
+                var results: [[[Float]]] = []
+                onEveryPath { _ in
+                    var y = startY, dx = startDx
+                    engram_float_gemm_nt(w, Int64(rows), Int64(cols), x, Int64(n), &y, Int64(rows), accumulate ? 1 : 0, 2)
+                    engram_float_gemm_nn(w, Int64(rows), Int64(cols), dy, Int64(rows), Int64(n), &dx, accumulate ? 1 : 0, 2)
+                    results.append([y, dx])
+                }
+                let label = "n \(n) W \(rows)×\(cols) accumulate \(accumulate)"
+                XCTAssertEqual(results[0][0], results[1][0], "\(label): X·Wᵀ differs between the paths")
+                XCTAssertEqual(results[0][1], results[1][1], "\(label): dY·W differs between the paths")
             }
-            XCTAssertEqual(results[0][0], results[1][0], "n \(n) W \(rows)×\(cols): X·Wᵀ differs between the paths")
-            XCTAssertEqual(results[0][1], results[1][1], "n \(n) W \(rows)×\(cols): dY·W differs between the paths")
         }
     }
 
