@@ -10,6 +10,8 @@
 # Engram opens the weights as `engram generate` does (quantized blocks, floats only on demand);
 # ENGRAM_BENCH_FLAGS=--eager-floats dequantizes them all at load, as the editing commands do.
 # PROMPT_TOKENS=2,8,128 chooses the prompt lengths (default 128,512) for every engine.
+# LLAMACPP_FLAGS=--no-extra-buffers runs llama.cpp without its AMX and repacked weight layouts (see
+# benchmarks/peers/llamacpp_bench.py: where its AMX product stops with SIGILL, quantized files need it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPEATS="${1:-5}"; THREADS="${2:-2}"; PROMPTS="${PROMPT_TOKENS:-128,512}"
@@ -32,7 +34,7 @@ swift build -c release --product EngramBench >/dev/null
 OUT="${BENCH_OUT:-benchmarks/results}"; mkdir -p "$OUT"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 .build/release/EngramBench --model "$MODEL" --threads "$THREADS" --repeats "$REPEATS" --prompt-tokens "$PROMPTS" ${ENGRAM_BENCH_FLAGS:-} > "$OUT/engram.json"
-"$PY" benchmarks/peers/llamacpp_bench.py --model "$MODEL" --threads "$THREADS" --prompt-tokens "$PROMPTS" --decode-tokens 128 --repeats "$REPEATS" --json "$OUT/llamacpp.json" >/dev/null
+"$PY" benchmarks/peers/llamacpp_bench.py --model "$MODEL" --threads "$THREADS" --prompt-tokens "$PROMPTS" --decode-tokens 128 --repeats "$REPEATS" ${LLAMACPP_FLAGS:-} --json "$OUT/llamacpp.json" >/dev/null
 if [ "${SKIP_TRANSFORMERS:-0}" != 1 ]; then
   "$PY" benchmarks/peers/transformers_bench.py --model "$MODEL" --dtype "${TRANSFORMERS_DTYPE:-float32}" --threads "$THREADS" --prompt-tokens "$PROMPTS" --decode-tokens 128 --repeats "$REPEATS" --json "$OUT/transformers.json" >/dev/null
 fi

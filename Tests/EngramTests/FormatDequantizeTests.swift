@@ -311,15 +311,12 @@ final class FormatDequantizeTests: XCTestCase {
                 return UInt8(hex[start..<hex.index(start, offsetBy: 2)], radix: 16)!
             }
             let expected = try XCTUnwrap(c["values"] as? [Double])
-            let saved = QuantizedRows.vectorized
-            defer { QuantizedRows.vectorized = saved }
-            for vectorized in [true, false] { // the AVX2 unpacking (where the CPU has it) and the portable one
-                QuantizedRows.vectorized = vectorized
+            QuantizedRows.forEachVectorWidth { _ in // the vector unpacking (where the CPU has it) and the portable one
                 let got = run(dtype, bytes)
                 XCTAssertEqual(got.count, expected.count, name)
                 // Compared as float32: Foundation's JSON parser may miss a decimal's nearest double by an ulp.
                 for (i, (g, e)) in zip(got, expected).enumerated() where g != Float(e) {
-                    XCTFail("\(name)[\(i)] vectorized \(QuantizedRows.vectorized): got \(g), gguf-py \(e)")
+                    XCTFail("\(name)[\(i)] vector bits \(QuantizedRows.vectorBits): got \(g), gguf-py \(e)")
                     break
                 }
             }

@@ -47,24 +47,23 @@ final class QuantizedDecodeTests: XCTestCase {
                 magnitude += abs(Double(weights[r * cols + c]) * Double(x[c]))
             }
             if abs(Double(y[r]) - exact) > 1e-5 * (magnitude + 1) {
-                XCTFail("\(label) vectorized \(QuantizedRows.vectorized): row \(r) got \(y[r]), expected \(exact)", file: file, line: line)
+                XCTFail("\(label) vector bits \(QuantizedRows.vectorBits): row \(r) got \(y[r]), expected \(exact)", file: file, line: line)
                 return
             }
         }
     }
 
     func testProductsMatchTheDequantizedWeights() {
-        let saved = QuantizedRows.vectorized
-        defer { QuantizedRows.vectorized = saved }
-        // On a CPU with AVX2, FMA and F16C the vector paths must actually be chosen.
+        // On a CPU with AVX2, FMA and F16C (and AVX-512 F) the widest vector paths must actually be chosen.
         let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
             .split(separator: "\n").first { $0.hasPrefix("flags") }.map { Set($0.split(separator: " ").map(String.init)) } ?? []
         if flags.isSuperset(of: ["avx2", "fma", "f16c"]) {
+            let saved = QuantizedRows.vectorBits
             QuantizedRows.vectorized = true
-            XCTAssertTrue(QuantizedRows.vectorized, "the CPU has AVX2/FMA/F16C but the portable loops run")
+            XCTAssertEqual(QuantizedRows.vectorBits, flags.contains("avx512f") ? 512 : 256, "the CPU's widest vector paths do not run")
+            QuantizedRows.vectorBits = saved
         }
-        for vectorized in [true, false] {
-            QuantizedRows.vectorized = vectorized
+        QuantizedRows.forEachVectorWidth { _ in
             for dtype in DType.storedTypes {
                 for accumulate in [false, true] {
                     check(dtype, rows: 37, cols: dtype.blockSize == 256 ? 256 : 96, threads: 1, accumulate: accumulate, seed: 1)
@@ -79,11 +78,10 @@ final class QuantizedDecodeTests: XCTestCase {
     /// One-row float products (`BLAS.linear` with one row) against a double reference, with row
     /// lengths that leave a remainder after the vector steps, split over threads or not.
     func testFloatProductsMatch() {
-        let saved = (QuantizedRows.vectorized, BLAS.threads)
-        defer { QuantizedRows.vectorized = saved.0; BLAS.threads = saved.1 }
+        let saved = BLAS.threads
+        defer { BLAS.threads = saved }
         var rng = SeededRandom(seed: 7)
-        for vectorized in [true, false] {
-            QuantizedRows.vectorized = vectorized
+        QuantizedRows.forEachVectorWidth { _ in
             for (rows, cols) in [(5, 7), (33, 77), (700, 601)] {
                 for threads in [1, 2] {
                     BLAS.threads = threads

@@ -45,3 +45,18 @@ enum TestSupport {
         return loaded
     }
 }
+
+extension QuantizedRows {
+    /// Runs `body` on every kernel path this CPU has, widest first (512, 256, 0 on an AVX-512 CPU: the
+    /// AVX-512, AVX2 and portable paths), then restores the setting.
+    static func forEachVectorWidth(_ body: (Int) throws -> Void) rethrows {
+        let saved = vectorBits
+        defer { vectorBits = saved }
+        vectorBits = 512
+        let widest = vectorBits
+        for bits in [512, 256, 0] where bits <= widest {
+            vectorBits = bits
+            try body(bits)
+        }
+    }
+}

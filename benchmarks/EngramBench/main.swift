@@ -133,7 +133,7 @@ var output: [String: Any] = [
     "results_tokens_per_second": results,
     "peak_rss_bytes": peakRSSBytes(),
     "tensor_bytes": ck.tensorBytes,
-    "quantized_decode": QuantizedRows.enabled ? (QuantizedRows.vectorized ? "avx2" : "portable") : "off",
+    "quantized_decode": QuantizedRows.enabled ? [512: "avx512", 256: "avx2"][QuantizedRows.vectorBits, default: "portable"] : "off",
     // With --float-decode, on demand still makes every weight's copy (at its first one-token product).
     "float_weights": o.eagerFloats ? "at load" : o.floatDecode ? "on demand (all made by float decoding)" : "on demand",
 ]

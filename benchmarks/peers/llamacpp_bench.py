@@ -6,6 +6,9 @@ pp<P>: time of one eval() of exactly P prompt token ids on an empty KV cache
 tg<N>: after a short prompt, N greedy steps, each eval() of one token; only
        the N steps are timed (argmax over the logits included).
 One untimed warm-up pass comes first. Prints JSON (see benchcommon.report).
+--no-extra-buffers loads the weights without llama.cpp's extra buffer types (its AMX and
+repacked-weight layouts), as llama-cli's --no-repack does: on Linux guests where ggml's AMX
+product stops with SIGILL (llama.cpp pull request #26954), the quantized files run only so.
 """
 import ctypes
 
@@ -15,9 +18,22 @@ import benchcommon as bc
 
 
 def main():
-    args = bc.parse_args(__doc__)
+    args = bc.parse_args(__doc__, extra=lambda ap: ap.add_argument(
+        "--no-extra-buffers", action="store_true",
+        help="model parameter use_extra_bufts = false (no AMX or repacked weights)"))
     import llama_cpp
+    import llama_cpp.llama_cpp as low_level
     from llama_cpp import Llama
+
+    if args.no_extra_buffers:
+        # Llama() has no argument for it; it starts from these defaults.
+        default_params = low_level.llama_model_default_params
+
+        def without_extra_buffers():
+            params = default_params()
+            params.use_extra_bufts = False
+            return params
+        low_level.llama_model_default_params = without_extra_buffers
 
     longest = max(args.prompt_tokens + [args.decode_prompt_tokens + args.decode_tokens])
     n_ctx = max(1024, longest + 16)
@@ -63,6 +79,7 @@ def main():
         "prompt_ids_sha256_16": bc.ids_digest(prompts[max(prompts)]),
         "decode_prompt_ids": decode_prompt,
         "decode_text": llm.detokenize(generated).decode("utf-8", "replace"),
+        "use_extra_bufts": not args.no_extra_buffers,
         "llama_system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
     }
     bc.report(args, "llama.cpp via llama-cpp-python", settings, results, extra)

@@ -65,9 +65,14 @@ int engram_cpu_vector_bits(void);
 /// after float copies of weights are dropped, which glibc would otherwise keep for reuse.
 void engram_return_free_memory(void);
 
-/// 1 when the AVX2/FMA/F16C paths run, 0 when the portable loops do.
+/// 1 when the vector paths (AVX2/FMA/F16C, and AVX-512 where the CPU has it) run, 0 when the portable loops do.
 int engram_decode_kernels_vectorized(void);
+/// The widest vectors the kernels use: 512, 256 (AVX2 paths only) or 0 (portable loops).
+int engram_decode_kernels_vector_bits(void);
 /// Chooses the portable loops (0) or, where the CPU has them, the vector paths (non-zero); for tests.
 void engram_decode_kernels_set_vectorized(int enabled);
+/// Caps the vectors the kernels use at `bits` (512, 256 or 0), within what the CPU has; for tests, which
+/// check the AVX2 paths on an AVX-512 CPU too. 256 leaves the few-row float products to OpenBLAS.
+void engram_decode_kernels_set_vector_bits(int bits);
 
 #endif

@@ -114,11 +114,19 @@ public final class QuantizedRows: @unchecked Sendable {
         lock.unlock()
     }
 
-    /// Whether the vectorised kernels (AVX2, FMA, F16C) run or the portable loops. Setting it to true
-    /// takes effect only on a CPU that has them (tests set it to false to check the loops).
+    /// Whether the vectorised kernels (AVX2, FMA, F16C; AVX-512 where the CPU has it) run or the
+    /// portable loops. Setting it to true takes effect only on a CPU that has them (tests set it to false
+    /// to check the loops).
     public static var vectorized: Bool {
         get { engram_decode_kernels_vectorized() != 0 }
         set { engram_decode_kernels_set_vectorized(newValue ? 1 : 0) }
+    }
+
+    /// The widest vectors the kernels use: 512, 256 or 0 (the portable loops). Setting it caps them
+    /// within what the CPU has (tests check the AVX2 paths on an AVX-512 CPU with 256).
+    public static var vectorBits: Int {
+        get { Int(engram_decode_kernels_vector_bits()) }
+        set { engram_decode_kernels_set_vector_bits(Int32(newValue)) }
     }
 
     /// `y[rows] = W · x` (added to y when `accumulate`), split over `threads` threads (the kernels'
