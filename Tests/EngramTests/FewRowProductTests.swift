@@ -25,8 +25,8 @@ final class FewRowProductTests: XCTestCase {
 
     /// Runs `body` on the vector path (when this CPU has AVX-512) and on the portable loops.
     func onEveryPath(_ body: (String) throws -> Void) rethrows {
-        let saved = QuantizedRows.vectorized
-        defer { QuantizedRows.vectorized = saved }
+        let saved = QuantizedRows.vectorBits
+        defer { QuantizedRows.vectorBits = saved }
         for vectorized in [true, false] {
             QuantizedRows.vectorized = vectorized
             let path = engram_float_products_vectorized() != 0 ? "AVX-512" : "portable"

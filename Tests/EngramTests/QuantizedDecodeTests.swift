@@ -70,6 +70,8 @@ final class QuantizedDecodeTests: XCTestCase {
                     // Large enough to be split over threads; an odd row count leaves uneven pieces.
                     check(dtype, rows: 601, cols: 512, threads: 2, accumulate: accumulate, seed: 2)
                     check(dtype, rows: 601, cols: 512, threads: 3, accumulate: accumulate, seed: 3)
+                    // Rows of more than 1024 blocks of 32: the AVX-512 Q4_1 kernel hands them to the AVX2 one.
+                    check(dtype, rows: 3, cols: 33_280, threads: 1, accumulate: accumulate, seed: 4)
                 }
             }
         }
@@ -82,7 +84,7 @@ final class QuantizedDecodeTests: XCTestCase {
         defer { BLAS.threads = saved }
         var rng = SeededRandom(seed: 7)
         QuantizedRows.forEachVectorWidth { _ in
-            for (rows, cols) in [(5, 7), (33, 77), (700, 601)] {
+            for (rows, cols) in [(5, 7), (33, 77), (700, 601), (40, 640)] { // 640: no remainder
                 for threads in [1, 2] {
                     BLAS.threads = threads
                     let w = Matrix(rows: rows, cols: cols, values: rng.values(rows * cols, scale: 1))

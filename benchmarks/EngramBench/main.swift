@@ -133,6 +133,7 @@ var output: [String: Any] = [
     "results_tokens_per_second": results,
     "peak_rss_bytes": peakRSSBytes(),
     "tensor_bytes": ck.tensorBytes,
+    // "avx512": the AVX-512 kernels for float rows, Q4_1 and Q8_0, AVX2 for the other block types.
     "quantized_decode": QuantizedRows.enabled ? [512: "avx512", 256: "avx2"][QuantizedRows.vectorBits, default: "portable"] : "off",
     // With --float-decode, on demand still makes every weight's copy (at its first one-token product).
     "float_weights": o.eagerFloats ? "at load" : o.floatDecode ? "on demand (all made by float decoding)" : "on demand",

@@ -26,6 +26,8 @@ def main():
     from llama_cpp import Llama
 
     if args.no_extra_buffers:
+        if "use_extra_bufts" not in (name for name, _ in low_level.llama_model_params._fields_):
+            raise SystemExit("--no-extra-buffers: this llama-cpp-python has no use_extra_bufts model parameter")
         # Llama() has no argument for it; it starts from these defaults.
         default_params = low_level.llama_model_default_params
 

@@ -53,8 +53,8 @@ void engram_float_gemm_nt(const float *w, int64_t rows, int64_t cols, const floa
 void engram_float_gemm_nn(const float *w, int64_t rows, int64_t cols, const float *dy, int64_t lddy, int64_t n, float *dx,
                           int accumulate, int threads);
 
-/// 1 when those two run their AVX-512 path (the CPU has AVX-512 F and the vector paths are chosen), 0 when
-/// the portable loops do (`BLAS` then uses OpenBLAS instead).
+/// 1 when those two run their AVX-512 path (the CPU has AVX-512 F and the kernels' width is 512), 0 when
+/// the portable loops would (`BLAS` then uses OpenBLAS instead).
 int engram_float_products_vectorized(void);
 
 /// The widest float vectors this x86-64 CPU has: 512 (AVX-512 F, BW, DQ and VL), 256 (AVX2 with FMA), else
