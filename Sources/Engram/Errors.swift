@@ -39,11 +39,22 @@ extension EngramError {
             throw EngramError.io(file: path, detail: "cannot read \(what): no such file")
         }
         guard !isDirectory.boolValue else { throw EngramError.io(file: path, detail: "cannot read \(what): it is a folder, not a file") }
+        try requireRegularFile(path, what: what)
         guard let data = FileManager.default.contents(atPath: path) else {
             let reason = FileManager.default.isReadableFile(atPath: path) ? "reading failed" : "permission denied"
             throw EngramError.io(file: path, detail: "cannot read \(what): \(reason)")
         }
         return data
+    }
+
+    /// Refuses what is not a regular file (a named pipe, a device, a socket) before it is opened: reading a
+    /// named pipe would wait for a writer forever.
+    public static func requireRegularFile(_ path: String, what: String) throws {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw EngramError.io(file: path, detail: "cannot read \(what): \(String(cString: strerror(errno)))")
+        }
+        guard (info.st_mode & S_IFMT) == S_IFREG else { throw EngramError.io(file: path, detail: "cannot read \(what): not a regular file") }
     }
 }
 

@@ -70,9 +70,19 @@ final class ModelState: @unchecked Sendable {
     /// The prompt-side context of the enabled edits, merged in order.
     var context: PromptContext? { PromptContext.merged(edits.filter(\.enabled).compactMap(\.patch.context)) }
 
-    /// Adds a patch on top of the stack, in force. Nothing changes when applying fails.
+    /// Adds a patch on top of the stack, in force. Nothing changes when applying fails. A patch that
+    /// changes nothing, or one whose file is already in force (its deltas would be added twice), is refused,
+    /// as `engram patch apply` refuses them.
     @discardableResult
     func add(_ patch: EditPatch, fileData: Data, source: String) throws -> EditEntry {
+        guard !patch.deltas.isEmpty || patch.context != nil else {
+            throw APIError(.badRequest, "the \(patch.method) patch changes nothing: it holds no weight changes and no prompt context",
+                           code: "empty_patch")
+        }
+        if let same = edits.first(where: { $0.enabled && $0.fileData == fileData }) {
+            throw APIError(.conflict, "this patch is already in force as \(same.id); disable or remove it first to apply it again",
+                           code: "patch_already_applied")
+        }
         let entry = EditEntry(id: "edit-\(nextNumber)", patch: patch, fileData: fileData, source: source)
         if entry.changesWeights { entry.applied = try patch.apply(to: model) }
         nextNumber += 1

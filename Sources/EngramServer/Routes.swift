@@ -192,7 +192,9 @@ extension EngramServer {
                 throw APIError.engram(error)
             }
             let entry: EditEntry
-            do { entry = try state.add(patch, fileData: data, source: source) } catch {
+            do { entry = try state.add(patch, fileData: data, source: source) } catch let refused as APIError {
+                throw refused // an empty patch, or one in force already: its own status and code
+            } catch {
                 throw APIError(.badRequest, "the patch cannot be applied to this model: \(error)", code: "invalid_patch")
             }
             return (EditResponse(edit: EditBody(entry), editsInForce: state.activeIDs, stateVersion: state.version), data)

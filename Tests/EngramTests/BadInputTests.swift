@@ -265,6 +265,28 @@ final class BadInputTests: XCTestCase {
         XCTAssertTrue(try ModelLoader.checkpoint(p).sidecars.isEmpty)
     }
 
+    /// A named pipe where a checkpoint file should be is refused at once (opening one for reading would
+    /// wait for a writer forever): as the GGUF, as a folder's config.json and as its safetensors.
+    func testNamedPipesAreRefused() throws {
+        let tmp = TemporaryFolder()
+        let done = expectation(description: "refused without waiting")
+        DispatchQueue.global().async { [self] in
+            defer { done.fulfill() }
+            do {
+                let pipe = tmp.file("pipe.gguf")
+                XCTAssertEqual(mkfifo(pipe, 0o600), 0)
+                assertEngramError([pipe, "not a regular file"]) { _ = try ModelLoader.checkpoint(pipe) }
+                for name in ["config.json", "model.safetensors"] {
+                    let p = try folder(tmp)
+                    try FileManager.default.removeItem(atPath: p + "/" + name)
+                    XCTAssertEqual(mkfifo(p + "/" + name, 0o600), 0)
+                    assertEngramError([name, "not a regular file"]) { _ = try ModelLoader.checkpoint(p) }
+                }
+            } catch { XCTFail("\(error)") }
+        }
+        wait(for: [done], timeout: 30)
+    }
+
     func testMissingAndUnknownTensors() throws {
         let tmp = TemporaryFolder()
         var model = TinyModel.llama(seed: 43)

@@ -63,4 +63,15 @@ final class CausalTraceTests: XCTestCase {
         XCTAssertEqual(CausalTrace.window(3, Int.max, 30), Array(0..<30))
         XCTAssertEqual(CausalTrace.window(3, 60, 30), CausalTrace.window(3, 61, 30))
     }
+
+    /// Tracing makes a pass per token, layer and kind over the rest of the prompt: a prompt beyond the
+    /// limit is refused before any pass (5000 tokens ran for hours without a word).
+    func testLongPromptsAreRefused() throws {
+        let (ck, model) = try TestSupport.sharedDefaultModel()
+        let tracer = CausalTrace(model: model, tokenizer: try TokenizerLoader.load(ck))
+        let prompt = String(repeating: "word ", count: 400) + "The Eiffel Tower is located in the city of"
+        assertEngramError(["tokens", "at most \(CausalTrace.maxPromptTokens)"]) {
+            _ = try tracer.run(prompt: prompt, subject: "The Eiffel Tower")
+        }
+    }
 }

@@ -187,6 +187,18 @@ final class EditClosedFormTests: XCTestCase {
         memit.mom2_dtype = "bfloat16"
         XCTAssertThrowsError(try memit.validate(layers: 3)) { XCTAssertTrue("\($0)".contains("mom2_dtype"), "\($0)") }
         memit.mom2_dtype = "float64"
+        rome.v_loss_layer = nil
+        for name in ["wikipedia", "wikitext"] {
+            memit.mom2_dataset = name
+            rome.mom2_dataset = name
+            XCTAssertNoThrow(try memit.validate(layers: 3), "EasyEdit's name and ours are accepted")
+            XCTAssertNoThrow(try rome.validate(layers: 3))
+        }
+        memit.mom2_dataset = "/data/my-corpus.txt"
+        rome.mom2_dataset = "/data/my-corpus.txt"
+        XCTAssertThrowsError(try memit.validate(layers: 3)) { XCTAssertTrue("\($0)".contains("mom2_dataset"), "\($0)") }
+        XCTAssertThrowsError(try rome.validate(layers: 3)) { XCTAssertTrue("\($0)".contains("mom2_dataset"), "\($0)") }
+        memit.mom2_dataset = "wikitext-2"
         memit.mom2_adjustment = false
         XCTAssertThrowsError(try memit.validate(layers: 3)) { XCTAssertTrue("\($0)".contains("mom2_adjustment"), "\($0)") }
     }

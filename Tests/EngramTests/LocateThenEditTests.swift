@@ -1,4 +1,4 @@
-import Engram
+@testable import Engram
 import Foundation
 import XCTest
 
@@ -208,5 +208,21 @@ final class LocateThenEditTests: XCTestCase {
             if method == "rome" { _ = try HyperParameterFile.load(ROMEHyperParameters.self, path: path) }
             else { _ = try HyperParameterFile.load(MEMITHyperParameters.self, path: path) }
         }
+    }
+
+    /// A request is searched with all its rows together, so one with a very long target (3000 tokens took
+    /// tens of GB) is refused before the search, naming the request and the field; CounterFact's fit.
+    func testRequestsTooLongForTheValueSearchAreRefused() throws {
+        let (ck, model) = try TestSupport.sharedDefaultModel()
+        let tokenizer = try TokenizerLoader.load(ck)
+        let templates = ["{}"] + Array(repeating: "Some words of context before it. {}", count: 20)
+        let context = model.config.contextLength
+        let long = EditRequest(caseID: "long", prompt: "The Eiffel Tower is located in", subject: "The Eiffel Tower",
+                               targetNew: String(repeating: "English ", count: 150))
+        assertEngramError(["request long", "target_new", "more than \(LocateThenEdit.maxRequestSearchRows)"]) {
+            _ = try LocateThenEdit.searchGroup(tokenizer: tokenizer, request: long, templates: templates, context: context)
+        }
+        let usual = EditRequest(caseID: "usual", prompt: "The Eiffel Tower is located in", subject: "The Eiffel Tower", targetNew: "Rome")
+        XCTAssertNoThrow(try LocateThenEdit.searchGroup(tokenizer: tokenizer, request: usual, templates: templates, context: context))
     }
 }

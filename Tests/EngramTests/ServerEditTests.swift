@@ -166,6 +166,18 @@ final class ServerEditTests: XCTestCase {
         let uploaded = try XCTUnwrap((try upload.json()["edit"] as? [String: Any])?["id"] as? String)
         let r15 = try await probe(s).current
         XCTAssertEqual(r15, pB.current)
+        // The same file again would add its deltas twice: refused while the first is in force.
+        let twice = try await s.postRaw("/v1/edits", bFile, headers: s.auth.merging(["Content-Type": "application/octet-stream"]) { $1 })
+        XCTAssertEqual(twice.status, 409, twice.text)
+        XCTAssertTrue(twice.text.contains("patch_already_applied") && twice.text.contains(uploaded), twice.text)
+        // A patch that changes nothing (no weights, no prompt context) is refused.
+        var empty = try EditPatch.parse(bFile, file: "b.patch")
+        empty.deltas = []
+        let nothing = try await s.postRaw("/v1/edits", try empty.fileData(), headers: s.auth.merging(["Content-Type": "application/octet-stream"]) { $1 })
+        XCTAssertEqual(nothing.status, 400, nothing.text)
+        XCTAssertTrue(nothing.text.contains("empty_patch"), nothing.text)
+        let r15b = try await probe(s).current
+        XCTAssertEqual(r15b, pB.current, "neither changed anything")
         let r16 = try await s.delete("/v1/edits/\(uploaded)").status
         XCTAssertEqual(r16, 200)
         XCTAssertEqual(lm.weight(.mlpDown(3)).values, original.values)

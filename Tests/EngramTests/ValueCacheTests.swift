@@ -66,8 +66,8 @@ final class ValueCacheTests: XCTestCase {
     }
 
     /// Context templates on disk: sampled once and written; a stored file is read instead of sampling
-    /// (a hand-written one proves it); a damaged file, or one for another model, is sampled again and
-    /// rewritten.
+    /// (a hand-written one proves it); a damaged file, one whose templates are not templates, or one for
+    /// another model, is sampled again and rewritten.
     func testContextTemplatesAreStoredPerModel() throws {
         let ck = try ModelLoader.checkpoint("smollm2")
         let model = try ModelLoader.build(ck), tokenizer = try TokenizerLoader.load(ck)
@@ -107,5 +107,13 @@ final class ValueCacheTests: XCTestCase {
         try write(seed: 9104, model: "another model", templates: handWritten)
         XCTAssertNotEqual(try templates(seed: 9104), handWritten)
         XCTAssertNotEqual(try stored(seed: 9104), handWritten)
+
+        // JSON that parses but is not templates: no lists, an empty one, a template without "{}".
+        for (seed, bad) in [(UInt64(9105), [[String]]()), (9106, [["{}"], []]), (9107, [["{}"], ["No placeholder."]])] {
+            try write(seed: seed, model: ModelRegistry.smollm2SHA256, templates: bad)
+            let again = try templates(seed: seed)
+            XCTAssertEqual(again[1].count, 5, "\(bad)")
+            XCTAssertEqual(try stored(seed: seed), again, "\(bad)")
+        }
     }
 }

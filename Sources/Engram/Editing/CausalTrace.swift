@@ -54,6 +54,9 @@ public struct CausalTrace {
     public let model: LanguageModel
     public let tokenizer: Tokenizer
 
+    /// The longest prompt `run` traces.
+    public static let maxPromptTokens = 256
+
     public init(model: LanguageModel, tokenizer: Tokenizer) {
         self.model = model
         self.tokenizer = tokenizer
@@ -75,6 +78,12 @@ public struct CausalTrace {
             throw EngramError.invalidArgument("no token of the prompt covers the subject '\(subject)'")
         }
         let c = model.config, L = c.layers, T = ids.count, d = c.hidden
+        // One forward pass per token from the subject on, per layer and per kind, each over the rest of the
+        // prompt: the work grows with the square of its length (5000 tokens would take days).
+        guard T <= Self.maxPromptTokens else {
+            throw EngramError.invalidArgument("the prompt has \(T) tokens; tracing allows at most \(Self.maxPromptTokens) "
+                + "(a pass per token, layer and kind, each over the rest of the prompt)")
+        }
 
         // Clean run: every state we may restore, and the answer.
         var clean: [HookSite: [Float]] = [:] // [T, width] per site

@@ -135,14 +135,20 @@ public enum HyperParameterFile {
     /// Keys that EasyEdit's files carry but that have one meaning here: the value search's loss is always
     /// on the final logits, and statistics are always accumulated and solved in float64 (float32, the
     /// reference's memory saving, is accepted and gets float64). Any other value would be ignored, so it
-    /// is refused.
-    static func checkFixedKeys(v_loss_layer: Int?, mom2_dtype: String, modelLayers: Int) throws {
+    /// is refused. `mom2_dataset` names where the statistics come from; edits take them from the shipped
+    /// WikiText-2 text (EasyEdit's files say "wikipedia", its own corpus), so a file or another name would
+    /// be ignored and is refused too.
+    static func checkFixedKeys(v_loss_layer: Int?, mom2_dtype: String, mom2_dataset: String, modelLayers: Int) throws {
         if let l = v_loss_layer, l != modelLayers - 1 {
             throw EngramError.invalidArgument("v_loss_layer \(l): the value search's loss is on the model's final logits "
                 + "(layer \(modelLayers - 1)); leave the key out or set it to \(modelLayers - 1)")
         }
         guard ["float64", "float32"].contains(mom2_dtype) else {
             throw EngramError.invalidArgument("mom2_dtype '\(mom2_dtype)': statistics are kept in float64 ('float64' or 'float32')")
+        }
+        guard ["wikitext-2", "wikitext", "wikipedia"].contains(mom2_dataset) else {
+            throw EngramError.invalidArgument("mom2_dataset '\(mom2_dataset)': edits take their key statistics from the shipped WikiText-2 "
+                + "text (leave the key out or set it to wikitext-2; `engram stats --corpus FILE` collects statistics over another text)")
         }
     }
 

@@ -197,8 +197,20 @@ public enum LocateThenEdit {
         }
         let essenceRequest = EditRequest(caseID: request.caseID, prompt: request.subject + " is a", subject: request.subject, targetNew: request.targetNew)
         let essence = try fill("{}", request: essenceRequest, tokenizer: tokenizer)
+        // A request's rows are searched together, whatever the batch; the tape holds ~0.5 MB per row and the
+        // head's probabilities a vocabulary per target row: a 3000-token target took tens of GB.
+        let rows = rewriting.reduce(essence.tokens.count) { $0 + $1.tokens.count }
+        guard rows <= maxRequestSearchRows else {
+            throw EngramError.invalidArgument("request \(request.caseID): the value search would stack \(rows) positions (the prompt and its "
+                + "\(target.count)-token target after each of \(templates.count) context templates), more than \(maxRequestSearchRows): "
+                + "shorten the prompt or target_new")
+        }
         return ValueSearchGroup(rewriting: rewriting, essence: [ValueSearchPrompt(tokens: essence.tokens, lookup: essence.lookup)])
     }
+
+    /// Positions one request's value search may take (its prompts filled into every template, with the
+    /// target): CounterFact's take about 500 with ROME's 21 templates.
+    public static let maxRequestSearchRows = 2048
 
     /// Rows a batched value search may stack: bounds the tape's memory (≈ 0.5 MB per row on a 30-layer
     /// 135M model) while keeping its matrix products large enough to run near full speed.

@@ -43,7 +43,7 @@ public struct MEMITHyperParameters: MethodHyperParameters, ValueSearchKeys, Equa
         }
         try LocateThenEdit.TemplateGroup.validate(context_template_length_params)
         try LocateThenEdit.validateValueSearch(self)
-        try HyperParameterFile.checkFixedKeys(v_loss_layer: v_loss_layer, mom2_dtype: mom2_dtype, modelLayers: count)
+        try HyperParameterFile.checkFixedKeys(v_loss_layer: v_loss_layer, mom2_dtype: mom2_dtype, mom2_dataset: mom2_dataset, modelLayers: count)
         guard mom2_adjustment else {
             throw EngramError.invalidArgument("mom2_adjustment: false is not supported by MEMIT or AlphaEdit: their update is always weighed by C")
         }

@@ -42,7 +42,7 @@ public struct ROMEHyperParameters: MethodHyperParameters, ValueSearchKeys, Equat
         }
         try LocateThenEdit.TemplateGroup.validate(context_template_length_params)
         try LocateThenEdit.validateValueSearch(self)
-        try HyperParameterFile.checkFixedKeys(v_loss_layer: v_loss_layer, mom2_dtype: mom2_dtype, modelLayers: count)
+        try HyperParameterFile.checkFixedKeys(v_loss_layer: v_loss_layer, mom2_dtype: mom2_dtype, mom2_dataset: mom2_dataset, modelLayers: count)
     }
 }
 

@@ -40,9 +40,20 @@ public struct TemplateStore: Sendable {
     func load(groups: [LocateThenEdit.TemplateGroup], seed: UInt64) -> [[String]]? {
         guard let data = FileManager.default.contents(atPath: path(groups: groups, seed: seed)),
               let entry = try? JSONDecoder().decode(Entry.self, from: data),
-              entry.version == Self.version, entry.modelSHA256 == modelID, entry.groups == groups, entry.seed == seed
+              entry.version == Self.version, entry.modelSHA256 == modelID, entry.groups == groups, entry.seed == seed,
+              Self.hasShape(entry.templates, groups: groups)
         else { return nil }
         return entry.templates
+    }
+
+    /// What sampling gives: the bare "{}", then a list of templates per group, each with one "{}" (a
+    /// list may be written by hand, shorter than the group). A file whose JSON parses but holds something
+    /// else (no lists, an empty one, a template without "{}") is sampled again like a damaged one.
+    static func hasShape(_ templates: [[String]], groups: [LocateThenEdit.TemplateGroup]) -> Bool {
+        guard templates.count == groups.count + 1, templates[0] == ["{}"] else { return false }
+        return templates.dropFirst().allSatisfy { list in
+            !list.isEmpty && list.allSatisfy { $0.components(separatedBy: "{}").count == 2 }
+        }
     }
 
     func save(_ templates: [[String]], groups: [LocateThenEdit.TemplateGroup], seed: UInt64) throws {

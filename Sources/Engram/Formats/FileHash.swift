@@ -5,6 +5,7 @@ import Foundation
 /// the exact checkpoint and data they were made from.
 public enum FileHash {
     public static func sha256(path: String) throws -> String {
+        try EngramError.requireRegularFile(path, what: "the file to hash it")
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw EngramError.io(file: path, detail: "cannot open for hashing")
         }
