@@ -213,6 +213,12 @@ final class EditPatchTests: XCTestCase {
                               metadata: ["engram.patch": overflowing, "format": EditPatch.formatName], to: overflowPath)
         XCTAssertThrowsError(try EditPatch.read(overflowPath)) { XCTAssertTrue("\($0)".contains("originals[0].shape"), "\($0)") }
         XCTAssertThrowsError(try EditPatch.read(dir.appendingPathComponent("missing.patch").path))
+        // A base that is no sha256 is named, not shown as if it were one.
+        var badBase = samplePatch(model)
+        badBase.baseSHA256 = "zz"
+        let badBasePath = dir.appendingPathComponent("bad-base.patch").path
+        try badBase.write(to: badBasePath)
+        XCTAssertThrowsError(try EditPatch.read(badBasePath)) { XCTAssertTrue("\($0)".contains("baseSHA256") && "\($0)".contains("'zz'"), "\($0)") }
     }
 
     func testWeightNames() {

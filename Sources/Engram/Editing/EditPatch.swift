@@ -486,6 +486,10 @@ extension EditPatch {
             }
             originals.append(StoredOriginal(weight: weight, dtype: dtype, shape: o.shape, bytes: Data(bytes: file.data(entry), count: entry.byteCount)))
         }
+        // The base is compared with checkpoint hashes: a value that is no sha256 could never match.
+        if let base = description.baseSHA256, base.count != 64 || !base.allSatisfy(\.isHexDigit) {
+            throw EngramError.metadata(file: path, key: "baseSHA256", detail: "'\(base)' is not a sha256 (64 hexadecimal digits)")
+        }
         return EditPatch(method: description.method, hyperParameters: description.hyperParameters, requests: description.requests,
                          baseSHA256: description.baseSHA256, deltas: deltas, context: description.context, metadata: description.metadata,
                          originals: originals)
