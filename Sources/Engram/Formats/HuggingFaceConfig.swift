@@ -129,11 +129,7 @@ public struct HuggingFaceConfig: Codable, Sendable, Equatable {
         guard FileManager.default.fileExists(atPath: path) else {
             throw EngramError.io(file: path, detail: "missing: a Hugging Face checkpoint folder needs config.json")
         }
-        try EngramError.requireRegularFile(path, what: "it")
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw EngramError.io(file: path, detail: "cannot read")
-        }
-        return try decode(data, file: path)
+        return try decode(EngramError.readFile(path, what: "the file"), file: path)
     }
 
     public static func decode(_ data: Data, file: String) throws -> HuggingFaceConfig {

@@ -79,9 +79,7 @@ public enum HuggingFaceReader {
         for name in sidecarFiles {
             let p = path(folder, name)
             if FileManager.default.fileExists(atPath: p) {
-                try EngramError.requireRegularFile(p, what: "it")
-                guard let data = FileManager.default.contents(atPath: p) else { throw EngramError.io(file: p, detail: "cannot read") }
-                checkpoint.sidecars[name] = data
+                checkpoint.sidecars[name] = try EngramError.readFile(p, what: "the file")
             }
         }
         return checkpoint
@@ -101,8 +99,7 @@ public enum HuggingFaceReader {
         let fm = FileManager.default
         let indexPath = path(folder, indexFile)
         if fm.fileExists(atPath: indexPath) {
-            try EngramError.requireRegularFile(indexPath, what: "it")
-            guard let data = fm.contents(atPath: indexPath) else { throw EngramError.io(file: indexPath, detail: "cannot read") }
+            let data = try EngramError.readFile(indexPath, what: "the file")
             let index: OrderedJSON
             do { index = try data.withUnsafeBytes { try JSONParser.parse($0) } } catch let failure as JSONParser.Failure {
                 throw EngramError.format(file: indexPath, detail: "not valid JSON: \(failure.message) at byte \(failure.offset)")

@@ -12,8 +12,8 @@ public final class MappedFile: @unchecked Sendable {
 
     public init(path: String) throws {
         self.path = path
-        try EngramError.requireRegularFile(path, what: "the file")
-        let fd = open(path, O_RDONLY | O_NONBLOCK) // in case it became a named pipe since
+        // Non-blocking: a named pipe opens at once (blocking, it would wait for a writer) and fstat refuses it.
+        let fd = open(path, O_RDONLY | O_NONBLOCK)
         guard fd >= 0 else { throw EngramError.io(file: path, detail: "cannot open: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var info = stat()
