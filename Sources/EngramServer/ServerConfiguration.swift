@@ -65,6 +65,36 @@ public struct ServerConfiguration: Sendable {
         return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
     }
 
+    /// `host` as the listener takes it: an IPv6 address without the brackets of URL notation.
+    public static func bareHost(_ host: String) -> String {
+        host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+    }
+
+    /// Why `host` cannot be listened on, or nil: an address must be a valid IPv4 or IPv6 literal (IPv6
+    /// optionally in brackets or with a %zone), anything else a host name (labels of letters, digits, '-'
+    /// and '_', as container and /etc/hosts names have; a final dot allowed).
+    public static func hostProblem(_ host: String) -> String? {
+        let h = bareHost(host)
+        if h.isEmpty { return "is empty" }
+        if h.contains(":") {
+            var address = in6_addr()
+            let parts = h.split(separator: "%", maxSplits: 1, omittingEmptySubsequences: false)
+            let valid = inet_pton(AF_INET6, String(parts[0]), &address) == 1 && (parts.count == 1 || !parts[1].isEmpty)
+            return valid ? nil : "is not a valid IPv6 address"
+        }
+        if h.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }) {
+            var address = in_addr()
+            return inet_pton(AF_INET, h, &address) == 1 ? nil : "is not a valid IPv4 address"
+        }
+        let name = h.hasSuffix(".") ? h.dropLast() : Substring(h)
+        let labels = name.split(separator: ".", omittingEmptySubsequences: false)
+        let isName = name.count <= 253 && labels.allSatisfy { label in
+            !label.isEmpty && label.count <= 63 && label.first != "-" && label.last != "-" &&
+                label.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
+        }
+        return isName ? nil : "is neither an IP address nor a host name"
+    }
+
     /// The token from a file (first line, surrounding whitespace removed) or `ENGRAM_SERVER_TOKEN`.
     /// Tokens never come from the command line, where other users of the machine can read them.
     public static func loadToken(file: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> String? {

@@ -15,7 +15,7 @@ struct ConvertCommand: ParsableCommand {
         _ = try format()
         _ = try targetType()
         // Every file of a Hugging Face input folder counts, not only its tensors (config.json, tokenizer.json).
-        try OutputPaths.checkDistinct(outputs: [("--out", out)], inputs: [("the model", model.path)])
+        try OutputPaths.check(outputs: [("--out", out)], inputs: [("the model", model.path)])
     }
 
     func format() throws -> CheckpointFormat {

@@ -35,9 +35,9 @@ struct EditCommand: ParsableCommand {
         }
         if format != nil, out == nil { throw ValidationError("--format applies to --out, which is not given") }
         try CheckpointOutput.checkOut(out, format: format, model: model)
-        try OutputPaths.checkDistinct(outputs: [("--out", out), ("--patch", patch)],
-                                      inputs: [("the model", model.path), ("the edit file", edits),
-                                               ("the hyper-parameter file", hparams), ("the value cache", valueCache)])
+        try OutputPaths.check(outputs: [("--out", out), ("--patch", patch)],
+                              inputs: [("the model", model.path), ("the edit file", edits),
+                                       ("the hyper-parameter file", hparams), ("the value cache", valueCache)])
     }
 
     func run() throws {

@@ -44,9 +44,9 @@ struct EvalCommand: ParsableCommand {
             if timing != nil, editingProtocol != .sequential {
                 throw ValidationError("--timing applies to --protocol sequential only")
             }
-            try OutputPaths.checkDistinct(outputs: [("--json", json), ("--report", report)],
-                                          inputs: [("the model", model.path), ("the data file", data),
-                                                   ("the hyper-parameter file", hparams), ("the value cache", valueCache)])
+            try OutputPaths.check(outputs: [("--json", json), ("--report", report)],
+                                  inputs: [("the model", model.path), ("the data file", data),
+                                           ("the hyper-parameter file", hparams), ("the value cache", valueCache)])
         }
 
         /// The edit-file layout `--format` names (nil: detect it).
@@ -119,8 +119,8 @@ struct EvalCommand: ParsableCommand {
         var allowMissing = false
 
         func validate() throws {
-            try OutputPaths.checkDistinct(outputs: [("--json", json), ("--report", report)],
-                                          inputs: shards.map { ("the shard file \($0)", $0) })
+            try OutputPaths.check(outputs: [("--json", json), ("--report", report)],
+                                  inputs: shards.map { ("the shard file \($0)", $0) })
         }
 
         func run() throws {

@@ -91,7 +91,7 @@ struct PatchCommand: ParsableCommand {
             try p.validate(model: lm.config, patch: patch)
             let edited = Set(p.deltas.map(\.weight))
             if !edited.isEmpty, Set(p.originals.map(\.weight)) == edited {
-                if !force { try checkHoldsEdit(p, lm) }
+                if !force { try p.checkHeld(by: lm, storedType: { ck.tensors[$0.canonicalTensorName]?.dtype }, checkpoint: model.model) }
                 var restoring: [String: StoredOriginal] = [:]
                 for o in p.originals { restoring[o.weight.canonicalTensorName] = o }
                 try CheckpointOutput.write(checkpoint: ck, to: out, format: format, restoring: restoring)
@@ -118,39 +118,13 @@ struct PatchCommand: ParsableCommand {
             try applied.revert()
             printError("wrote \(out) (W − ΔW: the patch holds no original weights, so the last bit may differ)")
         }
-
-        /// The checkpoint must hold original + ΔW (to float32 rounding); otherwise writing the originals
-        /// back would silently discard whatever else changed these weights.
-        func checkHoldsEdit(_ p: EditPatch, _ lm: LanguageModel) throws {
-            for o in p.originals {
-                let w = lm.weight(o.weight)
-                var expected = [Float](repeating: 0, count: w.count)
-                guard o.shape.reduce(1, *) == w.count else {
-                    throw EngramError.invalidArgument("\(patch): original \(o.weight.name) has shape \(o.shape), the checkpoint's weight has \(w.rows)×\(w.cols)")
-                }
-                o.values(into: &expected)
-                for d in p.deltas where d.weight == o.weight {
-                    let delta = d.denseDelta()
-                    for i in 0..<w.count { expected[i] += delta.pointer[i] }
-                }
-                var worst: Float = 0, scale: Float = 1e-12
-                for i in 0..<w.count {
-                    let difference = abs(w.pointer[i] - expected[i])
-                    worst = difference.isNaN ? .infinity : max(worst, difference) // NaN never compares greater
-                    scale = max(scale, abs(expected[i]))
-                }
-                if worst > 1e-4 * scale {
-                    throw EngramError.invalidArgument("\(model.model): \(o.weight.name) does not hold this patch's edit (largest difference \(worst)); use --force to write the originals anyway")
-                }
-            }
-        }
     }
 }
 
 /// Options of `patch apply|revert` that can be checked before the checkpoint is read.
 func checkPaths(model: ModelArgument, patch: String, out: String, format: String?) throws {
     try CheckpointOutput.checkOut(out, format: format, model: model)
-    try OutputPaths.checkDistinct(outputs: [("--out", out)], inputs: [("the model", model.path), ("the patch", patch)])
+    try OutputPaths.check(outputs: [("--out", out)], inputs: [("the model", model.path), ("the patch", patch)])
 }
 
 /// A patch of a prompt-side method (IKE) holds no weights: writing a checkpoint "with it applied" would

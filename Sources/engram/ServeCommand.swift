@@ -36,6 +36,7 @@ struct ServeCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535") }
+        if let problem = ServerConfiguration.hostProblem(host) { throw ValidationError("--host '\(host)' \(problem)") }
         guard maxBodyBytes >= 1024 else { throw ValidationError("--max-body-bytes must be at least 1024") }
         guard maxPromptTokens >= 1, maxTokens >= 1, queueDepth >= 1 else {
             throw ValidationError("--max-prompt-tokens, --max-tokens and --queue-depth must be at least 1")
@@ -49,7 +50,7 @@ struct ServeCommand: AsyncParsableCommand {
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
 
         var config = ServerConfiguration(modelID: Self.modelID(model.model))
-        config.host = host
+        config.host = ServerConfiguration.bareHost(host)
         config.port = port
         config.token = try ServerConfiguration.loadToken(file: tokenFile)
         config.requireTokenForReads = requireToken

@@ -33,6 +33,7 @@ struct TraceCommand: ParsableCommand {
         for file in [out + ".json", out + ".svg"] where FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory) && isDirectory.boolValue {
             throw ValidationError("--out \(out): \(file) is a folder")
         }
+        try OutputPaths.checkWritable(option: "--out", path: out + ".json")
         guard (1...1000).contains(samples) else { throw ValidationError("--samples must be in 1...1000, got \(samples)") }
         guard window >= 1 else { throw ValidationError("--window must be at least 1, got \(window)") }
         _ = try kindList()

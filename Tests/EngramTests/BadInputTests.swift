@@ -414,7 +414,7 @@ final class BadInputTests: XCTestCase {
         let inputs: [(what: String, path: String?)] = [("the model", folder.path), ("the edit file", edits), ("the hyper-parameter file", nil)]
 
         func refused(_ outputs: [(option: String, path: String?)], _ expected: String) {
-            XCTAssertThrowsError(try OutputPaths.checkDistinct(outputs: outputs, inputs: inputs), expected) { error in
+            XCTAssertThrowsError(try OutputPaths.check(outputs: outputs, inputs: inputs), expected) { error in
                 XCTAssertTrue("\(error)".contains(expected), "\(error)")
             }
         }
@@ -431,8 +431,16 @@ final class BadInputTests: XCTestCase {
                 "inside the path given to --out")
         refused([("--patch", dir.appendingPathComponent("x/p.patch").path), ("--out", dir.appendingPathComponent("x").path)],
                 "the path given to --patch is inside it")
-        XCTAssertNoThrow(try OutputPaths.checkDistinct(outputs: [("--out", dir.appendingPathComponent("out.gguf").path),
-                                                                 ("--patch", dir.appendingPathComponent("p.patch").path),
-                                                                 ("--report", nil)], inputs: inputs))
+        // A destination where no file can be created is found out now, not after the work.
+        refused([("--json", dir.appendingPathComponent("edits.json/r.json").path)], "cannot create files in \(edits)")
+        if FileManager.default.fileExists(atPath: "/sys/kernel") {
+            refused([("--out", "/sys/kernel/edited.gguf")], "cannot create files in /sys/kernel")
+        }
+        XCTAssertNoThrow(try OutputPaths.check(outputs: [("--out", dir.appendingPathComponent("new/folders/out.gguf").path)], inputs: inputs))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("new").path), "the check makes no folders")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix(".engram") }, [], "nor leaves files")
+        XCTAssertNoThrow(try OutputPaths.check(outputs: [("--out", dir.appendingPathComponent("out.gguf").path),
+                                                         ("--patch", dir.appendingPathComponent("p.patch").path),
+                                                         ("--report", nil)], inputs: inputs))
     }
 }

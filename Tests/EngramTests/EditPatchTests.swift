@@ -128,6 +128,37 @@ final class EditPatchTests: XCTestCase {
         return dir
     }
 
+    func testRevertCheckAllowsTheRoundingOfTheStoredType() throws {
+        // `patch revert` first checks that the checkpoint holds original + ΔW. An edited BF16 checkpoint
+        // stores that sum rounded to 8 significant bits, which must pass; another change must not.
+        let model = try TinyModels.llama(vocab: 40)
+        let d = model.config.hidden, m = model.config.intermediate
+        let w = model.weight(.mlpDown(0))
+        let originalBytes = w.values.withUnsafeBufferPointer { Data(buffer: $0) }
+        var patch = EditPatch(method: "test", requests: [], deltas: [
+            WeightDelta(weight: .mlpDown(0), change: .lowRank(r: randomMatrix(1, d, seed: 21), u: randomMatrix(1, m, seed: 22)))])
+        patch.originals = [StoredOriginal(weight: .mlpDown(0), dtype: .f32, shape: [d, m], bytes: originalBytes)]
+        _ = try patch.apply(to: model)
+        let sum = w.values
+        for i in 0..<w.count { w.pointer[i] = Float(bitPattern: UInt32(Dequantize.floatToBF16(sum[i])) << 16) }
+        XCTAssertGreaterThan(zip(w.values, sum).map { abs($0 - $1) }.max()!, 1e-4 * sum.map(abs).max()!,
+                             "the rounding is larger than the float32 allowance alone")
+        let bf16: (EditableWeight) -> DType? = { _ in .bf16 }
+        XCTAssertNoThrow(try patch.checkHeld(by: model, storedType: bf16, checkpoint: "edited"))
+        XCTAssertThrowsError(try patch.checkHeld(by: model, storedType: { _ in .f32 }, checkpoint: "edited")) {
+            XCTAssertTrue("\($0)".contains("edited: mlp_down.0 does not hold this patch's edit"), "\($0)")
+        }
+        // One element moved by 1% of the largest weight: more than BF16 rounding can explain.
+        let largest = sum.map(abs).max()!
+        w.pointer[7] += 0.01 * largest
+        XCTAssertThrowsError(try patch.checkHeld(by: model, storedType: bf16, checkpoint: "edited"))
+        // The unedited weights do not hold the edit either.
+        w.pointer.update(from: sum, count: w.count)
+        XCTAssertNoThrow(try patch.checkHeld(by: model, storedType: { _ in .f32 }, checkpoint: "edited"))
+        originalBytes.withUnsafeBytes { w.pointer.update(from: $0.bindMemory(to: Float.self).baseAddress!, count: w.count) }
+        XCTAssertThrowsError(try patch.checkHeld(by: model, storedType: bf16, checkpoint: "base"))
+    }
+
     func testSaveAndLoadRoundTrip() throws {
         let model = try TinyModels.llama(vocab: 40)
         let patch = samplePatch(model)

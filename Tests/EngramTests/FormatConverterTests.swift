@@ -169,6 +169,41 @@ final class FormatConverterTests: XCTestCase {
         assertEngramError(["Q4_K"]) { try CheckpointConverter.convert(ck, to: .gguf, out: tmp.file("q.gguf"), dtype: .q4_K) }
     }
 
+    /// A 16-bit Hugging Face folder written again as a folder (what an edit's --out does with the
+    /// untouched tensors): every tensor keeps its type, bytes and place in the file, Q/K and GPT-2's
+    /// transposed weights included, and config.json keeps its token ids (EOS as a list too).
+    func testSixteenBitFolderRoundTripKeepsTypesAndTokenIDs() throws {
+        for (label, model) in [("llama", TinyModel.llama(seed: 36)), ("gpt2", TinyModel.gpt2(seed: 37))] {
+            let tmp = TemporaryFolder()
+            try model.writeGGUF(to: tmp.file("m.gguf"))
+            try CheckpointConverter.convert(ModelLoader.checkpoint(tmp.file("m.gguf")), to: .safetensors, out: tmp.file("a"), dtype: .bf16)
+            let configPath = tmp.file("a/config.json")
+            var config = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: configPath))) as? [String: Any])
+            config["bos_token_id"] = 3
+            config["eos_token_id"] = [2, 5]
+            try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: configPath))
+
+            let a = try ModelLoader.checkpoint(tmp.file("a"))
+            XCTAssertEqual(Set(a.tensors.values.map(\.dtype)), [.bf16], "\(label): read as stored")
+            try CheckpointConverter.convert(a, to: .safetensors, out: tmp.file("b"))
+            let first = try Safetensors.read(path: tmp.file("a/model.safetensors"))
+            let second = try Safetensors.read(path: tmp.file("b/model.safetensors"))
+            XCTAssertEqual(Set(second.entries.map(\.name)), Set(first.entries.map(\.name)), label)
+            for e in first.entries {
+                let f = try XCTUnwrap(second.entry(e.name), e.name)
+                XCTAssertEqual(f.dtypeName, "BF16", "\(label) \(e.name)")
+                XCTAssertEqual(f.shape, e.shape, "\(label) \(e.name)")
+                XCTAssertEqual(bytes(try second.storedTensor(f)), bytes(try first.storedTensor(e)), "\(label) \(e.name) bytes")
+            }
+            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: tmp.file("b/model.safetensors"))),
+                           try Data(contentsOf: URL(fileURLWithPath: tmp.file("a/model.safetensors"))), "\(label): the same file, tensors in its order")
+            let written = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: tmp.file("b/config.json")))) as? [String: Any])
+            XCTAssertEqual(written["bos_token_id"] as? Int, 3, label)
+            XCTAssertEqual(written["eos_token_id"] as? [Int], [2, 5], label)
+            XCTAssertEqual(written["torch_dtype"] as? String, "bfloat16", label)
+        }
+    }
+
     func testRefusesToOverwriteItsInput() throws {
         let model = TinyModel.qwen2(seed: 35)
         let tmp = TemporaryFolder()

@@ -794,6 +794,17 @@ final class ServerTests: XCTestCase {
         for host in ["0.0.0.0", "192.168.1.10", "127.0.0.300", "example.com", "::", "10.0.0.1", "127.0.0"] {
             XCTAssertFalse(ServerConfiguration.isLoopback(host), host)
         }
+        for host in ["127.0.0.1", "0.0.0.0", "::", "[::1]", "fe80::1", "fe80::1%eth0", "localhost", "my-host.example.com",
+                     "host.example.", "engram_server", "h1"] {
+            XCTAssertNil(ServerConfiguration.hostProblem(host), host)
+        }
+        XCTAssertEqual(ServerConfiguration.bareHost("[::1]"), "::1", "the listener takes IPv6 without brackets")
+        XCTAssertEqual(ServerConfiguration.bareHost("127.0.0.1"), "127.0.0.1")
+        for (host, problem) in [("999.1.1.1", "not a valid IPv4 address"), ("127.0.0", "not a valid IPv4 address"),
+                                ("1::2::3", "not a valid IPv6 address"), ("", "is empty"), ("bad host", "neither"),
+                                ("-x.com", "neither"), ("a..b", "neither"), ("fe80::1%", "not a valid IPv6")] {
+            XCTAssertTrue(ServerConfiguration.hostProblem(host)?.contains(problem) == true, "\(host): \(String(describing: ServerConfiguration.hostProblem(host)))")
+        }
         XCTAssertNil(try ServerConfiguration.loadToken(file: nil, environment: [:]))
         XCTAssertEqual(try ServerConfiguration.loadToken(file: nil, environment: ["ENGRAM_SERVER_TOKEN": " abcdefghijklmnop\n"]), "abcdefghijklmnop")
         XCTAssertThrowsError(try ServerConfiguration.loadToken(file: nil, environment: ["ENGRAM_SERVER_TOKEN": "short"]))

@@ -33,15 +33,18 @@ final class TinyModelTests: XCTestCase {
         XCTAssertGreaterThan(a.map(abs).max() ?? 0, 0.1)
     }
 
-    func testBF16SafetensorsAndPermutationFromBF16() throws {
-        var model = TinyModel.llama(seed: 11)
-        model.roundToBF16()
-        let tmp = TemporaryFolder()
-        try model.writeHuggingFace(to: tmp.file("bf16"), bf16: true)
-        let ck = try ModelLoader.checkpoint(tmp.file("bf16"))
-        XCTAssertEqual(ck.tensors["blk.0.ffn_up.weight"]?.dtype, .bf16, "untransformed tensors stay mapped in their type")
-        XCTAssertEqual(ck.tensors["blk.0.attn_q.weight"]?.dtype, .f32, "permuted tensors become float32 copies")
-        try assertLogits(ck, model, label: "llama bf16")
+    /// BF16 folders: every tensor stays BF16, the reordered ones too (LLaMA's Q/K rows, GPT-2's transposed
+    /// Conv1D weights: 2-byte elements moved), and the logits match the reference.
+    func testBF16SafetensorsAndReorderedTensors() throws {
+        for (label, original) in [("llama", TinyModel.llama(seed: 11)), ("gpt2", TinyModel.gpt2(seed: 12))] {
+            var model = original
+            model.roundToBF16()
+            let tmp = TemporaryFolder()
+            try model.writeHuggingFace(to: tmp.file("bf16"), bf16: true)
+            let ck = try ModelLoader.checkpoint(tmp.file("bf16"))
+            XCTAssertEqual(Set(ck.tensors.values.map(\.dtype)), [.bf16], label)
+            try assertLogits(ck, model, label: "\(label) bf16")
+        }
     }
 
     func testShardedSafetensors() throws {

@@ -216,6 +216,44 @@ public struct EditPatch: @unchecked Sendable {
         }
     }
 
+    /// Checks that `model` holds this patch's stored originals plus ΔW: `patch revert` writes the originals
+    /// back, which would silently discard anything else that changed those weights. `storedType` gives the
+    /// type each weight has in the checkpoint the model was read from: an edited checkpoint stores original
+    /// + ΔW rounded to that type (BF16 keeps 8 significant bits), so each element may differ from the float32
+    /// sum by half a unit in its last place, on top of float32 rounding across the weight.
+    public func checkHeld(by model: LanguageModel, storedType: (EditableWeight) -> DType?, checkpoint: String) throws {
+        for o in originals {
+            let w = model.weight(o.weight)
+            guard o.shape.reduce(1, *) == w.count else {
+                throw EngramError.invalidArgument("\(checkpoint): the patch's original \(o.weight.name) has shape \(o.shape), the checkpoint's weight has \(w.rows)×\(w.cols)")
+            }
+            var expected = [Float](repeating: 0, count: w.count)
+            o.values(into: &expected)
+            for d in deltas where d.weight == o.weight {
+                let delta = d.denseDelta()
+                for i in 0..<w.count { expected[i] += delta.pointer[i] }
+            }
+            let relative: Float
+            switch storedType(o.weight) {
+            case .bf16?: relative = 0x1p-8
+            case .f16?: relative = 0x1p-11
+            default: relative = 0
+            }
+            var scale: Float = 1e-12
+            for e in expected { scale = max(scale, abs(e)) }
+            var worst: Float = 0
+            for i in 0..<w.count {
+                let difference = abs(w.pointer[i] - expected[i])
+                // NaN never compares greater: count it as infinitely far.
+                let excess = difference.isNaN ? .infinity : difference - relative * abs(expected[i])
+                worst = max(worst, excess)
+            }
+            if worst > 1e-4 * scale {
+                throw EngramError.invalidArgument("\(checkpoint): \(o.weight.name) does not hold this patch's edit (largest difference \(worst) beyond the rounding of its stored type); use --force to write the originals anyway")
+            }
+        }
+    }
+
     /// Writes the deltas into the model's live weights, remembering the exact values overwritten.
     /// Everything is checked before the first weight is touched.
     public func apply(to model: LanguageModel) throws -> AppliedPatch {

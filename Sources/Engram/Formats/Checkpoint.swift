@@ -62,6 +62,12 @@ public final class Checkpoint: @unchecked Sendable {
     public private(set) var tensors: [String: StoredTensor] = [:]
     /// Extra files that came with the checkpoint (e.g. tokenizer.json bytes of a Hugging Face folder).
     public var sidecars: [String: Data] = [:]
+    /// A Hugging Face folder's config.json as read: writing the folder again keeps what the GGUF-style
+    /// metadata has no place for (a list of EOS ids).
+    public var sourceConfig: HuggingFaceConfig?
+    /// A Hugging Face folder's tensor names in the order its files hold them, so that writing the folder
+    /// again (an edit's --out, a revert) lays them out the same way: edited and reverted, it is the same file.
+    public var storedOrder: [String]?
     /// Set by `contentHash()`.
     var cachedHash: String?
     /// Whether quantized weights (of the block types, every one of which has kernels) get their float32 copies only when

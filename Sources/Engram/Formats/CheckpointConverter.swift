@@ -116,7 +116,7 @@ public enum CheckpointConverter {
     static func writeHuggingFace(_ ck: Checkpoint, out: String, dtype: DType?, replacing: [String: Matrix],
                                  extraFiles: [String: Data]) throws {
         let config = try ModelLoader.config(ck)
-        let tensors = try ck.tensorNames.map { name -> WritableTensor in
+        let tensors = try (ck.storedOrder ?? ck.tensorNames).map { name -> WritableTensor in
             let t = try ck.tensor(name)
             guard let hfName = TensorNames.huggingFace(canonical: name, architecture: config.architecture) else {
                 throw EngramError.tensor(file: t.file, tensor: name, detail: "has no Hugging Face \(config.architecture.rawValue) equivalent; cannot convert to safetensors")
@@ -137,9 +137,13 @@ public enum CheckpointConverter {
                 try file.writeFloats(hf.pointer, count: hf.count, as: type)
             }
         }
-        let hfConfig = HuggingFaceConfig(config, bos: ck.metadata["tokenizer.ggml.bos_token_id"]?.int,
+        var hfConfig = HuggingFaceConfig(config, bos: ck.metadata["tokenizer.ggml.bos_token_id"]?.int,
                                          eos: ck.metadata["tokenizer.ggml.eos_token_id"]?.int,
                                          dtype: Set(tensors.map(\.dtype)).count == 1 ? tensors[0].dtype : .f32)
+        if let source = ck.sourceConfig {
+            hfConfig.bosTokenID = source.bosTokenID ?? hfConfig.bosTokenID
+            hfConfig.eosTokenID = source.eosTokenID ?? hfConfig.eosTokenID
+        }
         var files = ck.sidecars
         for (name, data) in extraFiles { files[name] = data }
         for name in files.keys {

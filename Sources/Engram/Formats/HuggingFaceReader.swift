@@ -3,8 +3,8 @@ import Foundation
 /// Reads a Hugging Face checkpoint folder: config.json plus `model.safetensors`, or a sharded
 /// `model.safetensors.index.json` and its shards. The config is translated into GGUF metadata keys
 /// and tensors into canonical names and layouts, so the models never know which format they came from.
-/// Tensors whose layout differs (LLaMA Q/K, GPT-2 Conv1D) become owned float32 copies; the others
-/// stay mapped in their stored type.
+/// Tensors whose layout differs (LLaMA Q/K, GPT-2 Conv1D) become owned reordered copies in their stored
+/// type; the others stay mapped.
 public enum HuggingFaceReader {
     /// Files kept beside the weights for the tokenizer and generation defaults.
     public static let sidecarFiles = ["tokenizer.json", "tokenizer.model", "tokenizer_config.json", "generation_config.json",
@@ -49,6 +49,8 @@ public enum HuggingFaceReader {
         }
 
         let checkpoint = Checkpoint(location: folder, format: .safetensors, metadata: metadata(config, folder: folder))
+        checkpoint.sourceConfig = hfConfig
+        var offsets: [String: (Int, Int)] = [:]  // file index, byte offset
         for (canonical, canonicalShape) in TensorNames.expected(for: config) {
             let transform = TensorNames.transform(canonical: canonical, config: config)
             guard let item = byCanonical.removeValue(forKey: canonical) else {
@@ -64,12 +66,17 @@ public enum HuggingFaceReader {
             if transform == .none {
                 checkpoint.add(stored)
             } else {
-                let source = stored.matrix()
-                let buffer = LayoutTransforms.toCanonical(source.pointer, shape: item.entry.shape, transform)
-                checkpoint.add(StoredTensor(name: canonical, dtype: .f32, shape: canonicalShape, data: UnsafeRawPointer(buffer.pointer),
-                                            byteCount: buffer.count * 4, file: item.file.path, owner: buffer))
+                // The stored elements moved as they are (safetensors tensors here are F32, F16 or BF16):
+                // a BF16 tensor stays BF16, for writing and for memory, with the same values.
+                let bytes = NSMutableData(length: stored.byteCount)!
+                LayoutTransforms.move(stored.data, into: bytes.mutableBytes, elementBytes: stored.dtype.blockBytes,
+                                      shape: item.entry.shape, transform, inverse: false)
+                checkpoint.add(StoredTensor(name: canonical, dtype: stored.dtype, shape: canonicalShape, data: UnsafeRawPointer(bytes.bytes),
+                                            byteCount: stored.byteCount, file: item.file.path, owner: bytes))
             }
+            offsets[canonical] = (files.firstIndex { $0 === item.file } ?? 0, item.entry.offset)
         }
+        checkpoint.storedOrder = checkpoint.tensorNames.sorted { offsets[$0]! < offsets[$1]! }
         if let (canonical, item) = byCanonical.first {
             // Only reachable for tensors of layers beyond num_hidden_layers.
             throw EngramError.tensor(file: item.file.path, tensor: item.hfName,

@@ -162,16 +162,17 @@ public enum TensorNames {
     }
 }
 
-/// The row and axis shuffles between Hugging Face and canonical layouts, on float32 data.
+/// The row and axis shuffles between Hugging Face and canonical layouts. They only move elements, so
+/// they work on the stored bytes of any unquantized type (F32, F16, BF16) and never change a value.
 public enum LayoutTransforms {
     /// Hugging Face → canonical.
     public static func toCanonical(_ source: UnsafePointer<Float>, shape: [Int], _ transform: LayoutTransform) -> FloatBuffer {
-        apply(source, shape: shape, transform, inverse: false)
+        floats(source, shape: shape, transform, inverse: false)
     }
 
     /// Canonical → Hugging Face.
     public static func toHuggingFace(_ source: UnsafePointer<Float>, shape: [Int], _ transform: LayoutTransform) -> FloatBuffer {
-        apply(source, shape: shape, transform, inverse: true)
+        floats(source, shape: shape, transform, inverse: true)
     }
 
     /// The shape a tensor has on the Hugging Face side given its canonical shape (and conversely:
@@ -180,34 +181,52 @@ public enum LayoutTransforms {
         transform == .transpose && shape.count == 2 ? [shape[1], shape[0]] : shape
     }
 
-    static func apply(_ source: UnsafePointer<Float>, shape: [Int], _ transform: LayoutTransform, inverse: Bool) -> FloatBuffer {
+    static func floats(_ source: UnsafePointer<Float>, shape: [Int], _ transform: LayoutTransform, inverse: Bool) -> FloatBuffer {
+        let out = FloatBuffer(count: shape.reduce(1, *), zeroed: false)
+        move(UnsafeRawPointer(source), into: UnsafeMutableRawPointer(out.pointer), elementBytes: 4, shape: shape, transform, inverse: inverse)
+        return out
+    }
+
+    /// Moves the elements of `source` (a tensor of `shape` on the side `inverse` says) into `out`, each
+    /// `elementBytes` (2 or 4) wide.
+    static func move(_ source: UnsafeRawPointer, into out: UnsafeMutableRawPointer, elementBytes: Int, shape: [Int],
+                     _ transform: LayoutTransform, inverse: Bool) {
         let count = shape.reduce(1, *)
-        let out = FloatBuffer(count: count, zeroed: false)
         let rows = shape.first ?? 1, cols = rows == 0 ? 0 : count / rows
         switch transform {
         case .none:
-            out.pointer.update(from: source, count: count)
+            out.copyMemory(from: source, byteCount: count * elementBytes)
         case .transpose:
-            // [rows, cols] → [cols, rows]; the same loop serves both directions.
-            for r in 0..<rows {
-                let src = source + r * cols
-                for c in 0..<cols { out.pointer[c * rows + r] = src[c] }
+            // [rows, cols] → [cols, rows]; the same loop serves both directions. Elements are moved as
+            // 16- or 32-bit words (a copy call per element would be far slower); safetensors does not
+            // promise aligned data, hence unaligned loads.
+            func transpose<Word: FixedWidthInteger>(_: Word.Type) {
+                for r in 0..<rows {
+                    for c in 0..<cols {
+                        let word = source.loadUnaligned(fromByteOffset: (r * cols + c) * elementBytes, as: Word.self)
+                        out.storeBytes(of: word, toByteOffset: (c * rows + r) * elementBytes, as: Word.self)
+                    }
+                }
+            }
+            switch elementBytes {
+            case 2: transpose(UInt16.self)
+            case 4: transpose(UInt32.self)
+            default: preconditionFailure("layout transforms move 2- or 4-byte elements, not \(elementBytes)")
             }
         case let .interleaveRotaryHalves(heads):
             // Per head of `headDim` rows: HF row (half j, index i) ↔ llama.cpp row (pair i, member j),
             // i.e. the [heads, 2, headDim/2] → [heads, headDim/2, 2] axis swap of llama.cpp's converter.
-            let headDim = rows / heads, half = headDim / 2
+            let headDim = rows / heads, half = headDim / 2, rowBytes = cols * elementBytes
             for h in 0..<heads {
                 for i in 0..<half {
                     for j in 0..<2 {
                         let hfRow = h * headDim + j * half + i
                         let ggufRow = h * headDim + 2 * i + j
                         let (from, to) = inverse ? (ggufRow, hfRow) : (hfRow, ggufRow)
-                        (out.pointer + to * cols).update(from: source + from * cols, count: cols)
+                        (out + to * rowBytes).copyMemory(from: source + from * rowBytes, byteCount: rowBytes)
                     }
                 }
             }
         }
-        return out
     }
 }
