@@ -4,7 +4,8 @@ and how many records each run wins. Tells a real gap from noise when two methods
 
   python3 results/paired_difference.py A.json B.json [--timing final|post] [--metrics m1,m2,...]
 
-Standard library only; `engram eval --json` files (format engram-eval-1).
+Standard library only; `engram eval --json` files (format engram-eval-1), and the CounterFact scores of
+benchmarks/editing/easyedit_sequential.py (format easyedit-sequential-1).
 """
 import argparse
 import json
@@ -18,9 +19,13 @@ DEFAULT_METRICS = ["counterfact.efficacy_score", "counterfact.efficacy_magnitude
 def per_record(path, timing):
     with open(path) as f:
         run = json.load(f)
+    if run.get("format") == "easyedit-sequential-1":
+        # benchmarks/editing/easyedit_sequential.py: EasyEdit's MEMIT scored with the same keys.
+        return "EasyEdit " + run["method"], {str(r["case_id"]): r.get(timing) or {} for r in run["per_record"]}
     if run.get("format") != "engram-eval-1":
-        raise SystemExit(f"{path}: not an `engram eval --json` file (format {run.get('format')!r})")
-    return run["header"]["method"]["name"], {r["case_id"]: r.get(timing) or {} for r in run["records"] if not r.get("error")}
+        raise SystemExit(f"{path}: neither an `engram eval --json` file nor an easyedit_sequential.py one "
+                         f"(format {run.get('format')!r})")
+    return run["header"]["method"]["name"], {str(r["case_id"]): r.get(timing) or {} for r in run["records"] if not r.get("error")}
 
 
 def bootstrap_interval(diffs, rounds=5000, seed=0):

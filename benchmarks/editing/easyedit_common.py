@@ -67,6 +67,68 @@ def setup_memit(args):
     return hp, model, tok, load, modules
 
 
+# --- What the MEMIT runners share (easyedit_memit.py, easyedit_sequential.py) ------------------------------
+
+TEMPLATE_SEEDS = ["The", "Therefore", "Because", "I", "You"]  # EasyEdit's (and Engram's) template seed words
+
+
+def add_memit_args(ap):
+    import corpus
+    ap.add_argument("--corpus", default=corpus.DEFAULT_PATH)
+    ap.add_argument("--max-length", type=int, default=MAX_LENGTH)
+    ap.add_argument("--stats-dir", help="EasyEdit stats_dir (default: per corpus under $ENGRAM_HOME/bench)")
+    ap.add_argument("--templates", default="10,10",
+                    help="LENGTH,COUNT of the generated context templates (Engram's MEMIT yaml: 10,10); "
+                         "'easyedit' keeps EasyEdit's MEMIT default (10, 5)")
+    ap.add_argument("--generation", choices=["llama", "as-is"], default="llama",
+                    help="llama: mark the model so that EasyEdit's generate_fast takes its LLaMA branch "
+                         "(easyedit_common.llama_generation); as-is: the folder name decides (non-LLaMA branch)")
+
+
+def memit_statistics(args, hp, model, tok, layer_stats_module):
+    """The statistics as MEMIT's get_cov reads them, {layer: CombinedStat}, and the seconds spent preparing
+    them: when they are not cached, `easyedit_stats.py prepare` collects them in a child process (so that
+    this process's peak RSS stays the edit's). Leaves layer_stats unable to collect."""
+    import subprocess
+    import time
+
+    def cached():
+        forbid_collection(layer_stats_module)
+        try:
+            return {l: layer_stats_module.layer_stats(
+                        model, tok, hp.rewrite_module_tmp.format(l), hp.stats_dir, hp.mom2_dataset,
+                        to_collect=["mom2"], sample_size=hp.mom2_n_samples, precision=hp.mom2_dtype, hparams=hp)
+                    for l in hp.layers}
+        except FileNotFoundError:
+            return None
+
+    stats = cached()
+    if stats is not None:
+        return stats, None
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, os.path.join(HERE, "easyedit_stats.py"), "prepare", "--tree", args.tree,
+                    "--model", args.model, "--hparams", args.hparams, "--threads", str(args.threads),
+                    "--corpus", args.corpus, "--max-length", str(args.max_length), "--stats-dir", hp.stats_dir],
+                   check=True)
+    seconds = time.perf_counter() - t0
+    stats = cached()
+    assert stats is not None, "statistics still missing after easyedit_stats.py prepare"
+    return stats, seconds
+
+
+def memit_context_templates(memit_main, model, tok, setting):
+    """MEMIT's context templates, stored in its cache: 'easyedit' keeps its (10, 5) default; 'LENGTH,COUNT'
+    formats COUNT generated prefixes of LENGTH tokens as EasyEdit formats its group (Engram's [[10, 10]])."""
+    if setting == "easyedit":
+        return memit_main.get_context_templates(model, tok)
+    length, count = map(int, setting.split(","))
+    memit_main.CONTEXT_TEMPLATES_CACHE = [["{}"], [
+        f.replace("{", " ").replace("}", " ") + ". {}"
+        for f in memit_main.generate_fast(model, tok, TEMPLATE_SEEDS, n_gen_per_prompt=count // len(TEMPLATE_SEEDS),
+                                          max_out_len=length)]]
+    return memit_main.CONTEXT_TEMPLATES_CACHE
+
+
 # --- Statistics corpus: Engram's documents for EasyEdit's layer_stats ------------------------------------
 
 MAX_LENGTH = 256  # Engram's KeyStatisticsCollector.maxLength (engram stats --max-length default)
@@ -260,16 +322,22 @@ def target_nll(model, tok, prompt, target):
     return float(-logp[n - 1:-1].gather(1, gold[:, None]).mean())
 
 
-def counterfact_scores(model, tok, record):
+def counterfact_nlls(model, tok, record):
+    """Mean NLL of the new and the true target after the prompt, the paraphrase and the neighborhood prompt:
+    {"efficacy": (new, true), "paraphrase": (...), "neighborhood": (...)}."""
+    new, true = record["target_new"], record["ground_truth"]
+    return {name: (target_nll(model, tok, record[key], new), target_nll(model, tok, record[key], true))
+            for name, key in (("efficacy", "prompt"), ("paraphrase", "rephrase_prompt"),
+                              ("neighborhood", "locality_prompt"))}
+
+
+def counterfact_scores(model, tok, record, nlls=None):
     """CounterFact ES/PS/NS of one record (1 or 0 each): is the new target more probable than the true one
     on the prompt and the paraphrase, and the true one more probable on the neighborhood prompt."""
-    new, true = record["target_new"], record["ground_truth"]
-
-    def nll(prompt):
-        return target_nll(model, tok, prompt, new), target_nll(model, tok, prompt, true)
-
-    (en, et), (pn, pt), (nn, nt) = nll(record["prompt"]), nll(record["rephrase_prompt"]), nll(record["locality_prompt"])
-    return {"efficacy": float(en < et), "paraphrase": float(pn < pt), "neighborhood": float(nn > nt)}
+    n = nlls or counterfact_nlls(model, tok, record)
+    return {"efficacy": float(n["efficacy"][0] < n["efficacy"][1]),
+            "paraphrase": float(n["paraphrase"][0] < n["paraphrase"][1]),
+            "neighborhood": float(n["neighborhood"][0] > n["neighborhood"][1])}
 
 
 def mean(xs):

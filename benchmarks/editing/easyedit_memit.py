@@ -15,27 +15,14 @@ original weights are written back.
 """
 import json
 import os
-import subprocess
-import sys
 import time
 
 import easyedit_common as ec
 import corpus
 from sittings import Sittings
 
-SEEDS = ["The", "Therefore", "Because", "I", "You"]  # EasyEdit's (and Engram's) template seed words
-
-
 def add_args(ap):
-    ap.add_argument("--corpus", default=corpus.DEFAULT_PATH)
-    ap.add_argument("--max-length", type=int, default=ec.MAX_LENGTH)
-    ap.add_argument("--stats-dir", help="EasyEdit stats_dir (default: per corpus under $ENGRAM_HOME/bench)")
-    ap.add_argument("--templates", default="10,10",
-                    help="LENGTH,COUNT of the generated context templates (Engram's MEMIT yaml: 10,10); "
-                         "'easyedit' keeps EasyEdit's MEMIT default (10, 5)")
-    ap.add_argument("--generation", choices=["llama", "as-is"], default="llama",
-                    help="llama: mark the model so that EasyEdit's generate_fast takes its LLaMA branch "
-                         "(easyedit_common.llama_generation); as-is: the folder name decides (non-LLaMA branch)")
+    ec.add_memit_args(ap)
     ap.add_argument("--engram-json", help="engram_runs.py memit output, to compare the statistics with Engram's")
     ap.add_argument("--z-cache", help="folder for EasyEdit's v* cache, so that a run cut short (session end) "
                                       "resumes where it stopped; see sittings.py")
@@ -50,29 +37,7 @@ memit_main, ls = ee.memit_main, ee.layer_stats
 name_for_generation = ec.llama_generation(model) if args.generation == "llama" else model.name_or_path
 
 
-def cached_statistics():
-    """The statistics as MEMIT's get_cov reads them, or None when layer_stats would have to collect."""
-    ec.forbid_collection(ls)
-    try:
-        return {l: ls.layer_stats(model, tok, hp.rewrite_module_tmp.format(l), hp.stats_dir, hp.mom2_dataset,
-                                  to_collect=["mom2"], sample_size=hp.mom2_n_samples, precision=hp.mom2_dtype,
-                                  hparams=hp)
-                for l in hp.layers}
-    except FileNotFoundError:
-        return None
-
-
-stats = cached_statistics()
-prepare_seconds = None
-if stats is None:
-    t0 = time.perf_counter()
-    subprocess.run([sys.executable, os.path.join(ec.HERE, "easyedit_stats.py"), "prepare", "--tree", args.tree,
-                    "--model", args.model, "--hparams", args.hparams, "--threads", str(args.threads),
-                    "--corpus", args.corpus, "--max-length", str(args.max_length), "--stats-dir", hp.stats_dir],
-                   check=True)
-    prepare_seconds = time.perf_counter() - t0
-    stats = cached_statistics()
-    assert stats is not None, "statistics still missing after easyedit_stats.py prepare"
+stats, prepare_seconds = ec.memit_statistics(args, hp, model, tok, ls)
 comparison = None
 if args.engram_json and os.path.exists(args.engram_json):
     with open(args.engram_json) as f:
@@ -82,18 +47,6 @@ if args.engram_json and os.path.exists(args.engram_json):
 del stats
 # A stand-in that would raise if anything inside the timed edit tried to collect statistics.
 ec.forbid_collection(ls)
-
-
-def context_templates():
-    if args.templates == "easyedit":
-        return memit_main.get_context_templates(model, tok)
-    length, count = map(int, args.templates.split(","))
-    # EasyEdit's MEMIT formatting of its (10, 5) group, with Engram's length and count.
-    memit_main.CONTEXT_TEMPLATES_CACHE = [["{}"], [
-        f.replace("{", " ").replace("}", " ") + ". {}"
-        for f in memit_main.generate_fast(model, tok, SEEDS, n_gen_per_prompt=count // len(SEEDS), max_out_len=length)]]
-    return memit_main.CONTEXT_TEMPLATES_CACHE
-
 
 records = ec.load_records(args.data, args.limit)
 requests = [dict(ec.request(r), case_id=r.get("case_id", i)) for i, r in enumerate(records)]
@@ -112,7 +65,7 @@ memit_main.COV_CACHE.clear()
 if sittings:
     sittings.start()
 t0 = time.perf_counter()
-templates = context_templates()
+templates = ec.memit_context_templates(memit_main, model, tok, args.templates)
 t1 = time.perf_counter()
 if sittings:
     sittings.templates_made(templates, t1 - t0)
