@@ -21,6 +21,7 @@ import easyedit_common as ec
 import corpus
 from sittings import Sittings
 
+
 def add_args(ap):
     ec.add_memit_args(ap)
     ap.add_argument("--engram-json", help="engram_runs.py memit output, to compare the statistics with Engram's")
