@@ -333,7 +333,8 @@ def counterfact_nlls(model, tok, record):
 
 def counterfact_scores(model, tok, record, nlls=None):
     """CounterFact ES/PS/NS of one record (1 or 0 each): is the new target more probable than the true one
-    on the prompt and the paraphrase, and the true one more probable on the neighborhood prompt."""
+    on the prompt and the paraphrase, and the true one more probable on the neighborhood prompt. `nlls`:
+    counterfact_nlls of the record, when already computed."""
     n = nlls or counterfact_nlls(model, tok, record)
     return {"efficacy": float(n["efficacy"][0] < n["efficacy"][1]),
             "paraphrase": float(n["paraphrase"][0] < n["paraphrase"][1]),

@@ -51,17 +51,21 @@ settings = {"data": os.path.abspath(args.data), "records": len(records), "batch_
             "hparams": {k: v for k, v in vars(hp).items() if k != "stats_dir"}}
 
 
-def row(nlls):
-    """One record's scores in the names of `engram eval --json` (fractions, as there)."""
-    (en, et), (pn, pt), (nn, nt) = nlls["efficacy"], nlls["paraphrase"], nlls["neighborhood"]
-    return {"counterfact.efficacy_score": float(en < et), "counterfact.efficacy_magnitude": math.exp(-en) - math.exp(-et),
-            "counterfact.paraphrase_score": float(pn < pt), "counterfact.paraphrase_magnitude": math.exp(-pn) - math.exp(-pt),
-            "counterfact.neighborhood_score": float(nn > nt),
-            "counterfact.neighborhood_magnitude": math.exp(-nt) - math.exp(-nn), "nll": nlls}
+def row(record, nlls):
+    """One record's scores in the names of `engram eval --json` (fractions, as there): the scorer's 0/1
+    scores, and the magnitudes, differences of exp(−NLL) with the new target first (the true one first for
+    the neighborhood prompt)."""
+    scores = ec.counterfact_scores(model, tok, record, nlls)
+    out = {"nll": nlls}
+    for name, (new, true) in nlls.items():
+        sign = -1 if name == "neighborhood" else 1
+        out[f"counterfact.{name}_score"] = scores[name]
+        out[f"counterfact.{name}_magnitude"] = sign * (math.exp(-new) - math.exp(-true))
+    return out
 
 
 def score(indices):
-    return {i: row(ec.counterfact_nlls(model, tok, records[i])) for i in indices}
+    return {i: row(records[i], ec.counterfact_nlls(model, tok, records[i])) for i in indices}
 
 
 # --- resumable state: the rewritten weights and the scores so far, after each batch ----------------------
